@@ -1,0 +1,5 @@
+"""`python -m pianocomposer` runs the command line."""
+
+from pianocomposer.cli import main
+
+main()

@@ -1,0 +1,120 @@
+"""The model bundle: Keras model(s), vocabulary, config, encoding, seeds and history in one folder.
+
+Schema (bundle.json, format version 1): `format` "pianocomposer-bundle", `version`, `encoding` (name),
+`vocabulary` (token list; id = position), `config` (ModelConfig fields), `seeds` (token windows from the
+training songs for seeding generation), `split` (training/validation song names), `training` (epochs done,
+best epoch, best validation loss, per-epoch history, options). Beside it: `model.keras` (the best weights,
+no optimizer), `last.keras` (the last epoch with optimizer state, for --resume), `history.csv`, `loss.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pianocomposer._util import import_keras
+from pianocomposer.atomic import atomic_path, write_json
+from pianocomposer.config import BUNDLE_FORMAT_VERSION, ModelConfig
+from pianocomposer.errors import PianoComposerError, first_line
+from pianocomposer.vocab import Vocabulary
+
+BUNDLE_FILE = "bundle.json"
+BEST_MODEL = "model.keras"
+LAST_MODEL = "last.keras"
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: its metadata and one Keras model (best or last)."""
+
+    path: Path
+    meta: dict
+    config: ModelConfig
+    vocabulary: Vocabulary
+    model: object
+
+    @property
+    def encoding(self) -> str:
+        """Name of the encoding the model was trained on."""
+        return self.meta["encoding"]
+
+
+def has_bundle(folder: Path) -> bool:
+    """Whether folder holds a bundle."""
+    return (Path(folder) / BUNDLE_FILE).is_file()
+
+
+def read_meta(folder: Path) -> dict:
+    """bundle.json, checked for format and version."""
+    path = Path(folder) / BUNDLE_FILE
+    if not path.is_file():
+        raise PianoComposerError(f"{folder}: no model bundle here ({BUNDLE_FILE} missing); "
+                                 "train one with `pianocomposer train`")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or meta.get("format") != "pianocomposer-bundle":
+            raise ValueError("not a pianocomposer bundle")
+        if not isinstance(meta.get("version"), int):
+            raise TypeError("no format version")
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise PianoComposerError(f"{path}: unreadable bundle file ({exc})") from None
+    if meta["version"] > BUNDLE_FORMAT_VERSION:
+        raise PianoComposerError(f"{path}: bundle format version {meta['version']} is newer than this "
+                                 f"pianocomposer reads ({BUNDLE_FORMAT_VERSION}); upgrade pianocomposer")
+    return meta
+
+
+def _check_model(model, vocab_size: int, config: ModelConfig, path: Path) -> None:
+    """Explain, in one line, any way the model's layers disagree with the bundle's vocabulary or config."""
+    names = {layer.name for layer in model.layers}
+    expected = {"embedding", "dense", "logits"} | {f"lstm_{i + 1}" for i in range(config.lstm_layers)}
+    if not expected <= names:
+        raise PianoComposerError(f"{path}: not a pianocomposer network (missing layers {sorted(expected - names)})")
+    out_units = model.get_layer("logits").units
+    in_dim = model.get_layer("embedding").input_dim
+    if out_units != vocab_size or in_dim != vocab_size:
+        raise PianoComposerError(f"{path}: the vocabulary has {vocab_size} tokens but the model's output layer has "
+                                 f"{out_units} (embedding {in_dim}); the bundle's files do not belong together")
+    if model.get_layer("lstm_1").units != config.lstm_units:
+        raise PianoComposerError(f"{path}: config says {config.lstm_units} LSTM units, the model has "
+                                 f"{model.get_layer('lstm_1').units}")
+
+
+def load_bundle(folder: Path, which: str = BEST_MODEL, compile: bool = False) -> Bundle:
+    """Load bundle.json and one model file with Keras safe mode, checking that they fit together."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    try:
+        config = ModelConfig.from_dict(meta["config"])
+        vocabulary = Vocabulary(meta["vocabulary"])
+        if len(vocabulary) != len(meta["vocabulary"]):
+            raise ValueError("duplicate tokens in the vocabulary")
+        meta["encoding"], meta["seeds"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PianoComposerError(f"{folder / BUNDLE_FILE}: incomplete bundle file ({exc})") from None
+    path = folder / which
+    if not path.is_file():
+        raise PianoComposerError(f"{path}: model file missing from the bundle")
+    if not zipfile.is_zipfile(path):
+        raise PianoComposerError(f"{path}: not a Keras model file (truncated or not a .keras zip)")
+    keras = import_keras()
+
+    try:
+        model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except Exception as exc:
+        raise PianoComposerError(f"{path}: cannot load the Keras model ({first_line(exc)})") from None
+    _check_model(model, len(vocabulary), config, path)
+    return Bundle(folder, meta, config, vocabulary, model)
+
+
+def save_model(model, target: Path) -> None:
+    """Save a Keras model atomically."""
+    with atomic_path(target) as tmp:
+        model.save(tmp)
+
+
+def save_meta(folder: Path, meta: dict) -> None:
+    """Write bundle.json atomically, stamped with the format version."""
+    write_json(Path(folder) / BUNDLE_FILE, {"format": "pianocomposer-bundle", "version": BUNDLE_FORMAT_VERSION, **meta})

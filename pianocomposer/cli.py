@@ -1,0 +1,159 @@
+"""Command line: thin Typer wrappers that turn options into calls of the stage functions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pianocomposer.config import DEFAULT_DATA_DIR, DEFAULT_MIDI_DIR, DEFAULT_OUTPUT_DIR, DEFAULT_WEIGHTS_DIR
+from pianocomposer.errors import PianoComposerError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Learn music from a folder of MIDI files and compose new MIDI and audio.")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object with the result instead of prose.")]
+
+
+def _emit(as_json: bool, payload: dict, lines: list[str]) -> None:
+    """Print the result as JSON for scripts, or as lines for people."""
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        for line in lines:
+            typer.echo(line)
+
+
+@app.command()
+def extract(
+    input: Annotated[Path, typer.Option("--input", "-i", help="Folder of .mid/.midi files (searched recursively).")]
+    = DEFAULT_MIDI_DIR,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for tokens.json.")] = DEFAULT_DATA_DIR,
+    encoding: Annotated[str, typer.Option(help="Token encoding.")] = "cpc",
+    timeout: Annotated[float, typer.Option(help="Seconds allowed to parse one file.")] = 60.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Parse MIDI files into note/chord tokens (skipping and naming files that cannot be read)."""
+    from pianocomposer.extract import extract as run
+
+    data = run(input, out, encoding=encoding, timeout_s=timeout)
+    tokens = sum(len(s.tokens) for s in data.songs)
+    if not as_json:
+        for s in data.skipped:
+            typer.echo(f"skipped {s.source}: {s.reason}", err=True)
+    _emit(as_json, {"tokens_file": str(out / "tokens.json"), "ok": len(data.songs), "skipped": len(data.skipped),
+                    "reused": data.reused, "tokens": tokens,
+                    "skipped_files": [{"file": s.source, "reason": s.reason} for s in data.skipped]},
+          [f"{len(data.songs)} ok, {len(data.skipped)} skipped ({data.reused} from cache); "
+           f"{tokens} tokens -> {out / 'tokens.json'}"])
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="Folder (or file) with tokens.json from `extract`.")] = DEFAULT_DATA_DIR,
+    weights: Annotated[Path, typer.Option(help="Bundle folder to write.")] = DEFAULT_WEIGHTS_DIR,
+    epochs: Annotated[int, typer.Option(help="Epochs to run now (added to earlier ones with --resume).")] = 50,
+    preset: Annotated[str, typer.Option(help="paper (3x512 LSTM, the design) or quick (small, for demos).")]
+    = "paper",
+    val_split: Annotated[float, typer.Option(help="Share of whole songs held out for validation.")] = 0.1,
+    resume: Annotated[bool, typer.Option(help="Continue the last bundle in --weights (optimizer, epoch, history).")]
+    = False,
+    batch_size: Annotated[int | None, typer.Option(help="Override the preset's batch size.")] = None,
+    patience: Annotated[int | None, typer.Option(help="Stop after this many epochs without a better val loss.")]
+    = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget; stops cleanly when spent.")] = None,
+    transpose: Annotated[str, typer.Option(help="Augment training songs by semitones, e.g. -3..3.")] = "0",
+    objective: Annotated[str, typer.Option(help="all: every position; last: last only (the original).")] = "all",
+    mixed_precision: Annotated[bool, typer.Option(help="bfloat16 compute (GPU, or CPUs with AMX).")] = False,
+    xla: Annotated[bool | None, typer.Option("--xla/--no-xla", help="Force XLA compilation on or off.")] = None,
+    tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs to WEIGHTS/tensorboard.")] = False,
+    float16: Annotated[bool, typer.Option(help="Store the best model's weights as float16 (half the size).")]
+    = False,
+    seed: Annotated[int, typer.Option(help="Random seed (split, shuffling, initialisation).")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the LSTM; keeps the best (by validation loss) and the last model in the bundle folder."""
+    from pianocomposer.train import train as run
+
+    result = run(data, weights, preset=preset, epochs=epochs, val_split=val_split, resume=resume,
+                 objective=objective, transpose=transpose, batch_size=batch_size, patience=patience,
+                 max_minutes=max_minutes, mixed_precision=mixed_precision,
+                 jit_compile="auto" if xla is None else xla, tensorboard=tensorboard, float16=float16,
+                 seed=seed, progress=not as_json)
+    last = result.history[-1]
+    val = f", val loss {last['val_loss']:.3f} (perplexity {last['val_perplexity']:.1f})" if last["val_loss"] else ""
+    _emit(as_json, {"bundle": str(result.bundle), "epochs": result.epochs, "best_epoch": result.best_epoch,
+                    "best_val_loss": result.best_val_loss, "stopped": result.stopped,
+                    "tokens_per_s": round(result.tokens_per_s, 1), "last": last},
+          [f"epoch {result.epochs}: loss {last['loss']:.3f}{val}; {result.tokens_per_s:,.0f} supervised tokens/s",
+           f"{result.stopped}; best epoch {result.best_epoch}; bundle in {result.bundle}"])
+    if result.stopped.startswith("interrupted"):
+        raise typer.Exit(130)
+
+
+@app.command()
+def generate(
+    weights: Annotated[Path | None, typer.Option(help="Bundle folder [default: weights/ if trained, "
+                                                 "else the shipped weights/default].", show_default=False)] = None,
+    length: Annotated[int, typer.Option(help="Tokens to generate per piece.")] = 500,
+    num_outputs: Annotated[int, typer.Option(help="Pieces to generate together in one batch.")] = 1,
+    out: Annotated[Path, typer.Option(help="Folder for the MIDI and WAV files.")] = DEFAULT_OUTPUT_DIR,
+    seed: Annotated[int | None, typer.Option(help="Random seed: the same seed gives the same pieces.")] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (lower = safer).")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Sample from the k most likely tokens only (0 = all).")] = 0,
+    top_p: Annotated[float, typer.Option(help="Sample from the smallest set holding this probability mass.")]
+    = 0.95,
+    greedy: Annotated[bool, typer.Option(help="Always take the most likely token (the original; loops).")] = False,
+    primer: Annotated[Path | None, typer.Option(help="MIDI file whose notes start every piece.")] = None,
+    primer_tokens: Annotated[str | None, typer.Option(help='Tokens that start every piece, e.g. "C4 E4 G4".')]
+    = None,
+    program: Annotated[int, typer.Option(help="General MIDI program (0 = Acoustic Grand Piano).")] = 0,
+    wav: Annotated[bool, typer.Option("--wav/--no-wav", help="Render WAV audio with FluidSynth.")] = True,
+    soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont for the WAV.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compose new pieces and write them as MIDI (and WAV)."""
+    from pianocomposer.generate import Sampler
+    from pianocomposer.generate import generate as run
+
+    result = run(weights, out, length=length, num_outputs=num_outputs, seed=seed,
+                 sampler=Sampler(temperature, top_k, top_p, greedy), primer=primer, primer_tokens=primer_tokens,
+                 program=program, wav=wav, soundfont=soundfont, progress=not as_json)
+    s = result.seconds
+    _emit(as_json, result.to_json(),
+          [f"{p.midi}" + (f"  {p.wav}" if p.wav else "") + f"  (loop rate {p.loop_rate:.0%})" for p in result.pieces]
+          + [f"{len(result.pieces)} x {length} tokens in {s['generate']:.2f} s ({result.tokens_per_s:,.0f} tokens/s); "
+             f"model load {s['load']:.1f} s, MIDI {s['write']:.2f} s, audio {s['render']:.1f} s"])
+
+
+@app.command()
+def render(
+    files: Annotated[list[Path], typer.Argument(help="MIDI files to render.")],
+    soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont [default: the system General MIDI one].")]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Render MIDI files to WAV (same name, .wav) with FluidSynth."""
+    from pianocomposer.render import render_wav
+
+    written = [render_wav(f, soundfont=soundfont) for f in files]
+    _emit(as_json, {"wav": [str(w) for w in written]}, [str(w) for w in written])
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 1, never a traceback."""
+    try:
+        app()
+    except PianoComposerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

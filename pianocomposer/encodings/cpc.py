@@ -1,0 +1,141 @@
+"""The original Classical-Piano-Composer encoding: a note is its pitch name (`E-4`), notes that start
+together are one chord token of dot-joined normal-order pitch classes (`4.7.11`); no durations or rests."""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import pretty_midi
+
+STEP_QUARTERS = 0.5  # offset between consecutive tokens when decoding (the original's 0.5 quarter)
+NOTE_QUARTERS = 1.0  # duration of every decoded note (the original's default quarter note)
+TEMPO_QPM = 120.0
+VELOCITY = 90
+MIDDLE_C = 60
+
+
+@functools.lru_cache(maxsize=4096)
+def note_token(midi_number: int) -> str:
+    """music21's spelling of a MIDI pitch, e.g. 63 -> 'E-4' (the spelling music21's MIDI import uses)."""
+    from music21 import pitch
+
+    return str(pitch.Pitch(midi=midi_number))
+
+
+@functools.lru_cache(maxsize=4096)
+def note_number(token: str) -> int:
+    """MIDI number of a note token such as 'E-4' or 'C#5'."""
+    from music21 import pitch
+
+    return int(pitch.Pitch(token).midi)
+
+
+@functools.lru_cache(maxsize=4096)
+def chord_token(pitch_classes: frozenset[int]) -> str:
+    """Dot-joined normal order of a set of pitch classes, e.g. {4, 7, 11} -> '4.7.11'."""
+    from music21 import chord
+
+    return ".".join(str(pc) for pc in chord.Chord(sorted(pitch_classes)).normalOrder)
+
+
+def is_chord(token: str) -> bool:
+    """Chord tokens are digits and dots (the original's rule)."""
+    return "." in token or token.isdigit()
+
+
+def chord_pitch_classes(token: str) -> list[int]:
+    """Pitch classes of a chord token, in its normal order."""
+    return [int(pc) for pc in token.split(".")]
+
+
+def token_pitches(token: str) -> list[int]:
+    """MIDI pitches a token sounds: a chord is voiced upwards from its first pitch class above middle C."""
+    if not is_chord(token):
+        return [note_number(token)]
+    pitches: list[int] = []
+    for pc in chord_pitch_classes(token):
+        p = MIDDLE_C + pc
+        while pitches and p <= pitches[-1]:
+            p += 12
+        pitches.append(p)
+    return pitches
+
+
+def onsets_to_tokens(onsets: dict[Fraction, set[int]]) -> list[str]:
+    """One token per onset time: a single pitch is a note token, several are a chord token."""
+    tokens = []
+    for offset in sorted(onsets):
+        pitches = onsets[offset]
+        if len(pitches) == 1:
+            tokens.append(note_token(next(iter(pitches))))
+        else:
+            tokens.append(chord_token(frozenset(p % 12 for p in pitches)))
+    return tokens
+
+
+class CpcEncoding:
+    """Pitch names and pitch-class chords, all pitched parts merged, drum parts skipped."""
+
+    name = "cpc"
+
+    def encode_file(self, path: Path) -> list[str]:
+        """Parse a MIDI file with music21 and return one token per note/chord onset."""
+        from music21 import chord, converter, instrument, note
+
+        score = converter.parse(str(path), format="midi")
+        onsets: dict[Fraction, set[int]] = defaultdict(set)
+        for part in score.parts:
+            inst = part.getInstrument(returnDefault=False)
+            if isinstance(inst, instrument.UnpitchedPercussion) or (inst is not None and inst.midiChannel == 9):
+                continue
+            for el in part.flatten().notes:
+                if isinstance(el, note.Note):
+                    pitches = [el.pitch]
+                elif isinstance(el, chord.Chord):
+                    pitches = [p for p in el.pitches]
+                else:  # unpitched percussion (note.Unpitched, PercussionChord)
+                    continue
+                onsets[Fraction(el.offset)].update(int(p.midi) for p in pitches if 0 <= p.midi <= 127)
+        return onsets_to_tokens({k: v for k, v in onsets.items() if v})
+
+    def decode(self, tokens: Sequence[str], program: int = 0) -> pretty_midi.PrettyMIDI:
+        """Tokens to MIDI with the original timing: a token every half quarter, each a quarter long."""
+        midi = pretty_midi.PrettyMIDI(initial_tempo=TEMPO_QPM)
+        inst = pretty_midi.Instrument(program=program, name=pretty_midi.program_to_instrument_name(program))
+        seconds_per_quarter = 60.0 / TEMPO_QPM
+        sounding: dict[int, pretty_midi.Note] = {}
+        for i, token in enumerate(tokens):
+            start = i * STEP_QUARTERS * seconds_per_quarter
+            end = start + NOTE_QUARTERS * seconds_per_quarter
+            for pitch in token_pitches(token):
+                if not 0 <= pitch <= 127:
+                    continue
+                previous = sounding.get(pitch)
+                if previous is not None and previous.end > start:
+                    previous.end = start  # re-strike: end the held note so its note-off cannot cut the new one
+                sounding[pitch] = pretty_midi.Note(velocity=VELOCITY, pitch=pitch, start=start, end=end)
+                inst.notes.append(sounding[pitch])
+        midi.instruments.append(inst)
+        return midi
+
+    def transpose(self, token: str, semitones: int) -> str | None:
+        """Move a note by semitones (None if it leaves 0..127); rotate a chord's pitch classes."""
+        if is_chord(token):
+            return chord_token(frozenset((pc + semitones) % 12 for pc in chord_pitch_classes(token)))
+        moved = note_number(token) + semitones
+        return note_token(moved) if 0 <= moved <= 127 else None
+
+    def nearest(self, token: str, known: Sequence[str]) -> str | None:
+        """Nearest known note by pitch, or the known chord sharing most pitch classes (None if none shares any)."""
+        if is_chord(token):
+            wanted = set(chord_pitch_classes(token))
+            scored = [(len(wanted & set(chord_pitch_classes(k))), k) for k in known if is_chord(k)]
+            best = max(scored, default=(0, None))
+            return best[1] if best[0] > 0 else None
+        number = note_number(token)
+        notes = [k for k in known if not is_chord(k)]
+        return min(notes, key=lambda k: abs(note_number(k) - number), default=None)

@@ -1,0 +1,221 @@
+"""Stage 1: parse a folder of MIDI files into token lists, one per song, saved as JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pianocomposer.atomic import write_json
+from pianocomposer.config import TOKENS_FILE, TOKENS_FORMAT_VERSION
+from pianocomposer.encodings import get_encoding
+from pianocomposer.errors import PianoComposerError, first_line
+
+MIDI_SUFFIXES = {".mid", ".midi"}
+MAX_FILE_BYTES = 64 * 2**20  # larger files are not songs a user wants to learn from; they are refused unread
+DEFAULT_TIMEOUT_S = 60.0  # per file: one hostile file must not hang the run
+MEMORY_LIMIT_BYTES = 4 * 2**30  # per parsing process
+
+
+@dataclass
+class Song:
+    """The tokens of one MIDI file, with the file they came from."""
+
+    source: str
+    sha256: str
+    tokens: list[str]
+
+
+@dataclass
+class Skipped:
+    """A file that could not be used, and why."""
+
+    source: str
+    sha256: str
+    reason: str
+
+
+@dataclass
+class TokenData:
+    """The contents of a tokens file: songs kept apart, the encoding that made them, what was skipped."""
+
+    encoding: str
+    parser: str
+    songs: list[Song]
+    skipped: list[Skipped] = field(default_factory=list)
+    reused: int = 0
+
+    def to_json(self) -> dict:
+        """The versioned on-disk form."""
+        return {"format": "pianocomposer-tokens", "version": TOKENS_FORMAT_VERSION, "encoding": self.encoding,
+                "parser": self.parser, "songs": [asdict(s) for s in self.songs],
+                "skipped": [asdict(s) for s in self.skipped]}
+
+
+def display_name(path: Path, root: Path) -> str:
+    """path relative to root as printable text, even for file names that are not valid UTF-8."""
+    rel = os.fsencode(path.relative_to(root) if path.is_relative_to(root) else path)
+    return rel.decode("utf-8", "backslashreplace")
+
+
+def find_midi_files(input_dir: Path) -> list[Path]:
+    """Every .mid/.midi file under input_dir, recursively, sorted; symlinked folders are not followed."""
+    found = []
+    for folder, _dirs, files in os.walk(input_dir, followlinks=False):
+        found.extend(Path(folder) / f for f in files if Path(f).suffix.lower() in MIDI_SUFFIXES)
+    return sorted(found)
+
+
+def parser_version() -> str:
+    """The parser whose output the cache is valid for."""
+    from importlib.metadata import version
+
+    return f"music21 {version('music21')}"
+
+
+def load_tokens(path: Path) -> TokenData:
+    """Read a tokens file written by extract, checking its format and version."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / TOKENS_FILE
+    if not path.is_file():
+        raise PianoComposerError(f"{path}: no tokens file; run `pianocomposer extract` first")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != "pianocomposer-tokens":
+            raise ValueError("not a pianocomposer tokens file")
+        if data["version"] > TOKENS_FORMAT_VERSION:
+            raise ValueError(f"format version {data['version']} is newer than this pianocomposer reads "
+                             f"({TOKENS_FORMAT_VERSION}); upgrade pianocomposer")
+        return TokenData(encoding=data["encoding"], parser=data["parser"],
+                         songs=[Song(**s) for s in data["songs"]], skipped=[Skipped(**s) for s in data["skipped"]])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PianoComposerError(f"{path}: unreadable tokens file ({exc})") from None
+
+
+def _child(conn, path: Path, encoding_name: str) -> None:
+    """Runs in a forked process: parse one file under a memory limit and send back JSON."""
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+        tokens = get_encoding(encoding_name).encode_file(path)
+        reply = {"tokens": tokens} if tokens else {"error": "no pitched notes"}
+    except MemoryError:
+        reply = {"error": f"parsing needs more than {MEMORY_LIMIT_BYTES // 2**30} GiB of memory"}
+    except Exception as exc:
+        reply = {"error": f"not a readable MIDI file ({type(exc).__name__}: {first_line(exc)})"}
+    conn.send_bytes(json.dumps(reply).encode())
+    conn.close()
+
+
+def _parse_all(jobs: list[tuple[int, Path]], encoding_name: str, timeout_s: float, workers: int,
+               bar: tqdm) -> dict[int, dict]:
+    """Parse files in forked processes, at most `workers` at a time, each killed after timeout_s."""
+    ctx = multiprocessing.get_context("fork")
+    results: dict[int, dict] = {}
+    pending = list(reversed(jobs))
+    running: dict = {}  # connection -> (process, index, deadline)
+    while pending or running:
+        while pending and len(running) < workers:
+            index, path = pending.pop()
+            receiver, sender = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_child, args=(sender, path, encoding_name), daemon=True)
+            proc.start()
+            sender.close()
+            running[receiver] = (proc, index, time.monotonic() + timeout_s)
+        next_deadline = min(deadline for _, _, deadline in running.values())
+        for conn in wait(list(running), timeout=max(0.0, next_deadline - time.monotonic())):
+            proc, index, _ = running.pop(conn)
+            try:
+                results[index] = json.loads(conn.recv_bytes())
+            except (EOFError, OSError, ValueError):
+                proc.join(5)
+                results[index] = {"error": f"parser crashed (exit code {proc.exitcode})"}
+            conn.close()
+            proc.join()
+            bar.update()
+        now = time.monotonic()
+        for conn, (proc, index, deadline) in list(running.items()):
+            if now >= deadline:
+                proc.kill()
+                proc.join()
+                conn.close()
+                del running[conn]
+                results[index] = {"error": f"parsing took longer than {timeout_s:g} s"}
+                bar.update()
+    return results
+
+
+def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", timeout_s: float = DEFAULT_TIMEOUT_S,
+            workers: int | None = None, progress: bool = True) -> TokenData:
+    """Tokenize every MIDI file under input_dir into out_dir/tokens.json, reusing cached results."""
+    input_dir, out_dir = Path(input_dir), Path(out_dir)
+    get_encoding(encoding)
+    if not input_dir.is_dir():
+        raise PianoComposerError(f"{input_dir}: no such folder")
+    files = find_midi_files(input_dir)
+    if not files:
+        raise PianoComposerError(f"{input_dir}: no .mid or .midi files in this folder")
+
+    parser = parser_version()
+    cache: dict[str, Song | Skipped] = {}
+    try:
+        old = load_tokens(out_dir / TOKENS_FILE)
+        if old.encoding == encoding and old.parser == parser:
+            cache = {s.sha256: s for s in [*old.songs, *old.skipped]}
+    except PianoComposerError:
+        pass  # no usable cache: parse everything
+
+    entries: list[Song | Skipped | None] = []
+    to_parse: list[tuple[int, Path]] = []
+    hashes: list[str] = []
+    names = [display_name(f, input_dir) for f in files]
+    for i, path in enumerate(files):
+        digest, problem = "", None
+        try:
+            if not path.is_file():
+                problem = "not a regular file"
+            elif path.stat().st_size > MAX_FILE_BYTES:
+                problem = f"larger than {MAX_FILE_BYTES // 2**20} MB"
+            elif path.stat().st_size == 0:
+                problem = "empty file"
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as exc:
+            problem = f"cannot read ({exc.strerror or exc})"
+        hashes.append(digest)
+        cached = cache.get(digest) if digest else None
+        if problem:
+            entries.append(Skipped(names[i], digest, problem))
+        elif cached is not None:
+            entries.append(Song(names[i], digest, cached.tokens) if isinstance(cached, Song)
+                           else Skipped(names[i], digest, cached.reason))
+        else:
+            entries.append(None)
+            to_parse.append((i, path))
+
+    reused = len(files) - len(to_parse)
+    with tqdm(total=len(to_parse), desc="extract", unit="file", disable=not progress or None) as bar:
+        if to_parse:
+            from music21 import converter  # noqa: F401 - import once here so forked parsers start warm
+
+            workers = workers or max(1, min(os.cpu_count() or 1, len(to_parse)))
+            for i, reply in _parse_all(to_parse, encoding, timeout_s, workers, bar).items():
+                entries[i] = (Song(names[i], hashes[i], reply["tokens"]) if "tokens" in reply
+                              else Skipped(names[i], hashes[i], reply["error"]))
+
+    data = TokenData(encoding=encoding, parser=parser, reused=reused,
+                     songs=[e for e in entries if isinstance(e, Song)],
+                     skipped=[e for e in entries if isinstance(e, Skipped)])
+    if not data.songs:
+        raise PianoComposerError(f"{input_dir}: no usable MIDI file ({len(data.skipped)} skipped: "
+                                 f"{data.skipped[0].source}: {data.skipped[0].reason})")
+    write_json(out_dir / TOKENS_FILE, data.to_json())
+    return data

@@ -1,0 +1,250 @@
+"""Stage 3: compose new pieces with a trained bundle: incremental, batched, sampled, optionally primed."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pianocomposer.atomic import atomic_path
+from pianocomposer.bundle import Bundle, has_bundle, load_bundle
+from pianocomposer.config import DEFAULT_WEIGHTS_DIR, SHIPPED_BUNDLE_DIR
+from pianocomposer.encodings import get_encoding
+from pianocomposer.errors import PianoComposerError
+from pianocomposer.model import NumpyLSTM
+from pianocomposer.render import render_wav
+
+# Chosen by measuring the loop rate of the default model's output (BENCHMARKS.md): plain temperature-1
+# sampling from the top 95 % of probability mass keeps loops at the corpus's own rate.
+DEFAULT_TEMPERATURE = 1.0
+DEFAULT_TOP_P = 0.95
+
+
+@dataclass
+class Sampler:
+    """How the next token is drawn from the network's probabilities."""
+
+    temperature: float = DEFAULT_TEMPERATURE
+    top_k: int = 0
+    top_p: float = DEFAULT_TOP_P
+    greedy: bool = False
+
+    def check(self) -> None:
+        """Reject settings that make no sense, in one line."""
+        if self.temperature <= 0:
+            raise PianoComposerError(f"--temperature must be > 0 (got {self.temperature})")
+        if self.top_k < 0:
+            raise PianoComposerError(f"--top-k must be >= 0 (got {self.top_k})")
+        if not 0 < self.top_p <= 1:
+            raise PianoComposerError(f"--top-p must be in (0, 1] (got {self.top_p})")
+
+    def __call__(self, probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One token id per row of probs (batch, vocab)."""
+        if self.greedy:
+            return probs.argmax(axis=1)
+        logp = np.log(np.maximum(probs, 1e-30)) / self.temperature
+        p = np.exp(logp - logp.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        order = np.argsort(-p, axis=1)
+        sorted_p = np.take_along_axis(p, order, axis=1)
+        keep = np.ones_like(sorted_p, dtype=bool)
+        if self.top_k:
+            keep[:, self.top_k:] = False
+        if self.top_p < 1:
+            # keep the smallest prefix whose mass reaches top_p (always at least the top token)
+            keep &= (np.cumsum(sorted_p, axis=1) - sorted_p) < self.top_p
+        sorted_p = np.where(keep, sorted_p, 0.0)
+        cdf = np.cumsum(sorted_p, axis=1)
+        draws = rng.random((len(p), 1)) * cdf[:, -1:]
+        picks = np.minimum((cdf < draws).sum(axis=1), p.shape[1] - 1)
+        return order[np.arange(len(p)), picks]
+
+
+def loop_rate(tokens: list[str], min_repeats: int = 8, max_period: int = 4) -> float:
+    """Share of tokens inside a stretch where one token, or a cycle of up to max_period, repeats min_repeats+ times."""
+    n = len(tokens)
+    looped = np.zeros(n, dtype=bool)
+    for period in range(1, max_period + 1):
+        i = period
+        while i < n:
+            if tokens[i] != tokens[i - period]:
+                i += 1
+                continue
+            j = i
+            while j < n and tokens[j] == tokens[j - period]:
+                j += 1
+            start = i - period  # tokens[start:j] is the cycle tokens[start:i] repeated
+            if (j - start) >= min_repeats * period:
+                looped[start:j] = True
+            i = j
+    return float(looped.mean()) if n else 0.0
+
+
+def continue_sequences(net: NumpyLSTM, primers: list[np.ndarray], length: int, sampler: Sampler,
+                       rng: np.random.Generator, progress: bool = False) -> np.ndarray:
+    """Run each primer through the network once, then sample `length` tokens per row, carrying LSTM states."""
+    batch = len(primers)
+    width = max(len(p) for p in primers)
+    padded = np.zeros((batch, width), np.int32)
+    for row, p in enumerate(primers):
+        padded[row, width - len(p):] = p  # right-align: every row's last primer token is at the same step
+    state = net.initial_state(batch)
+    for t in range(width):
+        probs, new_state = net.step(padded[:, t], state)
+        started = (t >= width - np.array([len(p) for p in primers]))[:, None]
+        state = [np.where(started, new, old) for new, old in zip(new_state, state, strict=True)]
+    out = np.zeros((batch, length), np.int32)
+    for t in tqdm(range(length), desc="generate", unit="token", disable=not progress or None):
+        out[:, t] = sampler(probs, rng)
+        probs, state = net.step(out[:, t], state)
+    return out
+
+
+def resolve_weights(weights: Path | None) -> Path:
+    """The bundle folder: the one given, else weights/ if you trained one there, else the shipped default."""
+    if weights is not None:
+        return Path(weights)
+    return DEFAULT_WEIGHTS_DIR if has_bundle(DEFAULT_WEIGHTS_DIR) else SHIPPED_BUNDLE_DIR
+
+
+def encode_primer(bundle: Bundle, primer: Path | None, primer_tokens: str | None) -> list[str] | None:
+    """The primer as tokens of the bundle's vocabulary: unknown ones mapped to the nearest known, else dropped."""
+    if primer is None and primer_tokens is None:
+        return None
+    encoding = get_encoding(bundle.encoding)
+    if primer is not None:
+        if not Path(primer).is_file():
+            raise PianoComposerError(f"{primer}: no such primer file")
+        try:
+            raw = encoding.encode_file(Path(primer))
+        except Exception as exc:
+            raise PianoComposerError(f"{primer}: not a readable MIDI file ({type(exc).__name__})") from None
+        label = str(primer)
+    else:
+        raw, label = primer_tokens.split(), "--primer-tokens"
+    known = bundle.vocabulary.tokens
+    mapped, changed, dropped = [], 0, 0
+    for token in raw:
+        if token in bundle.vocabulary:
+            mapped.append(token)
+            continue
+        try:
+            near = encoding.nearest(token, known)
+        except Exception:
+            near = None
+        changed += near is not None
+        dropped += near is None
+        if near is not None:
+            mapped.append(near)
+    if changed or dropped:
+        print(f"warning: {label}: {changed} tokens mapped to the nearest known one, {dropped} skipped",
+              file=sys.stderr)
+    if not mapped:
+        raise PianoComposerError(f"{label}: the primer has no usable notes for this model")
+    return mapped[-bundle.config.seq_len:]
+
+
+def unique_stem(out_dir: Path, prefix: str) -> str:
+    """A file stem not used yet in out_dir (neither .mid nor .wav), so runs never overwrite each other."""
+    stem, n = prefix, 1
+    while (out_dir / f"{stem}.mid").exists() or (out_dir / f"{stem}.wav").exists():
+        n += 1
+        stem = f"{prefix}-{n}"
+    return stem
+
+
+@dataclass
+class Piece:
+    """One generated piece and where it was written."""
+
+    midi: Path
+    wav: Path | None
+    tokens: list[str]
+    loop_rate: float
+    primer: str
+
+
+@dataclass
+class GenerateResult:
+    """The pieces and the seconds each phase took."""
+
+    pieces: list[Piece]
+    seconds: dict[str, float] = field(default_factory=dict)
+    bundle: Path | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generated tokens per second of the generation phase."""
+        return sum(len(p.tokens) for p in self.pieces) / max(self.seconds.get("generate", 0.0), 1e-9)
+
+    def to_json(self) -> dict:
+        """A plain dict for --json output."""
+        return {"bundle": str(self.bundle), "pieces": [
+            {"midi": str(p.midi), "wav": str(p.wav) if p.wav else None, "tokens": len(p.tokens),
+             "loop_rate": round(p.loop_rate, 4), "primer": p.primer} for p in self.pieces],
+            "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
+            "tokens_per_s": round(self.tokens_per_s, 1)}
+
+
+def generate(weights: Path | None = None, out_dir: Path = Path("output"), *, length: int = 500,
+             num_outputs: int = 1, seed: int | None = None, sampler: Sampler | None = None,
+             primer: Path | None = None, primer_tokens: str | None = None, program: int = 0, wav: bool = True,
+             soundfont: Path | None = None, progress: bool = True) -> GenerateResult:
+    """Generate num_outputs pieces of `length` tokens in one batch and write MIDI (and WAV) files."""
+    sampler = sampler or Sampler()
+    sampler.check()
+    if length <= 0:
+        raise PianoComposerError(f"--length must be positive (got {length})")
+    if num_outputs <= 0:
+        raise PianoComposerError(f"--num-outputs must be positive (got {num_outputs})")
+    if not 0 <= program <= 127:
+        raise PianoComposerError(f"--program must be a General MIDI program 0..127 (got {program})")
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    folder = resolve_weights(weights)
+    bundle = load_bundle(folder)
+    net = NumpyLSTM(bundle.model)
+    encoding = get_encoding(bundle.encoding)
+    seconds["load"] = time.perf_counter() - t0
+
+    rng = np.random.default_rng(seed)
+    primed = encode_primer(bundle, primer, primer_tokens)
+    if primed is not None:
+        primers, labels = [primed] * num_outputs, [str(primer or "--primer-tokens")] * num_outputs
+    else:
+        seeds = bundle.meta["seeds"]
+        if not seeds:
+            raise PianoComposerError(f"{folder}: the bundle stores no seed windows; use --primer")
+        picks = rng.permutation(len(seeds))
+        primers = [seeds[picks[i % len(seeds)]] for i in range(num_outputs)]
+        labels = [f"seed window {picks[i % len(seeds)]}" for i in range(num_outputs)]
+        missing = {t for p in primers for t in p} - set(bundle.vocabulary.tokens)
+        if missing:
+            raise PianoComposerError(f"{folder}: seed tokens {sorted(missing)[:3]} are not in the bundle's "
+                                     "vocabulary; the bundle is inconsistent")
+    t0 = time.perf_counter()
+    ids = continue_sequences(net, [bundle.vocabulary.encode(p) for p in primers], length, sampler, rng, progress)
+    seconds["generate"] = time.perf_counter() - t0
+
+    out_dir = Path(out_dir)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    pieces = []
+    seconds["write"] = seconds["render"] = 0.0
+    for i, row in enumerate(ids):
+        t0 = time.perf_counter()
+        tokens = bundle.vocabulary.decode(row)
+        stem = unique_stem(out_dir, f"piece-{stamp}-{i + 1:02d}")
+        midi_path = out_dir / f"{stem}.mid"
+        with atomic_path(midi_path) as tmp:
+            encoding.decode(tokens, program=program).write(str(tmp))
+        seconds["write"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        wav_path = render_wav(midi_path, soundfont=soundfont) if wav else None
+        seconds["render"] += time.perf_counter() - t0
+        pieces.append(Piece(midi_path, wav_path, tokens, loop_rate(tokens), labels[i]))
+    return GenerateResult(pieces, seconds, folder)
