@@ -39,13 +39,14 @@ def transpose_songs(songs: Sequence[Sequence[str]], encoding: Encoding, semitone
     return out
 
 
-def make_windows(songs: Sequence[np.ndarray], seq_len: int, shift: int = 0,
-                 objective: str = "all") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_windows(songs: Sequence[np.ndarray], seq_len: int, shift: int = 0, objective: str = "all",
+                 multiple_of: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inputs, targets (inputs shifted by one) and 0/1 weights, shape (windows, seq_len), right-padded.
 
     objective "all" supervises every position of non-overlapping windows (the first window of each song is
     `shift` shorter, so boundaries move between epochs); "last" is the original's scheme: a window at every
-    position and only its last token supervised.
+    position and only its last token supervised. Zero-weight rows pad the count to a multiple of `multiple_of`
+    so every batch has the same shape (no recompilation for a short last batch).
     """
     starts, ends, bases, offset = [], [], [], 0
     for ids in songs:
@@ -65,6 +66,10 @@ def make_windows(songs: Sequence[np.ndarray], seq_len: int, shift: int = 0,
     if not starts:
         empty = np.zeros((0, seq_len), np.int32)
         return empty, empty, empty.astype(np.float32)
+    padding = -sum(len(s) for s in starts) % multiple_of
+    starts.append(np.zeros(padding, np.int64))
+    ends.append(np.zeros(padding, np.int64))
+    bases.append(np.zeros(padding, np.int64))
     flat = np.concatenate([np.asarray(s, np.int32) for s in songs])
     start, end, base = np.concatenate(starts), np.concatenate(ends), np.concatenate(bases)
     pos = np.arange(seq_len)

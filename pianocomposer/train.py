@@ -216,7 +216,8 @@ def train(data: Path, weights: Path, *, preset: str = "paper", epochs: int = 50,
         raise PianoComposerError(f"{data}: {len(unknown)} tokens are not in the bundle's vocabulary "
                                  f"(e.g. {sorted(unknown)[0]!r}); train a new model instead of --resume")
     train_ids = [vocabulary.encode(s) for s in train_songs]
-    x_val, y_val, w_val = make_windows([vocabulary.encode(s) for s in val_songs], config.seq_len)
+    x_val, y_val, w_val = make_windows([vocabulary.encode(s) for s in val_songs], config.seq_len,
+                                       multiple_of=config.batch_size)
     validation = (x_val, y_val, w_val) if len(x_val) else None
 
     if model is None:
@@ -247,7 +248,8 @@ def train(data: Path, weights: Path, *, preset: str = "paper", epochs: int = 50,
     with _StopRequests(deadline) as stop:
         stop.model = model
         for epoch in range(start_epoch, total):
-            x, y, w = make_windows(train_ids, config.seq_len, int(rng.integers(config.seq_len)), objective)
+            x, y, w = make_windows(train_ids, config.seq_len, int(rng.integers(config.seq_len)), objective,
+                                   multiple_of=config.batch_size)
             order = rng.permutation(len(x))
             batches = math.ceil(len(x) / config.batch_size)
             bar = _progress_callback(total, batches, float(w.sum()) / max(batches, 1), progress)

@@ -94,12 +94,14 @@ class CpcEncoding:
                 continue
             for el in part.flatten().notes:
                 if isinstance(el, note.Note):
-                    pitches = [el.pitch]
+                    heads = [(el.pitch, el.tie)]
                 elif isinstance(el, chord.Chord):
-                    pitches = [p for p in el.pitches]
+                    heads = [(n.pitch, n.tie or el.tie) for n in el.notes]
                 else:  # unpitched percussion (note.Unpitched, PercussionChord)
                     continue
-                onsets[Fraction(el.offset)].update(int(p.midi) for p in pitches if 0 <= p.midi <= 127)
+                # music21 splits notes at bar lines into tied pieces; only the first piece is an onset.
+                onsets[Fraction(el.offset)].update(
+                    int(p.midi) for p, tie in heads if 0 <= p.midi <= 127 and (tie is None or tie.type == "start"))
         return onsets_to_tokens({k: v for k, v in onsets.items() if v})
 
     def decode(self, tokens: Sequence[str], program: int = 0) -> pretty_midi.PrettyMIDI:

@@ -1,0 +1,54 @@
+"""Tokens <-> MIDI for the cpc encoding."""
+
+import pretty_midi
+import pytest
+
+from pianocomposer.encodings import get_encoding
+from pianocomposer.encodings.cpc import token_pitches
+from pianocomposer.errors import PianoComposerError
+from tests.conftest import PHRASES, write_song
+
+CPC = get_encoding("cpc")
+
+
+def test_round_trip_tokens_midi_tokens(tmp_path):
+    tokens = [t for p in PHRASES for t in p] + ["C#5", "11.2.6", "F#3", "F#3", "0.4"]
+    path = write_song(tmp_path / "round.mid", tokens)
+    assert CPC.encode_file(path) == tokens
+
+
+def test_decode_uses_the_original_timing_and_voices_chords_from_middle_c():
+    midi = CPC.decode(["C4", "4.7.11"], program=40)
+    notes = sorted(midi.instruments[0].notes, key=lambda n: (n.start, n.pitch))
+    assert [n.pitch for n in notes] == [60, 64, 67, 71]
+    assert notes[1].start == pytest.approx(0.25)  # half a quarter at 120 qpm
+    assert notes[0].end - notes[0].start == pytest.approx(0.5)  # a quarter note
+    assert midi.instruments[0].program == 40
+    assert token_pitches("11.2.6") == [71, 74, 78]
+
+
+def test_all_pitched_parts_are_merged_and_drums_skipped(tmp_path):
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120)
+    piano, strings = pretty_midi.Instrument(0), pretty_midi.Instrument(48)
+    drums = pretty_midi.Instrument(0, is_drum=True)
+    piano.notes.append(pretty_midi.Note(velocity=80, pitch=60, start=0.0, end=0.5))
+    strings.notes.append(pretty_midi.Note(velocity=80, pitch=64, start=0.0, end=0.5))  # same onset -> chord
+    strings.notes.append(pretty_midi.Note(velocity=80, pitch=67, start=0.5, end=1.0))
+    drums.notes.extend(pretty_midi.Note(velocity=100, pitch=36, start=t, end=t + 0.1) for t in (0.0, 0.25, 0.75))
+    midi.instruments += [piano, strings, drums]
+    midi.write(str(tmp_path / "band.mid"))
+    assert CPC.encode_file(tmp_path / "band.mid") == ["0.4", "G4"]
+
+
+def test_transpose_and_nearest():
+    assert CPC.transpose("E-4", 1) == "E4"
+    assert CPC.transpose("4.7.11", 1) == "5.8.0"  # F major in normal order
+    assert CPC.transpose("G9", 12) is None  # beyond MIDI 127
+    assert CPC.nearest("C#9", ["C4", "B5", "0.4.7"]) == "B5"
+    assert CPC.nearest("0.4.8", ["C4", "0.4.7", "2.5.9"]) == "0.4.7"
+    assert CPC.nearest("1.6", ["C4", "0.4.7"]) is None
+
+
+def test_unknown_encoding_is_a_clear_error():
+    with pytest.raises(PianoComposerError, match="unknown encoding 'abc'"):
+        get_encoding("abc")

@@ -1,0 +1,55 @@
+"""Stage 1: folder of MIDI -> tokens.json."""
+
+import json
+import shutil
+
+import pytest
+
+from pianocomposer.config import TOKENS_FORMAT_VERSION
+from pianocomposer.errors import PianoComposerError
+from pianocomposer.extract import extract, load_tokens
+from tests.conftest import PHRASES, REPO, write_song
+
+
+def test_extract_a_few_files_of_the_default_corpus(tmp_path):
+    songs_in = tmp_path / "in"
+    songs_in.mkdir()
+    for path in sorted((REPO / "midi_songs").glob("*.mid"))[:4]:
+        shutil.copy(path, songs_in / path.name)
+    data = extract(songs_in, tmp_path / "data", progress=False)
+    assert len(data.songs) == 4 and not data.skipped
+    for song in data.songs:
+        assert len(song.tokens) > 20
+        assert any("." in t for t in song.tokens), "four-part chorales must contain chord tokens"
+    saved = json.loads((tmp_path / "data" / "tokens.json").read_text())
+    assert saved["version"] == TOKENS_FORMAT_VERSION and saved["encoding"] == "cpc"
+    assert [s["source"] for s in saved["songs"]] == sorted(p.name for p in songs_in.iterdir())
+
+
+def test_songs_stay_separate_recursive_and_cached(tmp_path):
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    write_song(tmp_path / "in" / "a.mid", PHRASES[0])
+    write_song(tmp_path / "in" / "sub" / "b.MIDI", PHRASES[1])
+    (tmp_path / "in" / "notes.txt").write_text("not midi")
+    first = extract(tmp_path / "in", tmp_path / "data", progress=False)
+    assert [(s.source, s.tokens) for s in first.songs] == [("a.mid", PHRASES[0]), ("sub/b.MIDI", PHRASES[1])]
+    assert first.reused == 0
+    write_song(tmp_path / "in" / "c.mid", PHRASES[2])
+    second = extract(tmp_path / "in", tmp_path / "data", progress=False)
+    assert second.reused == 2 and len(second.songs) == 3
+    assert {s.source: s.tokens for s in load_tokens(tmp_path / "data").songs}["c.mid"] == PHRASES[2]
+
+
+def test_missing_or_empty_input_is_a_clear_error(tmp_path):
+    with pytest.raises(PianoComposerError, match="no such folder"):
+        extract(tmp_path / "nope", tmp_path / "data", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PianoComposerError, match=r"no \.mid or \.midi files"):
+        extract(tmp_path / "empty", tmp_path / "data", progress=False)
+    assert not (tmp_path / "data" / "tokens.json").exists()
+
+
+def test_tokens_file_from_a_newer_version_is_refused(tmp_path):
+    (tmp_path / "tokens.json").write_text(json.dumps({"format": "pianocomposer-tokens", "version": 99}))
+    with pytest.raises(PianoComposerError, match="newer than this pianocomposer reads"):
+        load_tokens(tmp_path)

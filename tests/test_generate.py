@@ -1,0 +1,73 @@
+"""Stage 3: incremental generation, sampling, primers, loop rate."""
+
+import numpy as np
+import pretty_midi
+import pytest
+
+from pianocomposer.bundle import load_bundle
+from pianocomposer.errors import PianoComposerError
+from pianocomposer.generate import Sampler, continue_sequences, generate, loop_rate
+from pianocomposer.model import NumpyLSTM
+from tests.conftest import PHRASES, write_song
+
+
+def test_incremental_greedy_equals_recomputing_the_whole_window(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    seed = bundle.vocabulary.encode(bundle.meta["seeds"][0][:12])
+    fast = continue_sequences(NumpyLSTM(bundle.model), [seed], 30, Sampler(greedy=True), np.random.default_rng())
+    sequence, slow = list(seed), []
+    for _ in range(30):  # the original's loop: the whole sequence through the Keras network for every token
+        probs = np.asarray(bundle.model(np.array([sequence], np.int32), training=False))[0, -1]
+        slow.append(int(probs.argmax()))
+        sequence.append(slow[-1])
+    assert fast[0].tolist() == slow
+
+
+def test_generate_writes_pieces_with_the_asked_number_of_events(bundle_dir, tmp_path):
+    result = generate(bundle_dir, tmp_path, length=40, num_outputs=3, seed=1, wav=False, progress=False)
+    assert len(result.pieces) == 3 and len({p.midi for p in result.pieces}) == 3
+    for piece in result.pieces:
+        onsets = {round(n.start, 4) for n in pretty_midi.PrettyMIDI(str(piece.midi)).instruments[0].notes}
+        assert len(piece.tokens) == 40 and len(onsets) == 40
+    again = generate(bundle_dir, tmp_path, length=40, num_outputs=3, seed=1, wav=False, progress=False)
+    assert [p.tokens for p in again.pieces] == [p.tokens for p in result.pieces]  # --seed reproduces
+    assert not {p.midi for p in again.pieces} & {p.midi for p in result.pieces}  # and never overwrites
+    other = generate(bundle_dir, tmp_path, length=40, num_outputs=3, seed=2, wav=False, progress=False)
+    assert [p.tokens for p in other.pieces] != [p.tokens for p in result.pieces]
+    assert set(result.to_json()["seconds"]) == {"load", "generate", "write", "render"}
+
+
+def test_sampler_top_k_one_is_greedy_and_top_p_truncates():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(20), size=64)
+    assert np.array_equal(Sampler(top_k=1, top_p=1.0)(probs, rng), probs.argmax(axis=1))
+    assert np.array_equal(Sampler(top_p=1e-6)(probs, rng), probs.argmax(axis=1))
+    draws = Sampler(top_k=3, top_p=1.0)(np.tile(probs[:1], (2000, 1)), rng)
+    assert set(draws.tolist()) == set(np.argsort(-probs[0])[:3].tolist())
+
+
+def test_primers_from_tokens_and_midi(bundle_dir, tmp_path):
+    by_tokens = generate(bundle_dir, tmp_path, length=10, primer_tokens="C4 E4 C#9", seed=0, wav=False,
+                         progress=False)
+    assert by_tokens.pieces[0].primer == "--primer-tokens"
+    primer = write_song(tmp_path / "primer.mid", PHRASES[0])
+    by_midi = generate(bundle_dir, tmp_path, length=10, primer=primer, seed=0, wav=False, progress=False)
+    assert len(by_midi.pieces[0].tokens) == 10
+    with pytest.raises(PianoComposerError, match="no usable notes"):
+        generate(bundle_dir, tmp_path, length=10, primer_tokens="1.6 xyz", wav=False, progress=False)
+
+
+def test_bad_settings_are_clear_errors(bundle_dir, tmp_path):
+    for kwargs, message in [({"length": 0}, "--length"), ({"num_outputs": 0}, "--num-outputs"),
+                            ({"sampler": Sampler(temperature=0)}, "--temperature"), ({"program": 128}, "--program")]:
+        with pytest.raises(PianoComposerError, match=message):
+            generate(bundle_dir, tmp_path, wav=False, progress=False, **kwargs)
+    assert not list(tmp_path.iterdir())
+
+
+def test_loop_rate():
+    assert loop_rate(["C4"] * 10 + ["D4", "E4"]) == pytest.approx(10 / 12)
+    assert loop_rate(["C4", "E4"] * 8) == 1.0
+    assert loop_rate(["C4", "E4"] * 3) == 0.0
+    assert loop_rate([str(i) for i in range(50)]) == 0.0
+    assert loop_rate([]) == 0.0
