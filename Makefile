@@ -1,0 +1,48 @@
+# Set-up and the everyday jobs. `make demo` and `make test` are the two commands in README.md.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_WEIGHTS := output/demo-model
+
+.PHONY: install system-deps demo test lint corpus bench clean
+
+install: system-deps $(VENV)/.installed
+
+# FluidSynth and a General MIDI soundfont, from the system's package manager.
+system-deps:
+	@if command -v fluidsynth >/dev/null && { [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || [ -n "$$PIANOCOMPOSER_SOUNDFONT" ]; }; then \
+		echo "fluidsynth and a soundfont are installed"; \
+	elif command -v apt-get >/dev/null; then \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fluidsynth fluid-soundfont-gm; \
+	elif command -v brew >/dev/null; then \
+		brew install fluid-synth && echo "set PIANOCOMPOSER_SOUNDFONT to a General MIDI .sf2 file"; \
+	else \
+		echo "install FluidSynth and a General MIDI soundfont with your package manager" >&2; exit 1; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# The main job on the embedded corpus: extract -> train (quick preset) -> generate 500 tokens -> WAV.
+demo: install
+	$(BIN)/pianocomposer extract --input midi_songs --out data
+	$(BIN)/pianocomposer train --data data --weights $(DEMO_WEIGHTS) --preset quick --epochs 12
+	$(BIN)/pianocomposer generate --weights $(DEMO_WEIGHTS) --length 500 --out output
+	@echo "Done: MIDI and WAV files are in output/, the model in $(DEMO_WEIGHTS)/."
+
+test: install
+	$(BIN)/ruff check pianocomposer tests pipelines benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check pianocomposer tests pipelines benchmarks
+
+corpus: install
+	$(BIN)/python pipelines/build_corpus.py --out midi_songs
+
+clean:
+	rm -rf data output .pytest_cache .ruff_cache
