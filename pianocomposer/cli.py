@@ -68,7 +68,8 @@ def train(
     transpose: Annotated[str, typer.Option(help="Augment training songs by semitones, e.g. -3..3.")] = "0",
     objective: Annotated[str, typer.Option(help="all: every position; last: last only (the original).")] = "all",
     mixed_precision: Annotated[bool, typer.Option(help="bfloat16 compute (GPU, or CPUs with AMX).")] = False,
-    xla: Annotated[bool | None, typer.Option("--xla/--no-xla", help="Force XLA compilation on or off.")] = None,
+    xla: Annotated[bool | None, typer.Option("--xla/--no-xla", help="Force XLA [default: off on TensorFlow].")]
+    = None,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs to WEIGHTS/tensorboard.")] = False,
     float16: Annotated[bool, typer.Option(help="Store the best model's weights as float16 (half the size).")]
     = False,
@@ -81,7 +82,7 @@ def train(
     result = run(data, weights, preset=preset, epochs=epochs, val_split=val_split, resume=resume,
                  objective=objective, transpose=transpose, batch_size=batch_size, patience=patience,
                  max_minutes=max_minutes, mixed_precision=mixed_precision,
-                 jit_compile="auto" if xla is None else xla, tensorboard=tensorboard, float16=float16,
+                 jit_compile=xla, tensorboard=tensorboard, float16=float16,
                  seed=seed, progress=not as_json)
     last = result.history[-1]
     val = f", val loss {last['val_loss']:.3f} (perplexity {last['val_perplexity']:.1f})" if last["val_loss"] else ""

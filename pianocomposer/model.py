@@ -39,31 +39,37 @@ class NumpyLSTM:
 
     def __init__(self, model):
         w = {layer.name: [np.asarray(v, np.float32) for v in layer.get_weights()] for layer in model.layers}
-        self.embedding = w["embedding"][0]
-        self.lstms = [w[name] for name in sorted(n for n in w if n.startswith("lstm_"))]
+        embedding = w["embedding"][0]
+        lstms = [w[f"lstm_{i + 1}"] for i in range(sum(n.startswith("lstm_") for n in w))]
         dense_w, dense_b = w["dense"]
         logits_w, logits_b = w["logits"]
         # No activation between the two Dense layers and no dropout at inference: fold them into one matrix.
         self.out_w = dense_w @ logits_w
         self.out_b = dense_b @ logits_w + logits_b
-        self.units = self.lstms[0][1].shape[0]
-        # Input projections of the first layer for every token, precomputed: a lookup replaces a matmul.
-        kernel, _, bias = self.lstms[0]
-        self.first_input = self.embedding @ kernel + bias
+        self.units = lstms[0][1].shape[0]
+        # First layer: the input projection of every token precomputed, so a lookup replaces a matmul.
+        kernel, self.first_recurrent, bias = lstms[0]
+        self.first_input = embedding @ kernel + bias
+        # Other layers: [x, h] @ [[kernel], [recurrent]] is one matrix product instead of two.
+        self.stacked = [(np.vstack([k, r]), b) for k, r, b in lstms[1:]]
 
     def initial_state(self, batch: int) -> list[np.ndarray]:
         """Zero (h, c) for every layer."""
-        return [np.zeros((batch, self.units), np.float32) for _ in range(2 * len(self.lstms))]
+        return [np.zeros((batch, self.units), np.float32) for _ in range(2 * (len(self.stacked) + 1))]
 
     def step(self, ids: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Feed one token per sequence (shape (batch,)); return next-token probabilities and the new state."""
         u = self.units
         new_state = []
         x = None
-        for layer, (kernel, recurrent, bias) in enumerate(self.lstms):
+        for layer in range(len(self.stacked) + 1):
             h, c = state[2 * layer], state[2 * layer + 1]
-            z = self.first_input[ids] if layer == 0 else x @ kernel + bias
-            z = z + h @ recurrent
+            if layer == 0:
+                z = self.first_input[ids] + h @ self.first_recurrent
+            else:
+                weights, bias = self.stacked[layer - 1]
+                z = np.concatenate([x, h], axis=1) @ weights + bias
+            # Keras's gate order: input, forget, cell candidate, output.
             i, f = _sigmoid(z[:, :u]), _sigmoid(z[:, u:2 * u])
             c = f * c + i * np.tanh(z[:, 2 * u:3 * u])
             h = _sigmoid(z[:, 3 * u:]) * np.tanh(c)

@@ -139,9 +139,13 @@ def _pick_seeds(songs: list[list[str]], seq_len: int, rng: np.random.Generator) 
     return seeds
 
 
-def _compile(model, config: ModelConfig, jit_compile: bool | str) -> None:
+def _compile(model, config: ModelConfig, jit_compile: bool | None) -> None:
     import keras
 
+    if jit_compile is None:
+        # XLA made the TensorFlow LSTM 2.6x slower on CPU (BENCHMARKS.md) and it cannot use cuDNN's kernel;
+        # JAX always compiles, and torch decides for itself.
+        jit_compile = False if keras.backend.backend() == "tensorflow" else "auto"
     optimizers = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}
     model.compile(optimizer=optimizers[config.optimizer](learning_rate=config.learning_rate, clipnorm=1.0),
                   loss=keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"),
@@ -159,7 +163,7 @@ def _inference_copy(model, config: ModelConfig, vocab_size: int, dtype: str):
 def train(data: Path, weights: Path, *, preset: str = "paper", epochs: int = 50, val_split: float = 0.1,
           resume: bool = False, objective: str = "all", transpose: str = "0", batch_size: int | None = None,
           patience: int | None = None, max_minutes: float | None = None, mixed_precision: bool = False,
-          jit_compile: bool | str = "auto", tensorboard: bool = False, float16: bool = False, seed: int = 0,
+          jit_compile: bool | None = None, tensorboard: bool = False, float16: bool = False, seed: int = 0,
           progress: bool = True) -> TrainResult:
     """Train on data/tokens.json and keep the best (validation loss) and last models in the weights folder."""
     weights = Path(weights)
