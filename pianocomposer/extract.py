@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import resource
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -22,7 +23,9 @@ from pianocomposer.errors import PianoComposerError, first_line
 MIDI_SUFFIXES = {".mid", ".midi"}
 MAX_FILE_BYTES = 64 * 2**20  # larger files are not songs a user wants to learn from; they are refused unread
 DEFAULT_TIMEOUT_S = 60.0  # per file: one hostile file must not hang the run
-MEMORY_LIMIT_BYTES = 4 * 2**30  # per parsing process
+MEMORY_LIMIT_BYTES = 2 * 2**30  # per parsing process; real songs need a few hundred MB
+# Skips that depend on the run (its time-out, a killed parser), not on the file: a later run tries them again.
+RETRY_REASONS = ("parsing took longer than", "parser crashed")
 
 
 @dataclass
@@ -63,7 +66,8 @@ class TokenData:
 def display_name(path: Path, root: Path) -> str:
     """path relative to root as printable text, even for file names that are not valid UTF-8."""
     rel = os.fsencode(path.relative_to(root) if path.is_relative_to(root) else path)
-    return rel.decode("utf-8", "backslashreplace")
+    text = rel.decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)  # a newline in a name stays one line
 
 
 def find_midi_files(input_dir: Path) -> list[Path]:
@@ -72,6 +76,29 @@ def find_midi_files(input_dir: Path) -> list[Path]:
     for folder, _dirs, files in os.walk(input_dir, followlinks=False):
         found.extend(Path(folder) / f for f in files if Path(f).suffix.lower() in MIDI_SUFFIXES)
     return sorted(found)
+
+
+def truncation(data: bytes) -> str | None:
+    """Why a file that starts like MIDI ends before its chunks or its promised tracks do, or None.
+
+    music21 reads such files up to the cut and returns part of a song; a damaged file is skipped instead.
+    """
+    if not data.startswith(b"MThd"):
+        return None  # not MIDI at all: the parser says so
+    if len(data) < 14:
+        return "truncated (the MIDI header is cut short)"
+    promised = int.from_bytes(data[10:12], "big")
+    pos, tracks = 0, 0
+    while (pos == 0 or tracks < promised) and pos + 8 <= len(data):
+        size = int.from_bytes(data[pos + 4:pos + 8], "big")
+        if pos + 8 + size > len(data):
+            return (f"truncated or wrong chunk length (a chunk at byte {pos} claims {size} bytes, "
+                    f"{len(data) - pos - 8} follow)")
+        tracks += data[pos:pos + 4] == b"MTrk"
+        pos += 8 + size
+    if tracks < promised:
+        return f"truncated (the header promises {promised} tracks, the file holds {tracks})"
+    return None
 
 
 def parser_version() -> str:
@@ -103,6 +130,7 @@ def load_tokens(path: Path) -> TokenData:
 
 def _child(conn, path: Path, encoding_name: str) -> None:
     """Runs in a forked process: parse one file under a memory limit and send back JSON."""
+    warnings.simplefilter("ignore")  # music21 warns on stderr about odd events without naming the file
     try:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
         tokens = get_encoding(encoding_name).encode_file(path)
@@ -163,19 +191,27 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", timeout_s:
     files = find_midi_files(input_dir)
     if not files:
         raise PianoComposerError(f"{input_dir}: no .mid or .midi files in this folder")
+    try:  # find an unusable output folder before the parsing, not after
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PianoComposerError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from None
+    if not os.access(out_dir, os.W_OK):
+        raise PianoComposerError(f"{out_dir}: the output folder is not writable")
 
     parser = parser_version()
     cache: dict[str, Song | Skipped] = {}
     try:
         old = load_tokens(out_dir / TOKENS_FILE)
         if old.encoding == encoding and old.parser == parser:
-            cache = {s.sha256: s for s in [*old.songs, *old.skipped]}
+            kept = [k for k in old.skipped if not k.reason.startswith(RETRY_REASONS)]
+            cache = {s.sha256: s for s in [*old.songs, *kept]}
     except PianoComposerError:
         pass  # no usable cache: parse everything
 
     entries: list[Song | Skipped | None] = []
     to_parse: list[tuple[int, Path]] = []
     hashes: list[str] = []
+    reused = 0
     names = [display_name(f, input_dir) for f in files]
     for i, path in enumerate(files):
         digest, problem = "", None
@@ -187,7 +223,9 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", timeout_s:
             elif path.stat().st_size == 0:
                 problem = "empty file"
             else:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                content = path.read_bytes()
+                digest = hashlib.sha256(content).hexdigest()
+                problem = truncation(content)
         except OSError as exc:
             problem = f"cannot read ({exc.strerror or exc})"
         hashes.append(digest)
@@ -195,13 +233,13 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", timeout_s:
         if problem:
             entries.append(Skipped(names[i], digest, problem))
         elif cached is not None:
+            reused += 1
             entries.append(Song(names[i], digest, cached.tokens) if isinstance(cached, Song)
                            else Skipped(names[i], digest, cached.reason))
         else:
             entries.append(None)
             to_parse.append((i, path))
 
-    reused = len(files) - len(to_parse)
     with tqdm(total=len(to_parse), desc="extract", unit="file", disable=not progress or None) as bar:
         if to_parse:
             from music21 import converter  # noqa: F401 - import once here so forked parsers start warm

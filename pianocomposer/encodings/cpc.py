@@ -86,7 +86,9 @@ class CpcEncoding:
         """Parse a MIDI file with music21 and return one token per note/chord onset."""
         from music21 import chord, converter, instrument, note
 
-        score = converter.parse(str(path), format="midi")
+        # forceSource: music21 otherwise caches parsed files as pickles under a predictable temp path and
+        # loads them back, which would both run planted code and return stale tokens for edited files.
+        score = converter.parse(str(path), format="midi", forceSource=True)
         onsets: dict[Fraction, set[int]] = defaultdict(set)
         for part in score.parts:
             inst = part.getInstrument(returnDefault=False)
