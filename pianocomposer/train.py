@@ -231,12 +231,10 @@ def train(data: Path, weights: Path, *, preset: str = "paper", epochs: int = 50,
         _compile(model, config, jit_compile)
         keras.mixed_precision.set_dtype_policy("float32")
 
+    seeds = meta["seeds"] if resume else _pick_seeds([by_name[n].tokens for n in train_names], config.seq_len, rng)
     base_meta = {"encoding": tokens.encoding, "vocabulary": vocabulary.tokens, "config": config.to_dict(),
-                 "keras": keras.__version__, "backend": keras.backend.backend(),
-                 "seeds": _pick_seeds([by_name[n].tokens for n in train_names], config.seq_len, rng),
+                 "keras": keras.__version__, "backend": keras.backend.backend(), "seeds": seeds,
                  "split": {"train": train_names, "val": val_names}}
-    if resume:
-        base_meta["seeds"] = meta["seeds"]
     scored = [h for h in history if h.get("val_loss" if validation else "loss") is not None]
     key = "val_loss" if validation else "loss"
     best = min(scored, key=lambda h: h[key], default=None)

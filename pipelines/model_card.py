@@ -1,0 +1,81 @@
+"""Write MODEL_CARD.md for a bundle from its bundle.json: data, config, epochs, wall-clock, validation scores.
+
+    .venv/bin/python pipelines/model_card.py weights/default --command "pianocomposer train ..."
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from pianocomposer.atomic import write_text
+from pianocomposer.bundle import read_meta
+
+
+def model_card(folder: Path, command: str, data_note: str) -> str:
+    """The card's Markdown text."""
+    meta = read_meta(folder)
+    training = meta["training"]
+    history = training["history"]
+    best = next(h for h in history if h["epoch"] == training["best_epoch"])
+    config = "\n".join(f"| `{k}` | {v} |" for k, v in meta["config"].items())
+    options = ", ".join(f"{k}={v}" for k, v in training["options"].items())
+    hours = sum(h["seconds"] for h in history) / 3600
+    size_mb = sum(f.stat().st_size for f in folder.iterdir() if f.name != "last.keras") / 1e6
+    return f"""# Model card: `{folder.name}`
+
+**What it is.** A {meta['config']['lstm_layers']}-layer {meta['config']['lstm_units']}-unit LSTM next-token model
+(`{meta['encoding']}` encoding: pitch names and pitch-class chords), trained with pianocomposer's own `train`
+command. `pianocomposer generate` uses it when you have not trained a model of your own.
+
+**Data.** {data_note} {len(meta['split']['train'])} training songs, {len(meta['split']['val'])} validation songs
+(whole songs held out). Vocabulary: {len(meta['vocabulary'])} tokens.
+
+**Command.**
+
+```
+{command}
+```
+
+**Training.** {training['epochs']} epochs ({hours:.2f} h of training time on the machine below; Keras
+{meta['keras']}, backend `{meta['backend']}`), options: {options}. Best epoch: {training['best_epoch']}.
+
+| metric (best epoch) | value |
+| --- | --- |
+| validation loss (nats/token) | {best['val_loss']:.4f} |
+| validation perplexity | {math.exp(best['val_loss']):.2f} |
+| validation next-token accuracy | {best['val_accuracy']:.2%} |
+| training loss | {best['loss']:.4f} |
+
+Stored weights: `{training['weights_dtype']}`; the bundle is {size_mb:.1f} MB without `last.keras` (not shipped).
+The loss curve is `loss.png`, every epoch is in `history.csv`.
+
+**Configuration.**
+
+| field | value |
+| --- | --- |
+{config}
+
+**Limits.** It knows four-part Bach chorale harmony and nothing else; it has no rhythm (every token lasts the
+same time, as in the original encoding) and chord octaves are lost by the encoding.
+"""
+
+
+def main() -> None:
+    """Write the card into the bundle folder."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--command", required=True, help="the command that trained the bundle")
+    parser.add_argument("--machine", default="", help="where it was trained")
+    parser.add_argument("--data", default="`midi_songs/`: 350 Bach chorales from music21's public-domain corpus "
+                        "(see midi_songs/PROVENANCE.md).")
+    args = parser.parse_args()
+    text = model_card(args.folder, args.command, args.data)
+    if args.machine:
+        text += f"\n**Machine.** {args.machine}\n"
+    write_text(args.folder / "MODEL_CARD.md", text)
+
+
+if __name__ == "__main__":
+    main()
