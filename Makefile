@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 # The main job on the embedded corpus: extract -> train (quick preset) -> generate 500 tokens -> WAV.
 demo: install
 	$(BIN)/pianocomposer extract --input midi_songs --out data
-	$(BIN)/pianocomposer train --data data --weights $(DEMO_WEIGHTS) --preset quick --epochs 12
+	$(BIN)/pianocomposer train --data data --weights $(DEMO_WEIGHTS) --preset quick --epochs 20 --transpose=-3..3 --max-minutes 8
 	$(BIN)/pianocomposer generate --weights $(DEMO_WEIGHTS) --length 500 --out output
 	@echo "Done: MIDI and WAV files are in output/, the model in $(DEMO_WEIGHTS)/."
 
