@@ -16,25 +16,15 @@ import pytest
 
 from pianocomposer.bundle import BEST_MODEL, BUNDLE_FILE, load_bundle
 from pianocomposer.errors import PianoComposerError
-from tests.hostile_midi import write_good
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pianocomposer"
 PIANOCOMPOSER = Path(sys.executable).with_name("pianocomposer")
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    """A real bundle: four short songs, extracted and trained for one epoch with the quick preset."""
-    from pianocomposer.extract import extract
-    from pianocomposer.train import train
-
-    root = tmp_path_factory.mktemp("bundle")
-    (root / "midi").mkdir()
-    for i, chord in enumerate([[60, 64, 67], [62, 65, 69], [55, 59, 62], [57, 60, 64]]):
-        write_good(root / "midi" / f"song{i}.mid", [[p] for p in chord] * 6 + [chord] * 4)
-    extract(root / "midi", root / "data", progress=False)
-    train(root / "data", root / "weights", preset="quick", epochs=1, val_split=0.25, progress=False)
-    return root / "weights"
+@pytest.fixture
+def bundle(bundle_dir) -> Path:
+    """The session's tiny trained bundle (tests/conftest.py); tests damage copies of it only."""
+    return bundle_dir
 
 
 def edit_meta(folder: Path, change) -> None:
