@@ -62,6 +62,8 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the last bundle in --weights (optimizer, epoch, history).")]
     = False,
     batch_size: Annotated[int | None, typer.Option(help="Override the preset's batch size.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Override the preset's learning rate (also on "
+                                                        "--resume).")] = None,
     patience: Annotated[int | None, typer.Option(help="Stop after this many epochs without a better val loss.")]
     = None,
     max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget; stops cleanly when spent.")] = None,
@@ -80,8 +82,8 @@ def train(
     from pianocomposer.train import train as run
 
     result = run(data, weights, preset=preset, epochs=epochs, val_split=val_split, resume=resume,
-                 objective=objective, transpose=transpose, batch_size=batch_size, patience=patience,
-                 max_minutes=max_minutes, mixed_precision=mixed_precision,
+                 objective=objective, transpose=transpose, batch_size=batch_size, learning_rate=learning_rate,
+                 patience=patience, max_minutes=max_minutes, mixed_precision=mixed_precision,
                  jit_compile=xla, tensorboard=tensorboard, float16=float16,
                  seed=seed, progress=not as_json)
     last = result.history[-1]

@@ -162,6 +162,7 @@ def _inference_copy(model, config: ModelConfig, vocab_size: int, dtype: str):
 
 def train(data: Path, weights: Path, *, preset: str = "paper", epochs: int = 50, val_split: float = 0.1,
           resume: bool = False, objective: str = "all", transpose: str = "0", batch_size: int | None = None,
+          learning_rate: float | None = None,
           patience: int | None = None, max_minutes: float | None = None, mixed_precision: bool = False,
           jit_compile: bool | None = None, tensorboard: bool = False, float16: bool = False, seed: int = 0,
           progress: bool = True) -> TrainResult:
@@ -200,10 +201,15 @@ def train(data: Path, weights: Path, *, preset: str = "paper", epochs: int = 50,
         objective, semitones = options["objective"], parse_transpose(options["transpose"])
         vocabulary = Vocabulary(meta["vocabulary"])
         model = load_bundle(weights, LAST_MODEL, compile=True).model
+        if learning_rate is not None:
+            config = replace(config, learning_rate=learning_rate)
+            model.optimizer.learning_rate.assign(learning_rate)
     else:
         if preset not in PRESETS:
             raise PianoComposerError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
-        config = PRESETS[preset] if batch_size is None else replace(PRESETS[preset], batch_size=batch_size)
+        config = PRESETS[preset]
+        config = replace(config, batch_size=batch_size or config.batch_size,
+                         learning_rate=learning_rate or config.learning_rate)
         train_idx, val_idx = split_songs(len(tokens.songs), val_split, seed)
         train_names = [tokens.songs[i].source for i in train_idx]
         val_names = [tokens.songs[i].source for i in val_idx]
