@@ -13,7 +13,11 @@ def build_model(config: ModelConfig, vocab_size: int, dtype: str | None = None):
     from keras import layers
 
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
-    x = layers.Embedding(vocab_size, config.embedding_dim, name="embedding", dtype=dtype)(tokens)
+    # Unit-variance embeddings (as torch.nn.Embedding): with Keras's default uniform(-0.05, 0.05) the input signal
+    # fades through the stacked LSTMs and training sits at the unigram plateau for thousands of steps.
+    unit_normal = keras.initializers.RandomNormal(stddev=1.0)
+    x = layers.Embedding(vocab_size, config.embedding_dim, embeddings_initializer=unit_normal, name="embedding",
+                         dtype=dtype)(tokens)
     for i in range(config.lstm_layers):
         # Default activations and no recurrent_dropout keep the layer eligible for the cuDNN kernel.
         x = layers.LSTM(config.lstm_units, return_sequences=True, name=f"lstm_{i + 1}", dtype=dtype)(x)
