@@ -29,7 +29,7 @@ def original_loop(model, window: np.ndarray, n_tokens: int) -> list[int]:
     """The original predict loop: the whole window through the network per token, argmax, slide."""
     window, out = list(window), []
     for _ in range(n_tokens):
-        probs = model.predict(np.array([window], np.int32), verbose=0)[0, -1]
+        probs = np.asarray(model(np.array([window], np.int32), training=False))[0, -1]
         out.append(int(np.argmax(probs)))
         window = [*window[1:], out[-1]]
     return out
