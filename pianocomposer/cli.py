@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 
-from pianocomposer.config import DEFAULT_DATA_DIR, DEFAULT_MIDI_DIR, DEFAULT_OUTPUT_DIR, DEFAULT_WEIGHTS_DIR
+from pianocomposer.config import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_MIDI_DIR,
+    DEFAULT_OUTPUT_DIR,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    DEFAULT_WEIGHTS_DIR,
+)
 from pianocomposer.errors import PianoComposerError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -105,10 +112,10 @@ def generate(
     num_outputs: Annotated[int, typer.Option(help="Pieces to generate together in one batch.")] = 1,
     out: Annotated[Path, typer.Option(help="Folder for the MIDI and WAV files.")] = DEFAULT_OUTPUT_DIR,
     seed: Annotated[int | None, typer.Option(help="Random seed: the same seed gives the same pieces.")] = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (lower = safer).")] = 1.0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (lower = safer).")] = DEFAULT_TEMPERATURE,
     top_k: Annotated[int, typer.Option(help="Sample from the k most likely tokens only (0 = all).")] = 0,
     top_p: Annotated[float, typer.Option(help="Sample from the smallest set holding this probability mass.")]
-    = 0.95,
+    = DEFAULT_TOP_P,
     greedy: Annotated[bool, typer.Option(help="Always take the most likely token (the original; loops).")] = False,
     primer: Annotated[Path | None, typer.Option(help="MIDI file whose notes start every piece.")] = None,
     primer_tokens: Annotated[str | None, typer.Option(help='Tokens that start every piece, e.g. "C4 E4 G4".')]

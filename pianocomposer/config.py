@@ -15,6 +15,11 @@ DEFAULT_OUTPUT_DIR = Path("output")
 # The bundle shipped in the repo; `generate` falls back to it when --weights has no bundle of its own.
 SHIPPED_BUNDLE_DIR = PROJECT_ROOT / "weights" / "default"
 
+# Sampling defaults, chosen by measuring the loop rate of the default model's pieces (BENCHMARKS.md):
+# temperature-1 sampling from the top 95 % of probability mass loops no more than the corpus itself.
+DEFAULT_TEMPERATURE = 1.0
+DEFAULT_TOP_P = 0.95
+
 TOKENS_FILE = "tokens.json"
 TOKENS_FORMAT_VERSION = 1
 BUNDLE_FORMAT_VERSION = 1

@@ -13,16 +13,11 @@ from tqdm import tqdm
 
 from pianocomposer.atomic import atomic_path
 from pianocomposer.bundle import Bundle, has_bundle, load_bundle
-from pianocomposer.config import DEFAULT_WEIGHTS_DIR, SHIPPED_BUNDLE_DIR
+from pianocomposer.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_WEIGHTS_DIR, SHIPPED_BUNDLE_DIR
 from pianocomposer.encodings import get_encoding
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.model import NumpyLSTM
 from pianocomposer.render import render_wav
-
-# Chosen by measuring the loop rate of the default model's output (BENCHMARKS.md): plain temperature-1
-# sampling from the top 95 % of probability mass keeps loops at the corpus's own rate.
-DEFAULT_TEMPERATURE = 1.0
-DEFAULT_TOP_P = 0.95
 
 
 @dataclass
