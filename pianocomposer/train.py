@@ -241,8 +241,8 @@ def train(data: Path, weights: Path, *, preset: str = "paper", epochs: int = 50,
     base_meta = {"encoding": tokens.encoding, "vocabulary": vocabulary.tokens, "config": config.to_dict(),
                  "keras": keras.__version__, "backend": keras.backend.backend(), "seeds": seeds,
                  "split": {"train": train_names, "val": val_names}}
-    scored = [h for h in history if h.get("val_loss" if validation else "loss") is not None]
     key = "val_loss" if validation else "loss"
+    scored = [h for h in history if h.get(key) is not None]
     best = min(scored, key=lambda h: h[key], default=None)
     best_loss, best_epoch = (best[key], best["epoch"]) if best else (math.inf, 0)
 
