@@ -10,7 +10,10 @@ import time
 
 import pytest
 
+from pianocomposer._util import import_keras
 from pianocomposer.bundle import LAST_MODEL, load_bundle
+from pianocomposer.config import PRESETS
+from pianocomposer.model import build_model
 from pianocomposer.train import train
 from tests.conftest import REPO, run_cli
 
@@ -85,6 +88,20 @@ def test_sigkill_mid_training_loses_at_most_an_epoch(data_dir, tmp_path):
     load_bundle(weights)  # the best model still loads
     result = train(data_dir, weights, epochs=1, resume=True, progress=False)
     assert result.epochs == epochs + 1
+
+
+def test_lstm_layers_stay_eligible_for_the_cudnn_kernel():
+    """Every backend takes cuDNN's fused LSTM on a GPU only for these settings, else it loops step by step."""
+    keras = import_keras()
+    model = build_model(PRESETS["paper"], 50)
+    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+    assert len(lstms) == PRESETS["paper"].lstm_layers
+    for layer in lstms:
+        assert layer.cell.activation is keras.activations.tanh
+        assert layer.cell.recurrent_activation is keras.activations.sigmoid
+        assert layer.cell.use_bias and layer.cell.recurrent_dropout == 0
+        assert not layer.unroll and layer.use_cudnn in ("auto", True)
+    assert not model.get_layer("embedding").mask_zero  # a mask sends torch and jax to the generic loop
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
