@@ -5,7 +5,7 @@ generic per-step loop when it does not (or when the cuDNN call fails). This buil
 traces one step with the backend's own tools and lists the LSTM operations found:
 
 - tensorflow: the op types in the traced graph (`CudnnRNNV3` when cuDNN is used);
-- jax: the custom calls in the lowered program (`cudnn_rnn` when cuDNN is used);
+- jax: the custom calls in the lowered program (`cudnn_rnn_ffi` when cuDNN is used);
 - torch: the operators the profiler records in a training step (`aten::_cudnn_rnn` when cuDNN is used).
 
 Prints one JSON object; on a GPU, `lstm_kernel` must read "cudnn".

@@ -9,6 +9,7 @@ import argparse
 import math
 from pathlib import Path
 
+from pianocomposer._util import import_keras
 from pianocomposer.atomic import write_text
 from pianocomposer.bundle import load_bundle, read_meta
 from pianocomposer.config import ModelConfig
@@ -19,8 +20,7 @@ from pianocomposer.model import build_model
 
 def stored_weights_scores(folder: Path, data: Path) -> dict:
     """Validation loss and accuracy of the shipped (maybe float16) weights, run in float32 as generation runs them."""
-    import keras
-
+    keras = import_keras()
     bundle = load_bundle(folder)
     config = ModelConfig.from_dict(bundle.meta["config"])
     model = build_model(config, len(bundle.vocabulary))
