@@ -24,6 +24,7 @@ import numpy as np
 from pianocomposer._util import import_keras
 from pianocomposer.config import PRESETS
 from pianocomposer.model import build_model
+from pianocomposer.train import compile_model
 
 LSTM_OP = re.compile(r"[\w:.]*(?:cudnn|lstm|rnn)[\w:.]*", re.IGNORECASE)
 CUDNN_LSTM = re.compile(r"cudnn_?rnn", re.IGNORECASE)  # not torch's aten::cudnn_is_acceptable, a mere query
@@ -71,7 +72,7 @@ def main() -> None:
     if args.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
     model = build_model(config, args.vocab)
-    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+    compile_model(model, config)  # as `train` compiles it: torch.compile, say, would rule cuDNN out
     x = np.random.default_rng(0).integers(args.vocab, size=(config.batch_size, config.seq_len), dtype=np.int32)
     backend = keras.backend.backend()
     gpu, ops = {"tensorflow": _tensorflow_ops, "jax": _jax_ops, "torch": _torch_ops}[backend](model, x)

@@ -139,7 +139,8 @@ def _pick_seeds(songs: list[list[str]], seq_len: int, rng: np.random.Generator) 
     return seeds
 
 
-def _compile(model, config: ModelConfig, jit_compile: bool | None) -> None:
+def compile_model(model, config: ModelConfig, jit_compile: bool | None = None) -> None:
+    """Compile with the config's optimizer, the padding-aware loss and accuracy, as training does."""
     import keras
 
     if jit_compile is None:
@@ -234,7 +235,7 @@ def train(data: Path, weights: Path, *, preset: str = "paper", epochs: int = 50,
         if mixed_precision:
             keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
         model = build_model(config, len(vocabulary))
-        _compile(model, config, jit_compile)
+        compile_model(model, config, jit_compile)
         keras.mixed_precision.set_dtype_policy("float32")
 
     seeds = meta["seeds"] if resume else _pick_seeds([by_name[n].tokens for n in train_names], config.seq_len, rng)

@@ -9,24 +9,22 @@ import argparse
 import math
 from pathlib import Path
 
-from pianocomposer._util import import_keras
 from pianocomposer.atomic import write_text
 from pianocomposer.bundle import load_bundle, read_meta
 from pianocomposer.config import ModelConfig
 from pianocomposer.dataset import make_windows
 from pianocomposer.extract import load_tokens
 from pianocomposer.model import build_model
+from pianocomposer.train import compile_model
 
 
 def stored_weights_scores(folder: Path, data: Path) -> dict:
     """Validation loss and accuracy of the shipped (maybe float16) weights, run in float32 as generation runs them."""
-    keras = import_keras()
     bundle = load_bundle(folder)
     config = ModelConfig.from_dict(bundle.meta["config"])
     model = build_model(config, len(bundle.vocabulary))
     model.set_weights([w.astype("float32") for w in bundle.model.get_weights()])
-    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"),
-                  weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    compile_model(model, config)
     songs = {s.source: s.tokens for s in load_tokens(data).songs}
     x, y, w = make_windows([bundle.vocabulary.encode(songs[n]) for n in bundle.meta["split"]["val"]],
                            config.seq_len, multiple_of=config.batch_size)
