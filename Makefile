@@ -14,7 +14,7 @@ system-deps:
 	@if command -v fluidsynth >/dev/null && { [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || [ -n "$$PIANOCOMPOSER_SOUNDFONT" ]; }; then \
 		echo "fluidsynth and a soundfont are installed"; \
 	elif command -v apt-get >/dev/null; then \
-		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fluidsynth fluid-soundfont-gm; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm; \
 	elif command -v brew >/dev/null; then \
 		brew install fluid-synth && echo "set PIANOCOMPOSER_SOUNDFONT to a General MIDI .sf2 file"; \
 	else \

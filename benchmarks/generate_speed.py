@@ -22,7 +22,6 @@ from benchmarks.train_speed import cpu_name
 from pianocomposer.bundle import load_bundle
 from pianocomposer.extract import load_tokens
 from pianocomposer.generate import Sampler, continue_sequences, loop_rate
-from pianocomposer.model import NumpyLSTM
 
 
 def original_loop(model, window: np.ndarray, n_tokens: int) -> list[int]:
@@ -53,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
 
     load_seconds, bundle = timed(load_bundle, args.weights)
-    net = NumpyLSTM(bundle.model)
+    net = bundle.step_model()
     seeds = [bundle.vocabulary.encode(s) for s in bundle.meta["seeds"]]
     rng = np.random.default_rng(0)
     original_s, _ = timed(original_loop, bundle.model, seeds[0], args.original_tokens)

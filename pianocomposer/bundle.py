@@ -1,10 +1,12 @@
 """The model bundle: Keras model(s), vocabulary, config, encoding, seeds and history in one folder.
 
-Schema (bundle.json, format version 1): `format` "pianocomposer-bundle", `version`, `encoding` (name),
-`vocabulary` (token list; id = position), `config` (ModelConfig fields), `seeds` (token windows from the
-training songs for seeding generation), `split` (training/validation song names), `training` (epochs done,
-best epoch, best validation loss, per-epoch history, options). Beside it: `model.keras` (the best weights,
-no optimizer), `last.keras` (the last epoch with optimizer state, for --resume), `history.csv`, `loss.png`.
+Schema (bundle.json, format version 2): `format` "pianocomposer-bundle", `version`, `encoding` (name),
+`encoding_params`, `vocabulary` (token list; id = position), `config` (ModelConfig fields), `seeds` (token
+windows from the training songs for seeding generation), `split` (training/validation song names), `training`
+(the TrainingState: preset, options (TrainOptions fields), epochs done, optimizer steps, best epoch and loss,
+per-epoch history). Beside it: `model.keras` (the best weights, no optimizer), `last.keras` (the last epoch with
+optimizer state, for --resume), `history.csv`, `loss.png`. Version 1 bundles are migrated on reading
+(config.migrate_bundle_meta).
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ from pathlib import Path
 
 from pianocomposer._util import import_keras
 from pianocomposer.atomic import atomic_path, write_json
-from pianocomposer.config import BUNDLE_FORMAT_VERSION, ModelConfig
+from pianocomposer.config import BUNDLE_FORMAT_VERSION, ModelConfig, migrate_bundle_meta
+from pianocomposer.encodings import Encoding, get_encoding
 from pianocomposer.errors import PianoComposerError, first_line
+from pianocomposer.model import StepModel, keras_layer_weights, rnn_layer_names
 from pianocomposer.vocab import Vocabulary
 
 BUNDLE_FILE = "bundle.json"
 BEST_MODEL = "model.keras"
 LAST_MODEL = "last.keras"
+# last.keras of the newest epoch until bundle.json records that epoch (see train.BundleWriter)
+PENDING_LAST_MODEL = "last.pending.keras"
 
 
 @dataclass
@@ -39,6 +45,15 @@ class Bundle:
     def encoding(self) -> str:
         """Name of the encoding the model was trained on."""
         return self.meta["encoding"]
+
+    @property
+    def encoder(self) -> Encoding:
+        """The encoding the model was trained on, with its parameters."""
+        return get_encoding(self.meta["encoding"], self.meta.get("encoding_params"))
+
+    def step_model(self) -> StepModel:
+        """The NumPy twin of the network, for token-by-token generation and scoring."""
+        return StepModel(self.config, keras_layer_weights(self.model))
 
 
 def has_bundle(folder: Path) -> bool:
@@ -63,13 +78,14 @@ def read_meta(folder: Path) -> dict:
     if meta["version"] > BUNDLE_FORMAT_VERSION:
         raise PianoComposerError(f"{path}: bundle format version {meta['version']} is newer than this "
                                  f"pianocomposer reads ({BUNDLE_FORMAT_VERSION}); upgrade pianocomposer")
-    return meta
+    return migrate_bundle_meta(meta)
 
 
 def _check_model(model, vocab_size: int, config: ModelConfig, path: Path) -> None:
     """Explain, in one line, any way the model's layers disagree with the bundle's vocabulary or config."""
     names = {layer.name for layer in model.layers}
-    expected = {"embedding", "dense", "logits"} | {f"lstm_{i + 1}" for i in range(config.lstm_layers)}
+    rnn = rnn_layer_names(config)
+    expected = {"embedding", "dense", "logits", *rnn}
     if not expected <= names:
         raise PianoComposerError(f"{path}: not a pianocomposer network (missing layers {sorted(expected - names)})")
     out_units = model.get_layer("logits").units
@@ -77,9 +93,9 @@ def _check_model(model, vocab_size: int, config: ModelConfig, path: Path) -> Non
     if out_units != vocab_size or in_dim != vocab_size:
         raise PianoComposerError(f"{path}: the vocabulary has {vocab_size} tokens but the model's output layer has "
                                  f"{out_units} (embedding {in_dim}); the bundle's files do not belong together")
-    if model.get_layer("lstm_1").units != config.lstm_units:
-        raise PianoComposerError(f"{path}: config says {config.lstm_units} LSTM units, the model has "
-                                 f"{model.get_layer('lstm_1').units}")
+    if model.get_layer(rnn[0]).units != config.rnn_units:
+        raise PianoComposerError(f"{path}: config says {config.rnn_units} {config.cell.upper()} units, the model "
+                                 f"has {model.get_layer(rnn[0]).units}")
 
 
 def load_bundle(folder: Path, which: str = BEST_MODEL, compile: bool = False) -> Bundle:
@@ -91,9 +107,14 @@ def load_bundle(folder: Path, which: str = BEST_MODEL, compile: bool = False) ->
         vocabulary = Vocabulary(meta["vocabulary"])
         if len(vocabulary) != len(meta["vocabulary"]):
             raise ValueError("duplicate tokens in the vocabulary")
-        meta["encoding"], meta["seeds"]
+        meta["seeds"]
+        name = meta["encoding"]
     except (KeyError, TypeError, ValueError) as exc:
         raise PianoComposerError(f"{folder / BUNDLE_FILE}: incomplete bundle file ({exc})") from None
+    try:
+        get_encoding(name, meta.get("encoding_params"))
+    except PianoComposerError as exc:
+        raise PianoComposerError(f"{folder / BUNDLE_FILE}: {exc}") from None
     path = folder / which
     if not path.is_file():
         raise PianoComposerError(f"{path}: model file missing from the bundle")

@@ -13,9 +13,12 @@ from pianocomposer.config import (
     DEFAULT_DATA_DIR,
     DEFAULT_MIDI_DIR,
     DEFAULT_OUTPUT_DIR,
+    DEFAULT_PRESET,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
     DEFAULT_WEIGHTS_DIR,
+    PRESETS,
+    TrainOptions,
 )
 from pianocomposer.errors import PianoComposerError
 
@@ -58,41 +61,60 @@ def extract(
            f"{tokens} tokens -> {out / 'tokens.json'}"])
 
 
+def parse_transpose(spec: str) -> tuple[int, int]:
+    """'-3..3' -> (-3, 3); '0' -> (0, 0)."""
+    low, _, high = spec.partition("..")
+    try:
+        return int(low), int(high or low)
+    except ValueError:
+        raise PianoComposerError(f"--transpose {spec!r}: expected LOW..HIGH semitones, e.g. -3..3") from None
+
+
 @app.command()
 def train(
     data: Annotated[Path, typer.Option(help="Folder (or file) with tokens.json from `extract`.")] = DEFAULT_DATA_DIR,
     weights: Annotated[Path, typer.Option(help="Bundle folder to write.")] = DEFAULT_WEIGHTS_DIR,
     epochs: Annotated[int, typer.Option(help="Epochs to run now (added to earlier ones with --resume).")] = 50,
-    preset: Annotated[str, typer.Option(help="paper (3x512 LSTM, the design) or quick (small, for demos).")]
-    = "paper",
-    val_split: Annotated[float, typer.Option(help="Share of whole songs held out for validation.")] = 0.1,
-    resume: Annotated[bool, typer.Option(help="Continue the last bundle in --weights (optimizer, epoch, history).")]
+    resume: Annotated[bool, typer.Option(help="Continue the bundle in --weights exactly where it stopped "
+                                         "(weights, optimizer, data order); other settings are the bundle's.")]
     = False,
+    preset: Annotated[str | None, typer.Option(help=f"{' | '.join(PRESETS)}: paper is the design's 3x512 network, "
+                                               f"quick a small one for demos [default: {DEFAULT_PRESET}].",
+                                               show_default=False)] = None,
+    cell: Annotated[str | None, typer.Option(help="Recurrent cell: lstm | gru [default: the preset's].",
+                                             show_default=False)] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the preset's batch size.")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="Override the preset's learning rate (also on "
                                                         "--resume).")] = None,
+    val_split: Annotated[float | None, typer.Option(help=f"Share of whole songs held out for validation "
+                                                    f"[default: {TrainOptions.val_split}].", show_default=False)]
+    = None,
+    transpose: Annotated[str | None, typer.Option(help="Augment training songs by semitones, e.g. -3..3 "
+                                                  "[default: 0].", show_default=False)] = None,
+    objective: Annotated[str | None, typer.Option(help="all: every position; last: last only (the original) "
+                                                  "[default: all].", show_default=False)] = None,
+    mixed_precision: Annotated[bool | None, typer.Option("--mixed-precision", help="bfloat16 compute (GPU, or "
+                                                         "CPUs with AMX).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed: split, initialisation, data order, dropout "
+                                             "[default: 0].", show_default=False)] = None,
     patience: Annotated[int | None, typer.Option(help="Stop after this many epochs without a better val loss.")]
     = None,
     max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget; stops cleanly when spent.")] = None,
-    transpose: Annotated[str, typer.Option(help="Augment training songs by semitones, e.g. -3..3.")] = "0",
-    objective: Annotated[str, typer.Option(help="all: every position; last: last only (the original).")] = "all",
-    mixed_precision: Annotated[bool, typer.Option(help="bfloat16 compute (GPU, or CPUs with AMX).")] = False,
     xla: Annotated[bool | None, typer.Option("--xla/--no-xla", help="Force XLA [default: off on TensorFlow].")]
     = None,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs to WEIGHTS/tensorboard.")] = False,
     float16: Annotated[bool, typer.Option(help="Store the best model's weights as float16 (half the size).")]
     = False,
-    seed: Annotated[int, typer.Option(help="Random seed (split, shuffling, initialisation).")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train the LSTM; keeps the best (by validation loss) and the last model in the bundle folder."""
+    """Train the network; keeps the best (by validation loss) and the last model in the bundle folder."""
     from pianocomposer.train import train as run
 
-    result = run(data, weights, preset=preset, epochs=epochs, val_split=val_split, resume=resume,
-                 objective=objective, transpose=transpose, batch_size=batch_size, learning_rate=learning_rate,
-                 patience=patience, max_minutes=max_minutes, mixed_precision=mixed_precision,
-                 jit_compile=xla, tensorboard=tensorboard, float16=float16,
-                 seed=seed, progress=not as_json)
+    result = run(data, weights, resume=resume, epochs=epochs, preset=preset, patience=patience,
+                 max_minutes=max_minutes, jit_compile=xla, tensorboard=tensorboard, float16=float16,
+                 progress=not as_json, cell=cell, batch_size=batch_size, learning_rate=learning_rate,
+                 val_split=val_split, transpose=parse_transpose(transpose) if transpose is not None else None,
+                 objective=objective, mixed_precision=mixed_precision, seed=seed)
     last = result.history[-1]
     val = f", val loss {last['val_loss']:.3f} (perplexity {last['val_perplexity']:.1f})" if last["val_loss"] else ""
     _emit(as_json, {"bundle": str(result.bundle), "epochs": result.epochs, "best_epoch": result.best_epoch,

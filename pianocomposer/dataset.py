@@ -18,16 +18,6 @@ def split_songs(n_songs: int, val_split: float, seed: int = 0) -> tuple[list[int
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
-def parse_transpose(spec: str) -> range:
-    """'-3..3' -> range(-3, 4); '0' -> range(0, 1)."""
-    low, _, high = spec.partition("..")
-    low_i = int(low)
-    high_i = int(high) if high else low_i
-    if low_i > high_i or low_i > 0 or high_i < 0 or max(-low_i, high_i) > 12:
-        raise ValueError(f"transposition {spec!r} must be LOW..HIGH with -12 <= LOW <= 0 <= HIGH <= 12")
-    return range(low_i, high_i + 1)
-
-
 def transpose_songs(songs: Sequence[Sequence[str]], encoding: Encoding, semitones: range) -> list[list[str]]:
     """Each song once per transposition; a transposed copy with any note out of range is dropped."""
     out = []

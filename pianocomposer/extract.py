@@ -9,58 +9,22 @@ import os
 import resource
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
 from tqdm import tqdm
 
 from pianocomposer.atomic import write_json
-from pianocomposer.config import TOKENS_FILE, TOKENS_FORMAT_VERSION
+from pianocomposer.config import TOKENS_FILE
 from pianocomposer.encodings import get_encoding
 from pianocomposer.errors import PianoComposerError, first_line
+from pianocomposer.tokens import Skipped, Song, TokenData, load_tokens
 
-MIDI_SUFFIXES = {".mid", ".midi"}
 MAX_FILE_BYTES = 64 * 2**20  # larger files are not songs a user wants to learn from; they are refused unread
 DEFAULT_TIMEOUT_S = 60.0  # per file: one hostile file must not hang the run
 MEMORY_LIMIT_BYTES = 2 * 2**30  # per parsing process; real songs need a few hundred MB
 # Skips that depend on the run (its time-out, a killed parser), not on the file: a later run tries them again.
 RETRY_REASONS = ("parsing took longer than", "parser crashed")
-
-
-@dataclass
-class Song:
-    """The tokens of one MIDI file, with the file they came from."""
-
-    source: str
-    sha256: str
-    tokens: list[str]
-
-
-@dataclass
-class Skipped:
-    """A file that could not be used, and why."""
-
-    source: str
-    sha256: str
-    reason: str
-
-
-@dataclass
-class TokenData:
-    """The contents of a tokens file: songs kept apart, the encoding that made them, what was skipped."""
-
-    encoding: str
-    parser: str
-    songs: list[Song]
-    skipped: list[Skipped] = field(default_factory=list)
-    reused: int = 0
-
-    def to_json(self) -> dict:
-        """The versioned on-disk form."""
-        return {"format": "pianocomposer-tokens", "version": TOKENS_FORMAT_VERSION, "encoding": self.encoding,
-                "parser": self.parser, "songs": [asdict(s) for s in self.songs],
-                "skipped": [asdict(s) for s in self.skipped]}
 
 
 def display_name(path: Path, root: Path) -> str:
@@ -70,11 +34,11 @@ def display_name(path: Path, root: Path) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)  # a newline in a name stays one line
 
 
-def find_midi_files(input_dir: Path) -> list[Path]:
-    """Every .mid/.midi file under input_dir, recursively, sorted; symlinked folders are not followed."""
+def find_music_files(input_dir: Path, suffixes: tuple[str, ...] = (".mid", ".midi")) -> list[Path]:
+    """Every file with one of the suffixes under input_dir, recursively, sorted; symlinked folders not followed."""
     found = []
     for folder, _dirs, files in os.walk(input_dir, followlinks=False):
-        found.extend(Path(folder) / f for f in files if Path(f).suffix.lower() in MIDI_SUFFIXES)
+        found.extend(Path(folder) / f for f in files if Path(f).suffix.lower() in suffixes)
     return sorted(found)
 
 
@@ -108,32 +72,12 @@ def parser_version() -> str:
     return f"music21 {version('music21')}"
 
 
-def load_tokens(path: Path) -> TokenData:
-    """Read a tokens file written by extract, checking its format and version."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / TOKENS_FILE
-    if not path.is_file():
-        raise PianoComposerError(f"{path}: no tokens file; run `pianocomposer extract` first")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") != "pianocomposer-tokens":
-            raise ValueError("not a pianocomposer tokens file")
-        if data["version"] > TOKENS_FORMAT_VERSION:
-            raise ValueError(f"format version {data['version']} is newer than this pianocomposer reads "
-                             f"({TOKENS_FORMAT_VERSION}); upgrade pianocomposer")
-        return TokenData(encoding=data["encoding"], parser=data["parser"],
-                         songs=[Song(**s) for s in data["songs"]], skipped=[Skipped(**s) for s in data["skipped"]])
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise PianoComposerError(f"{path}: unreadable tokens file ({exc})") from None
-
-
-def _child(conn, path: Path, encoding_name: str) -> None:
+def _child(conn, path: Path, encoding_name: str, params: dict) -> None:
     """Runs in a forked process: parse one file under a memory limit and send back JSON."""
     warnings.simplefilter("ignore")  # music21 warns on stderr about odd events without naming the file
     try:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-        tokens = get_encoding(encoding_name).encode_file(path)
+        tokens = get_encoding(encoding_name, params).encode_file(path)
         reply = {"tokens": tokens} if tokens else {"error": "no pitched notes"}
     except MemoryError:
         reply = {"error": f"parsing needs more than {MEMORY_LIMIT_BYTES // 2**30} GiB of memory"}
@@ -143,7 +87,7 @@ def _child(conn, path: Path, encoding_name: str) -> None:
     conn.close()
 
 
-def _parse_all(jobs: list[tuple[int, Path]], encoding_name: str, timeout_s: float, workers: int,
+def _parse_all(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, timeout_s: float, workers: int,
                bar: tqdm) -> dict[int, dict]:
     """Parse files in forked processes, at most `workers` at a time, each killed after timeout_s."""
     # Fork from a clean single-threaded server with music21 preloaded: cheap per file, and safe even when the
@@ -157,7 +101,7 @@ def _parse_all(jobs: list[tuple[int, Path]], encoding_name: str, timeout_s: floa
         while pending and len(running) < workers:
             index, path = pending.pop()
             receiver, sender = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_child, args=(sender, path, encoding_name), daemon=True)
+            proc = ctx.Process(target=_child, args=(sender, path, encoding_name, params), daemon=True)
             proc.start()
             sender.close()
             running[receiver] = (proc, index, time.monotonic() + timeout_s)
@@ -184,16 +128,17 @@ def _parse_all(jobs: list[tuple[int, Path]], encoding_name: str, timeout_s: floa
     return results
 
 
-def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", timeout_s: float = DEFAULT_TIMEOUT_S,
-            workers: int | None = None, progress: bool = True) -> TokenData:
-    """Tokenize every MIDI file under input_dir into out_dir/tokens.json, reusing cached results."""
+def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", encoding_params: dict | None = None,
+            timeout_s: float = DEFAULT_TIMEOUT_S, workers: int | None = None, progress: bool = True) -> TokenData:
+    """Tokenize every music file under input_dir into out_dir/tokens.json, reusing cached results."""
     input_dir, out_dir = Path(input_dir), Path(out_dir)
-    get_encoding(encoding)
+    params = get_encoding(encoding, encoding_params).params  # the full parameters, defaults filled in
     if not input_dir.is_dir():
         raise PianoComposerError(f"{input_dir}: no such folder")
-    files = find_midi_files(input_dir)
+    suffixes = get_encoding(encoding, params).suffixes
+    files = find_music_files(input_dir, suffixes)
     if not files:
-        raise PianoComposerError(f"{input_dir}: no .mid or .midi files in this folder")
+        raise PianoComposerError(f"{input_dir}: no {' or '.join(suffixes)} files in this folder")
     try:  # find an unusable output folder before the parsing, not after
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -205,7 +150,7 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", timeout_s:
     cache: dict[str, Song | Skipped] = {}
     try:
         old = load_tokens(out_dir / TOKENS_FILE)
-        if old.encoding == encoding and old.parser == parser:
+        if old.encoding == encoding and old.encoding_params == params and old.parser == parser:
             kept = [k for k in old.skipped if not k.reason.startswith(RETRY_REASONS)]
             cache = {s.sha256: s for s in [*old.songs, *kept]}
     except PianoComposerError:
@@ -246,11 +191,11 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", timeout_s:
     with tqdm(total=len(to_parse), desc="extract", unit="file", disable=not progress or None) as bar:
         if to_parse:
             workers = workers or max(1, min(os.cpu_count() or 1, len(to_parse)))
-            for i, reply in _parse_all(to_parse, encoding, timeout_s, workers, bar).items():
+            for i, reply in _parse_all(to_parse, encoding, params, timeout_s, workers, bar).items():
                 entries[i] = (Song(names[i], hashes[i], reply["tokens"]) if "tokens" in reply
                               else Skipped(names[i], hashes[i], reply["error"]))
 
-    data = TokenData(encoding=encoding, parser=parser, reused=reused,
+    data = TokenData(encoding=encoding, encoding_params=params, parser=parser, reused=reused,
                      songs=[e for e in entries if isinstance(e, Song)],
                      skipped=[e for e in entries if isinstance(e, Skipped)])
     if not data.songs:

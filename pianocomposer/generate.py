@@ -14,9 +14,8 @@ from tqdm import tqdm
 from pianocomposer.atomic import atomic_path
 from pianocomposer.bundle import Bundle, has_bundle, load_bundle
 from pianocomposer.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_WEIGHTS_DIR, SHIPPED_BUNDLE_DIR
-from pianocomposer.encodings import get_encoding
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.model import NumpyLSTM
+from pianocomposer.model import StepModel
 from pianocomposer.render import render_wav
 
 
@@ -80,7 +79,7 @@ def loop_rate(tokens: list[str], min_repeats: int = 8, max_period: int = 4) -> f
     return float(looped.mean()) if n else 0.0
 
 
-def continue_sequences(net: NumpyLSTM, primers: list[np.ndarray], length: int, sampler: Sampler,
+def continue_sequences(net: StepModel, primers: list[np.ndarray], length: int, sampler: Sampler,
                        rng: np.random.Generator, progress: bool = False) -> np.ndarray:
     """Run each primer through the network once, then sample `length` tokens per row, carrying LSTM states."""
     batch = len(primers)
@@ -111,7 +110,7 @@ def encode_primer(bundle: Bundle, primer: Path | None, primer_tokens: str | None
     """The primer as tokens of the bundle's vocabulary: unknown ones mapped to the nearest known, else dropped."""
     if primer is None and primer_tokens is None:
         return None
-    encoding = get_encoding(bundle.encoding)
+    encoding = bundle.encoder
     if primer is not None:
         if not Path(primer).is_file():
             raise PianoComposerError(f"{primer}: no such primer file")
@@ -203,8 +202,8 @@ def generate(weights: Path | None = None, out_dir: Path = Path("output"), *, len
     t0 = time.perf_counter()
     folder = resolve_weights(weights)
     bundle = load_bundle(folder)
-    net = NumpyLSTM(bundle.model)
-    encoding = get_encoding(bundle.encoding)
+    net = bundle.step_model()
+    encoding = bundle.encoder
     seconds["load"] = time.perf_counter() - t0
 
     rng = np.random.default_rng(seed)

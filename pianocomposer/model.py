@@ -7,77 +7,117 @@ import numpy as np
 from pianocomposer.config import ModelConfig
 
 
+def rnn_layer_names(config: ModelConfig) -> list[str]:
+    """Names of the recurrent layers, e.g. lstm_1..lstm_3 or gru_1..gru_3."""
+    return [f"{config.cell}_{i + 1}" for i in range(config.rnn_layers)]
+
+
 def build_model(config: ModelConfig, vocab_size: int, dtype: str | None = None):
-    """Embedding -> LSTM x N (dropout between) -> Dense -> Dropout -> Dense(vocab) -> softmax, every position."""
+    """Embedding -> LSTM/GRU x N (dropout between) -> Dense -> Dropout -> Dense(vocab) -> softmax, every position."""
     import keras
     from keras import layers
 
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
-    # Unit-variance embeddings (as torch.nn.Embedding): with Keras's default uniform(-0.05, 0.05) the input signal
-    # fades through the stacked LSTMs and training sits at the unigram plateau for thousands of steps.
-    unit_normal = keras.initializers.RandomNormal(stddev=1.0)
-    x = layers.Embedding(vocab_size, config.embedding_dim, embeddings_initializer=unit_normal, name="embedding",
+    init = keras.initializers.RandomNormal(stddev=config.embedding_init_stddev)
+    x = layers.Embedding(vocab_size, config.embedding_dim, embeddings_initializer=init, name="embedding",
                          dtype=dtype)(tokens)
-    for i in range(config.lstm_layers):
-        # Default activations and no recurrent_dropout keep the layer eligible for the cuDNN kernel.
-        x = layers.LSTM(config.lstm_units, return_sequences=True, name=f"lstm_{i + 1}", dtype=dtype)(x)
-        if i < config.lstm_layers - 1:
+    # Default activations, bias, no recurrent_dropout, no unroll, no mask (and reset_after for the GRU) keep every
+    # layer eligible for cuDNN's fused kernel on a GPU.
+    cell = {"lstm": layers.LSTM, "gru": layers.GRU}[config.cell]
+    names = rnn_layer_names(config)
+    for i, name in enumerate(names):
+        x = cell(config.rnn_units, return_sequences=True, name=name, dtype=dtype)(x)
+        if i < len(names) - 1:
             x = layers.Dropout(config.dropout, name=f"dropout_{i + 1}")(x)
     x = layers.Dense(config.dense_units, name="dense", dtype=dtype)(x)
     x = layers.Dropout(config.dropout, name="dropout_dense")(x)
     x = layers.Dense(vocab_size, name="logits", dtype=dtype)(x)
     probs = layers.Activation("softmax", dtype="float32", name="softmax")(x)
-    return keras.Model(tokens, probs, name="pianocomposer_lstm")
+    return keras.Model(tokens, probs, name=f"pianocomposer_{config.cell}")
+
+
+def keras_layer_weights(model) -> dict[str, list[np.ndarray]]:
+    """Every layer's weights by layer name, as a Keras model holds them."""
+    return {layer.name: [np.asarray(v) for v in layer.get_weights()] for layer in model.layers}
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-class NumpyLSTM:
-    """Inference with carried LSTM states: the same arithmetic as build_model's network, one step at a time.
+class StepModel:
+    """Inference with carried recurrent states: the same arithmetic as build_model's network, one step at a time.
 
     Framework dispatch costs milliseconds per call at batch size 1, more than the maths; plain NumPy with the
-    weights in hand runs a step of the 3x512 network in well under a millisecond.
+    weights in hand runs a step of the 3x512 network in well under a millisecond. Built from weight arrays by
+    layer name, so it needs no Keras (see keras_file.py), and computes in float32 whatever the stored dtype.
     """
 
-    def __init__(self, model):
-        w = {layer.name: [np.asarray(v, np.float32) for v in layer.get_weights()] for layer in model.layers}
-        embedding = w["embedding"][0]
-        lstms = [w[f"lstm_{i + 1}"] for i in range(sum(n.startswith("lstm_") for n in w))]
+    def __init__(self, config: ModelConfig, weights: dict[str, list[np.ndarray]]):
+        w = {name: [np.asarray(v, np.float32) for v in arrays] for name, arrays in weights.items()}
+        self.cell, self.units = config.cell, config.rnn_units
+        layers = [w[name] for name in rnn_layer_names(config)]
         dense_w, dense_b = w["dense"]
         logits_w, logits_b = w["logits"]
         # No activation between the two Dense layers and no dropout at inference: fold them into one matrix.
         self.out_w = dense_w @ logits_w
         self.out_b = dense_b @ logits_w + logits_b
-        self.units = lstms[0][1].shape[0]
-        # First layer: the input projection of every token precomputed, so a lookup replaces a matmul.
-        kernel, self.first_recurrent, bias = lstms[0]
-        self.first_input = embedding @ kernel + bias
-        # Other layers: [x, h] @ [[kernel], [recurrent]] is one matrix product instead of two.
-        self.stacked = [(np.vstack([k, r]), b) for k, r, b in lstms[1:]]
+        embedding = w["embedding"][0]
+        kernel, recurrent, bias = layers[0]
+        if self.cell == "lstm":
+            # First layer: the input projection of every token precomputed, so a lookup replaces a matmul.
+            self.first_input, self.first_recurrent = embedding @ kernel + bias, recurrent
+            # Other layers: [x, h] @ [[kernel], [recurrent]] is one matrix product instead of two.
+            self.stacked = [(np.vstack([k, r]), b) for k, r, b in layers[1:]]
+        else:
+            # GRU (reset_after): bias[0] goes with the input, bias[1] with the recurrent product, which the reset
+            # gate scales before it joins the candidate, so input and recurrent products stay apart.
+            self.first_input, self.first_recurrent = embedding @ kernel + bias[0], (recurrent, bias[1])
+            self.stacked = [(k, b[0], r, b[1]) for k, r, b in layers[1:]]
+        self.n_layers = len(layers)
+        self.states_per_layer = 2 if self.cell == "lstm" else 1
 
     def initial_state(self, batch: int) -> list[np.ndarray]:
-        """Zero (h, c) for every layer."""
-        return [np.zeros((batch, self.units), np.float32) for _ in range(2 * (len(self.stacked) + 1))]
+        """Zero states for every layer: (h, c) per LSTM layer, h per GRU layer."""
+        return [np.zeros((batch, self.units), np.float32) for _ in range(self.states_per_layer * self.n_layers)]
+
+    def _lstm(self, z: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        u = self.units
+        # Keras's gate order: input, forget, cell candidate, output.
+        c = _sigmoid(z[:, u:2 * u]) * c + _sigmoid(z[:, :u]) * np.tanh(z[:, 2 * u:3 * u])
+        return _sigmoid(z[:, 3 * u:]) * np.tanh(c), c
+
+    def _gru(self, x_proj: np.ndarray, h: np.ndarray, recurrent: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        u = self.units
+        inner = h @ recurrent + bias
+        # Keras's gate order: update, reset, candidate.
+        z = _sigmoid(x_proj[:, :u] + inner[:, :u])
+        r = _sigmoid(x_proj[:, u:2 * u] + inner[:, u:2 * u])
+        candidate = np.tanh(x_proj[:, 2 * u:] + r * inner[:, 2 * u:])
+        return z * h + (1.0 - z) * candidate
 
     def step(self, ids: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Feed one token per sequence (shape (batch,)); return next-token probabilities and the new state."""
-        u = self.units
-        new_state = []
+        new_state: list[np.ndarray] = []
         x = None
-        for layer in range(len(self.stacked) + 1):
-            h, c = state[2 * layer], state[2 * layer + 1]
-            if layer == 0:
-                z = self.first_input[ids] + h @ self.first_recurrent
+        for layer in range(self.n_layers):
+            if self.cell == "lstm":
+                h, c = state[2 * layer], state[2 * layer + 1]
+                if layer == 0:
+                    z = self.first_input[ids] + h @ self.first_recurrent
+                else:
+                    weights, bias = self.stacked[layer - 1]
+                    z = np.concatenate([x, h], axis=1) @ weights + bias
+                h, c = self._lstm(z, c)
+                new_state += [h, c]
             else:
-                weights, bias = self.stacked[layer - 1]
-                z = np.concatenate([x, h], axis=1) @ weights + bias
-            # Keras's gate order: input, forget, cell candidate, output.
-            i, f = _sigmoid(z[:, :u]), _sigmoid(z[:, u:2 * u])
-            c = f * c + i * np.tanh(z[:, 2 * u:3 * u])
-            h = _sigmoid(z[:, 3 * u:]) * np.tanh(c)
-            new_state += [h, c]
+                h = state[layer]
+                if layer == 0:
+                    h = self._gru(self.first_input[ids], h, *self.first_recurrent)
+                else:
+                    kernel, input_bias, recurrent, recurrent_bias = self.stacked[layer - 1]
+                    h = self._gru(x @ kernel + input_bias, h, recurrent, recurrent_bias)
+                new_state.append(h)
             x = h
         logits = x @ self.out_w + self.out_b
         logits -= logits.max(axis=1, keepdims=True)

@@ -1,31 +1,106 @@
-"""Stage 2: train the LSTM on extracted tokens; write a bundle (best and last model), resumable."""
+"""Stage 2: train the network on extracted tokens; write a bundle (best and last model), resumable.
+
+The parts, in the order train() uses them:
+- TrainingState: everything the bundle records about a run (encoding, vocabulary, config, options, split,
+  seeds, history, optimizer steps); saved in bundle.json, so --resume starts from exactly where a run stood.
+- plan_new / plan_resume: a new state from the tokens, or the bundle's state with the resume policy applied
+  (RESUMABLE settings may change; any other setting that differs from the bundle's is refused).
+- prepare_data / epoch_windows: tokens to arrays; every epoch's window shift, order and dropout randomness
+  derive from (seed, epoch), so 2 epochs + resume 2 epochs trains exactly as 4 epochs do.
+- run_epochs: a generator that trains one epoch per step and yields its row; the caller decides what to keep.
+- BundleWriter: models, bundle.json, history.csv and loss.png, written atomically by the writing process only.
+"""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import logging
 import math
+import os
 import signal
+import sys
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from pianocomposer._util import import_keras
 from pianocomposer.atomic import atomic_path, write_text
-from pianocomposer.bundle import BEST_MODEL, LAST_MODEL, load_bundle, read_meta, save_meta, save_model
-from pianocomposer.config import PRESETS, ModelConfig
-from pianocomposer.dataset import make_windows, parse_transpose, split_songs, transpose_songs
-from pianocomposer.encodings import get_encoding
+from pianocomposer.bundle import (
+    BEST_MODEL,
+    LAST_MODEL,
+    PENDING_LAST_MODEL,
+    load_bundle,
+    read_meta,
+    save_meta,
+    save_model,
+)
+from pianocomposer.config import DEFAULT_PRESET, PRESETS, ModelConfig, TrainOptions
+from pianocomposer.dataset import make_windows, split_songs, transpose_songs
+from pianocomposer.devices import Placement, default_placement
+from pianocomposer.encodings import Encoding, get_encoding
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.extract import load_tokens
 from pianocomposer.model import build_model
+from pianocomposer.tokens import TokenData, load_tokens
 from pianocomposer.vocab import Vocabulary
 
 N_SEEDS = 32
 HISTORY_FIELDS = ["epoch", "loss", "accuracy", "val_loss", "val_perplexity", "val_accuracy", "seconds",
                   "tokens_per_s", "partial"]
+# Settings --resume may change; every other setting is the bundle's, and asking for a different one is an error.
+RESUMABLE = frozenset({"learning_rate"})
+CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
+OPTION_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainOptions))
+
+
+@dataclass
+class TrainingState:
+    """What the bundle records about training: enough to resume exactly."""
+
+    encoding: str
+    encoding_params: dict
+    vocabulary: Vocabulary
+    config: ModelConfig
+    options: TrainOptions
+    preset: str | None
+    split: dict[str, list[str]]
+    seeds: list[list[str]]
+    history: list[dict] = field(default_factory=list)
+    steps: int | None = 0  # optimizer steps taken; last.keras must agree (None: a version 1 bundle, not recorded)
+
+    @property
+    def score_key(self) -> str:
+        """The loss that picks the best model: validation loss when songs are held out."""
+        return "val_loss" if self.split["val"] else "loss"
+
+    def best(self) -> tuple[float, int]:
+        """Best loss so far and its epoch (inf, 0 before any epoch)."""
+        scored = [h for h in self.history if h.get(self.score_key) is not None]
+        row = min(scored, key=lambda h: h[self.score_key], default=None)
+        return (row[self.score_key], row["epoch"]) if row else (math.inf, 0)
+
+    def to_meta(self, **extra) -> dict:
+        """bundle.json's content (without format and version)."""
+        best_loss, best_epoch = self.best()
+        return {"encoding": self.encoding, "encoding_params": self.encoding_params,
+                "vocabulary": self.vocabulary.tokens, "config": self.config.to_dict(), **extra,
+                "seeds": self.seeds, "split": self.split,
+                "training": {"preset": self.preset, "options": self.options.to_dict(), "epochs": len(self.history),
+                             "steps": self.steps, "best_epoch": best_epoch, f"best_{self.score_key}": best_loss,
+                             "history": self.history}}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> TrainingState:
+        """The state a bundle.json records (already migrated to the current format by read_meta)."""
+        training = meta["training"]
+        return cls(meta["encoding"], meta.get("encoding_params", {}), Vocabulary(meta["vocabulary"]),
+                   ModelConfig.from_dict(meta["config"]), TrainOptions.from_dict(training["options"]),
+                   training.get("preset"), meta["split"], meta["seeds"], training["history"],
+                   training.get("steps"))
 
 
 @dataclass
@@ -41,6 +116,120 @@ class TrainResult:
     history: list[dict]
 
 
+def _split_changes(changes: dict) -> tuple[dict, dict]:
+    """Settings asked for, split into ModelConfig fields and TrainOptions fields."""
+    unknown = set(changes) - CONFIG_FIELDS - OPTION_FIELDS
+    if unknown:
+        raise PianoComposerError(f"unknown training settings: {', '.join(sorted(unknown))}")
+    return ({k: v for k, v in changes.items() if k in CONFIG_FIELDS},
+            {k: v for k, v in changes.items() if k in OPTION_FIELDS})
+
+
+def _pick_seeds(songs: list[list[str]], seq_len: int, rng: np.random.Generator) -> list[list[str]]:
+    """Up to N_SEEDS windows of training tokens, stored in the bundle to start generation from."""
+    picks = rng.choice(len(songs), size=min(N_SEEDS, len(songs)), replace=False)
+    seeds = []
+    for i in sorted(picks.tolist()):
+        song = songs[i]
+        start = int(rng.integers(0, max(1, len(song) - seq_len + 1)))
+        seeds.append(list(song[start:start + seq_len]))
+    return seeds
+
+
+def plan_new(tokens: TokenData, preset: str, changes: dict) -> TrainingState:
+    """A fresh training state: the preset with the asked changes, a song split and a vocabulary."""
+    if preset not in PRESETS:
+        raise PianoComposerError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+    config_changes, option_changes = _split_changes(changes)
+    try:
+        config = replace(PRESETS[preset], **config_changes)
+        options = TrainOptions(**option_changes)
+    except (TypeError, ValueError) as exc:
+        raise PianoComposerError(f"bad training settings: {exc}") from None
+    train_idx, val_idx = split_songs(len(tokens.songs), options.val_split, options.seed)
+    split = {"train": [tokens.songs[i].source for i in train_idx], "val": [tokens.songs[i].source for i in val_idx]}
+    train_songs = [tokens.songs[i].tokens for i in train_idx]
+    encoding = get_encoding(tokens.encoding, tokens.encoding_params)
+    vocabulary = Vocabulary.from_songs(transpose_songs(train_songs, encoding, options.semitones)
+                                       + [tokens.songs[i].tokens for i in val_idx])
+    seeds = _pick_seeds(train_songs, config.seq_len, np.random.default_rng([options.seed, 1]))
+    return TrainingState(tokens.encoding, tokens.encoding_params, vocabulary, config, options, preset, split, seeds)
+
+
+def plan_resume(meta: dict, tokens: TokenData, changes: dict, where: Path) -> TrainingState:
+    """The bundle's state; RESUMABLE changes applied, any other setting that differs from the bundle's refused."""
+    state = TrainingState.from_meta(meta)
+    if (state.encoding, state.encoding_params) != (tokens.encoding, tokens.encoding_params):
+        raise PianoComposerError(f"{where}: the bundle uses encoding {state.encoding!r} {state.encoding_params}, "
+                                 f"the data {tokens.encoding!r} {tokens.encoding_params}")
+    changes = dict(changes)
+    if changes.pop("preset", state.preset) != state.preset:
+        raise PianoComposerError(f"{where}: the bundle was trained with preset {state.preset!r}; resuming keeps it")
+    config_changes, option_changes = _split_changes(changes)
+    for name, value in {**config_changes, **option_changes}.items():
+        current = getattr(state.options if name in OPTION_FIELDS else state.config, name)
+        if isinstance(current, tuple):
+            value = tuple(value)
+        if name not in RESUMABLE and value != current:
+            raise PianoComposerError(f"{where}: the bundle was trained with {name}={current!r}; resuming keeps "
+                                     f"it (asked for {value!r}); train a new bundle to change it")
+    state.config = replace(state.config, **{k: v for k, v in config_changes.items() if k in RESUMABLE})
+    names = set(state.split["train"]) | set(state.split["val"])
+    missing = sorted(names - {s.source for s in tokens.songs})
+    if missing:
+        raise PianoComposerError(f"{where}: songs the bundle was trained on are missing from the data "
+                                 f"(e.g. {missing[0]}); resuming needs the same data")
+    return state
+
+
+def prepare_data(tokens: TokenData, state: TrainingState, encoding: Encoding, where: Path):
+    """Training songs as id arrays (transposed as the options say) and the validation windows (or None)."""
+    by_name = {s.source: s.tokens for s in tokens.songs}
+    train_songs = transpose_songs([by_name[n] for n in state.split["train"]], encoding, state.options.semitones)
+    val_songs = [by_name[n] for n in state.split["val"]]
+    unknown = {t for s in train_songs + val_songs for t in s} - set(state.vocabulary.tokens)
+    if unknown:
+        raise PianoComposerError(f"{where}: {len(unknown)} tokens are not in the bundle's vocabulary "
+                                 f"(e.g. {sorted(unknown)[0]!r}); train a new bundle instead of resuming")
+    train_ids = [state.vocabulary.encode(s) for s in train_songs]
+    x, y, w = make_windows([state.vocabulary.encode(s) for s in val_songs], state.config.seq_len,
+                           multiple_of=state.config.batch_size)
+    return train_ids, ((x, y, w) if len(x) else None)
+
+
+def epoch_windows(train_ids: list[np.ndarray], config: ModelConfig, options: TrainOptions, epoch: int):
+    """One epoch's inputs, targets and weights in training order; a pure function of (seed, epoch)."""
+    rng = np.random.default_rng([options.seed, 2, epoch])
+    x, y, w = make_windows(train_ids, config.seq_len, int(rng.integers(config.seq_len)), options.objective,
+                           multiple_of=config.batch_size)
+    order = rng.permutation(len(x))
+    return x[order], y[order], w[order]
+
+
+def _seed_dropout(model, seed: int, epoch: int) -> None:
+    """Restart every dropout layer's random stream from (seed, epoch), so a resumed epoch drops what it would have."""
+    rng = np.random.default_rng([seed, 3, epoch])
+    for layer in model.layers:
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            generator.state.assign(np.array([rng.integers(1, 2**30), 0], dtype=generator.state.dtype))
+
+
+def compile_model(model, config: ModelConfig, jit_compile: bool | None = None) -> None:
+    """Compile with the config's optimizer and clipping, the padding-aware loss and accuracy, as training does."""
+    import keras
+
+    if jit_compile is None:
+        # XLA made the TensorFlow LSTM 2.6x slower on CPU (BENCHMARKS.md) and it cannot use cuDNN's kernel;
+        # JAX always compiles, and torch decides for itself.
+        jit_compile = False if keras.backend.backend() == "tensorflow" else "auto"
+    optimizers = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}
+    model.compile(optimizer=optimizers[config.optimizer](learning_rate=config.learning_rate, clipnorm=config.clipnorm),
+                  loss=keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"),
+                  weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  jit_compile=jit_compile)
+
+
 def _progress_callback(total_epochs: int, batches: int, tokens_per_batch: float, enabled: bool):
     """A Keras callback: a tqdm bar per epoch showing supervised tokens/s, and the epoch's training seconds."""
     import keras
@@ -49,7 +238,7 @@ def _progress_callback(total_epochs: int, batches: int, tokens_per_batch: float,
     class Progress(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.bar = tqdm(total=batches, desc=f"epoch {epoch + 1}/{total_epochs}", unit="batch",
-                            disable=not enabled or None, leave=True)
+                            disable=not enabled or None, leave=False)
             self.start = time.perf_counter()
             self.train_seconds, self.done = 0.0, 0
 
@@ -71,7 +260,7 @@ class _StopRequests:
     """Turns Ctrl-C / SIGTERM and a wall-clock budget into a clean stop after the current batch."""
 
     def __init__(self, deadline: float | None):
-        self.deadline, self.signal_name, self.model = deadline, None, None
+        self.deadline, self.signal_name = deadline, None
 
     def __enter__(self):
         self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -85,8 +274,11 @@ class _StopRequests:
         if self.signal_name is not None:  # a second Ctrl-C: the user really wants out now
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
-        if self.model is not None:
-            self.model.stop_training = True
+
+    @property
+    def budget_spent(self) -> bool:
+        """Whether the wall-clock budget has run out."""
+        return bool(self.deadline and time.monotonic() > self.deadline)
 
     def callback(self):
         """A Keras callback that stops training when a signal arrived or the budget is spent."""
@@ -96,10 +288,31 @@ class _StopRequests:
 
         class Stopper(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
-                if requests.signal_name or (requests.deadline and time.monotonic() > requests.deadline):
+                if requests.signal_name or requests.budget_spent:
                     self.model.stop_training = True
 
         return Stopper()
+
+
+def run_epochs(model, state: TrainingState, train_ids: list[np.ndarray], validation, epochs: int,
+               callbacks: list, progress: bool) -> Iterator[dict]:
+    """Train epochs one at a time from where the state stands; yield each epoch's history row."""
+    config, options = state.config, state.options
+    total = len(state.history) + epochs
+    for epoch in range(len(state.history), total):
+        x, y, w = epoch_windows(train_ids, config, options, epoch)
+        _seed_dropout(model, options.seed, epoch)
+        batches = math.ceil(len(x) / config.batch_size)
+        bar = _progress_callback(total, batches, float(w.sum()) / max(batches, 1), progress)
+        fit = model.fit(x, y, sample_weight=w, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch,
+                        validation_data=validation, shuffle=False, verbose=0, callbacks=[bar, *callbacks])
+        logs = {k: float(v[-1]) for k, v in fit.history.items()}
+        supervised = float(w[: bar.done * config.batch_size].sum())
+        yield {"epoch": epoch + 1, "loss": logs["loss"], "accuracy": logs.get("accuracy"),
+               "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy"),
+               "val_perplexity": math.exp(logs["val_loss"]) if "val_loss" in logs else None,
+               "seconds": round(bar.train_seconds, 3), "supervised": supervised,
+               "tokens_per_s": round(supervised / max(bar.train_seconds, 1e-9), 1), "partial": bar.done < batches}
 
 
 def _write_history(folder: Path, history: list[dict]) -> None:
@@ -128,171 +341,120 @@ def _write_history(folder: Path, history: list[dict]) -> None:
     plt.close(fig)
 
 
-def _pick_seeds(songs: list[list[str]], seq_len: int, rng: np.random.Generator) -> list[list[str]]:
-    """Up to N_SEEDS windows of training tokens, stored in the bundle to start generation from."""
-    picks = rng.choice(len(songs), size=min(N_SEEDS, len(songs)), replace=False)
-    seeds = []
-    for i in sorted(picks.tolist()):
-        song = songs[i]
-        start = int(rng.integers(0, max(1, len(song) - seq_len + 1)))
-        seeds.append(list(song[start:start + seq_len]))
-    return seeds
+class BundleWriter:
+    """Writes the bundle after each epoch: the best model when it improved, the last model, metadata, history."""
+
+    def __init__(self, folder: Path, placement: Placement, float16: bool):
+        self.folder, self.placement = folder, placement
+        self.dtype = "float16" if float16 else "float32"
+
+    def write(self, model, state: TrainingState, improved: bool) -> None:
+        """Save what the epoch changed; only the writing process touches the files."""
+        if not self.placement.is_writer:
+            return
+        keras = import_keras()
+        if improved:
+            # The trained weights in a fresh uncompiled model of the stored dtype: small, no optimizer state.
+            copy = build_model(state.config, len(state.vocabulary), dtype=self.dtype)
+            copy.set_weights([w.astype(self.dtype) for w in model.get_weights()])
+            save_model(copy, self.folder / BEST_MODEL)
+        # last.keras and bundle.json must agree for --resume: the new last model goes to a pending name, bundle.json
+        # records its epoch, then the rename commits it. A kill in between leaves a pair _load_last_model resolves.
+        save_model(model, self.folder / PENDING_LAST_MODEL)
+        save_meta(self.folder, state.to_meta(keras=keras.__version__, backend=keras.backend.backend(),
+                                             weights_dtype=self.dtype))
+        os.replace(self.folder / PENDING_LAST_MODEL, self.folder / LAST_MODEL)
+        _write_history(self.folder, state.history)
 
 
-def compile_model(model, config: ModelConfig, jit_compile: bool | None = None) -> None:
-    """Compile with the config's optimizer, the padding-aware loss and accuracy, as training does."""
-    import keras
-
-    if jit_compile is None:
-        # XLA made the TensorFlow LSTM 2.6x slower on CPU (BENCHMARKS.md) and it cannot use cuDNN's kernel;
-        # JAX always compiles, and torch decides for itself.
-        jit_compile = False if keras.backend.backend() == "tensorflow" else "auto"
-    optimizers = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}
-    model.compile(optimizer=optimizers[config.optimizer](learning_rate=config.learning_rate, clipnorm=1.0),
-                  loss=keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"),
-                  weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                  jit_compile=jit_compile)
-
-
-def _inference_copy(model, config: ModelConfig, vocab_size: int, dtype: str):
-    """The trained weights in a fresh uncompiled float32/float16 model: small, no optimizer state."""
-    copy = build_model(config, vocab_size, dtype=dtype)
-    copy.set_weights([w.astype(dtype) for w in model.get_weights()])
-    return copy
+def _load_last_model(weights: Path, state: TrainingState):
+    """last.keras (or the pending one a kill left behind) with its optimizer, matching the state's step count."""
+    model = load_bundle(weights, LAST_MODEL, compile=True).model
+    steps = int(model.optimizer.iterations.numpy())
+    if state.steps is not None and steps != state.steps and (weights / PENDING_LAST_MODEL).is_file():
+        model = load_bundle(weights, PENDING_LAST_MODEL, compile=True).model  # killed after bundle.json's write
+        steps = int(model.optimizer.iterations.numpy())
+    if state.steps is not None and steps != state.steps:
+        raise PianoComposerError(f"{weights / LAST_MODEL}: holds {steps} optimizer steps but bundle.json records "
+                                 f"{state.steps}; the files do not belong together")
+    model.optimizer.learning_rate.assign(state.config.learning_rate)
+    return model
 
 
-def train(data: Path, weights: Path, *, preset: str = "paper", epochs: int = 50, val_split: float = 0.1,
-          resume: bool = False, objective: str = "all", transpose: str = "0", batch_size: int | None = None,
-          learning_rate: float | None = None,
-          patience: int | None = None, max_minutes: float | None = None, mixed_precision: bool = False,
-          jit_compile: bool | None = None, tensorboard: bool = False, float16: bool = False, seed: int = 0,
-          progress: bool = True) -> TrainResult:
-    """Train on data/tokens.json and keep the best (validation loss) and last models in the weights folder."""
+def _not_retracing(record: logging.LogRecord) -> bool:
+    return "retracing" not in record.getMessage()
+
+
+def train(data: Path, weights: Path, *, resume: bool = False, epochs: int = 50, preset: str | None = None,
+          patience: int | None = None, max_minutes: float | None = None, jit_compile: bool | None = None,
+          tensorboard: bool = False, float16: bool = False, progress: bool = True,
+          placement: Placement | None = None, **changes) -> TrainResult:
+    """Train on data/tokens.json and keep the best (validation loss) and last models in the weights folder.
+
+    `changes` are ModelConfig and TrainOptions fields (e.g. cell="gru", batch_size=32, transpose=(-3, 3));
+    a new run applies them to the preset, a resumed run accepts only RESUMABLE ones that differ from the bundle.
+    """
     weights = Path(weights)
+    placement = placement or default_placement()
     if epochs < 1:
-        raise PianoComposerError(f"--epochs must be at least 1 (got {epochs})")
-    if objective not in ("all", "last"):
-        raise PianoComposerError(f"--objective must be 'all' or 'last' (got {objective!r})")
-    if not 0 <= val_split < 1:
-        raise PianoComposerError(f"--val-split must be in [0, 1) (got {val_split})")
-    try:
-        semitones = parse_transpose(transpose)
-    except ValueError as exc:
-        raise PianoComposerError(str(exc)) from None
+        raise PianoComposerError(f"epochs must be at least 1 (got {epochs})")
+    changes = {k: v for k, v in changes.items() if v is not None}
     tokens = load_tokens(data)
-    encoding = get_encoding(tokens.encoding)
-    by_name = {s.source: s for s in tokens.songs}
-
     keras = import_keras()
-
-    keras.utils.set_random_seed(seed)
-    rng = np.random.default_rng(seed)
+    # One fit() per epoch (to seed each epoch's dropout) retraces TensorFlow's step function once per epoch: cheap
+    # beside an epoch, and not worth TensorFlow's warning to users.
+    logging.getLogger("tensorflow").addFilter(_not_retracing)
     if resume:
-        meta = read_meta(weights)
-        if meta["encoding"] != tokens.encoding:
-            raise PianoComposerError(f"{weights}: the bundle uses encoding {meta['encoding']!r}, "
-                                     f"the data {tokens.encoding!r}")
-        config = ModelConfig.from_dict(meta["config"])
-        missing = [n for n in meta["split"]["train"] + meta["split"]["val"] if n not in by_name]
-        if missing:
-            raise PianoComposerError(f"{data}: songs the bundle was trained on are missing (e.g. {missing[0]}); "
-                                     "resume needs the same data")
-        train_names, val_names = meta["split"]["train"], meta["split"]["val"]
-        history, options = meta["training"]["history"], meta["training"]["options"]
-        objective, semitones = options["objective"], parse_transpose(options["transpose"])
-        vocabulary = Vocabulary(meta["vocabulary"])
-        model = load_bundle(weights, LAST_MODEL, compile=True).model
-        if learning_rate is not None:
-            config = replace(config, learning_rate=learning_rate)
-            model.optimizer.learning_rate.assign(learning_rate)
+        state = plan_resume(read_meta(weights), tokens, {**changes, **({"preset": preset} if preset else {})},
+                            weights)
     else:
-        if preset not in PRESETS:
-            raise PianoComposerError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
-        config = PRESETS[preset]
-        config = replace(config, batch_size=batch_size or config.batch_size,
-                         learning_rate=learning_rate or config.learning_rate)
-        train_idx, val_idx = split_songs(len(tokens.songs), val_split, seed)
-        train_names = [tokens.songs[i].source for i in train_idx]
-        val_names = [tokens.songs[i].source for i in val_idx]
-        history, options = [], {"objective": objective, "transpose": transpose, "val_split": val_split,
-                                "mixed_precision": mixed_precision, "seed": seed, "preset": preset}
-        model = None
+        state = plan_new(tokens, preset or DEFAULT_PRESET, changes)
+    encoding = get_encoding(state.encoding, state.encoding_params)
+    train_ids, validation = prepare_data(tokens, state, encoding, Path(data))
 
-    train_songs = transpose_songs([by_name[n].tokens for n in train_names], encoding, semitones)
-    val_songs = [by_name[n].tokens for n in val_names]
-    if not resume:
-        vocabulary = Vocabulary.from_songs(train_songs + val_songs)
-    unknown = {t for s in train_songs + val_songs for t in s} - set(vocabulary.tokens)
-    if unknown:
-        raise PianoComposerError(f"{data}: {len(unknown)} tokens are not in the bundle's vocabulary "
-                                 f"(e.g. {sorted(unknown)[0]!r}); train a new model instead of --resume")
-    train_ids = [vocabulary.encode(s) for s in train_songs]
-    x_val, y_val, w_val = make_windows([vocabulary.encode(s) for s in val_songs], config.seq_len,
-                                       multiple_of=config.batch_size)
-    validation = (x_val, y_val, w_val) if len(x_val) else None
+    with placement.scope():
+        if resume:
+            model = _load_last_model(weights, state)
+        else:
+            keras.utils.set_random_seed(state.options.seed)
+            if state.options.mixed_precision:
+                keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+            try:
+                model = build_model(state.config, len(state.vocabulary))
+                compile_model(model, state.config, jit_compile)
+            finally:
+                keras.mixed_precision.set_dtype_policy("float32")
 
-    if model is None:
-        if mixed_precision:
-            keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
-        model = build_model(config, len(vocabulary))
-        compile_model(model, config, jit_compile)
-        keras.mixed_precision.set_dtype_policy("float32")
-
-    seeds = meta["seeds"] if resume else _pick_seeds([by_name[n].tokens for n in train_names], config.seq_len, rng)
-    base_meta = {"encoding": tokens.encoding, "vocabulary": vocabulary.tokens, "config": config.to_dict(),
-                 "keras": keras.__version__, "backend": keras.backend.backend(), "seeds": seeds,
-                 "split": {"train": train_names, "val": val_names}}
-    key = "val_loss" if validation else "loss"
-    scored = [h for h in history if h.get(key) is not None]
-    best = min(scored, key=lambda h: h[key], default=None)
-    best_loss, best_epoch = (best[key], best["epoch"]) if best else (math.inf, 0)
-
-    callbacks = []
-    if tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(weights / "tensorboard")))
-    start_epoch, stopped = len(history), "completed"
-    total = start_epoch + epochs
-    run_tokens, run_seconds = 0.0, 0.0
+    writer = BundleWriter(weights, placement, float16)
+    best_loss, best_epoch = state.best()
+    stopped, run_tokens, run_seconds = "completed", 0.0, 0.0
     deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
     with _StopRequests(deadline) as stop:
-        stop.model = model
-        for epoch in range(start_epoch, total):
-            x, y, w = make_windows(train_ids, config.seq_len, int(rng.integers(config.seq_len)), objective,
-                                   multiple_of=config.batch_size)
-            order = rng.permutation(len(x))
-            batches = math.ceil(len(x) / config.batch_size)
-            bar = _progress_callback(total, batches, float(w.sum()) / max(batches, 1), progress)
-            fit = model.fit(x[order], y[order], sample_weight=w[order], batch_size=config.batch_size,
-                            epochs=epoch + 1, initial_epoch=epoch, validation_data=validation, shuffle=False,
-                            verbose=0, callbacks=[bar, stop.callback(), *callbacks])
-            logs = {k: float(v[-1]) for k, v in fit.history.items()}
-            partial = bar.done < batches
-            supervised = float(w[order][: bar.done * config.batch_size].sum())
-            run_tokens, run_seconds = run_tokens + supervised, run_seconds + bar.train_seconds
-            row = {"epoch": epoch + 1, "loss": logs["loss"], "accuracy": logs.get("accuracy"),
-                   "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy"),
-                   "val_perplexity": math.exp(logs["val_loss"]) if "val_loss" in logs else None,
-                   "seconds": round(bar.train_seconds, 3),
-                   "tokens_per_s": round(supervised / max(bar.train_seconds, 1e-9), 1), "partial": partial}
-            history.append(row)
-            if row[key] is not None and row[key] < best_loss:
-                best_loss, best_epoch = row[key], epoch + 1
-                save_model(_inference_copy(model, config, len(vocabulary), "float16" if float16 else "float32"),
-                           weights / BEST_MODEL)
-            save_model(model, weights / LAST_MODEL)
-            training = {"epochs": epoch + 1, "best_epoch": best_epoch, f"best_{key}": best_loss,
-                        "weights_dtype": "float16" if float16 else "float32", "options": options,
-                        "history": history}
-            save_meta(weights, {**base_meta, "training": training})
-            _write_history(weights, history)
+        callbacks = [stop.callback()]
+        if tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(weights / "tensorboard")))
+        for row in run_epochs(model, state, train_ids, validation, epochs, callbacks, progress):
+            run_tokens, run_seconds = run_tokens + row.pop("supervised"), run_seconds + row["seconds"]
+            state.history.append(row)
+            state.steps = int(model.optimizer.iterations.numpy())
+            improved = row[state.score_key] is not None and row[state.score_key] < best_loss
+            if improved:
+                best_loss, best_epoch = row[state.score_key], row["epoch"]
+            writer.write(model, state, improved)
+            if progress:
+                from tqdm import tqdm
+
+                val = f", val loss {row['val_loss']:.3f}" if row["val_loss"] is not None else ""
+                tqdm.write(f"epoch {row['epoch']}: loss {row['loss']:.3f}{val}, {row['tokens_per_s']:,.0f} "
+                           f"tokens/s; saved{' (best)' if improved else ''}", file=sys.stderr)
             if stop.signal_name:
                 stopped = f"interrupted by {stop.signal_name}"
                 break
-            if partial or (deadline and time.monotonic() > deadline):
+            if row["partial"] or stop.budget_spent:
                 stopped = "time budget spent"
                 break
-            if patience and epoch + 1 - best_epoch >= patience:
+            if patience and row["epoch"] - best_epoch >= patience:
                 stopped = f"no improvement in {patience} epochs"
                 break
-    return TrainResult(weights, len(history), best_epoch, best_loss if validation else None, stopped,
-                       run_tokens / max(run_seconds, 1e-9), history)
+    return TrainResult(weights, len(state.history), best_epoch, best_loss if validation else None, stopped,
+                       run_tokens / max(run_seconds, 1e-9), state.history)

@@ -13,8 +13,8 @@ from pianocomposer.atomic import write_text
 from pianocomposer.bundle import load_bundle, read_meta
 from pianocomposer.config import ModelConfig
 from pianocomposer.dataset import make_windows
-from pianocomposer.extract import load_tokens
 from pianocomposer.model import build_model
+from pianocomposer.tokens import load_tokens
 from pianocomposer.train import compile_model
 
 
@@ -37,6 +37,7 @@ def model_card(folder: Path, command: str, data_note: str, data: Path) -> str:
     training = meta["training"]
     history = training["history"]
     best = next(h for h in history if h["epoch"] == training["best_epoch"])
+    layers, units, cell = (meta["config"][k] for k in ("rnn_layers", "rnn_units", "cell"))
     config = "\n".join(f"| `{k}` | {v} |" for k, v in meta["config"].items())
     options = ", ".join(f"{k}={v}" for k, v in training["options"].items())
     hours = sum(h["seconds"] for h in history) / 3600
@@ -44,7 +45,7 @@ def model_card(folder: Path, command: str, data_note: str, data: Path) -> str:
     size_mb = sum(f.stat().st_size for f in folder.iterdir() if f.name != "last.keras") / 1e6
     return f"""# Model card: `{folder.name}`
 
-**What it is.** A {meta['config']['lstm_layers']}-layer {meta['config']['lstm_units']}-unit LSTM next-token model
+**What it is.** A {layers}-layer {units}-unit {cell.upper()} next-token model
 (`{meta['encoding']}` encoding: pitch names and pitch-class chords), trained with pianocomposer's own `train`
 command. `pianocomposer generate` uses it when you have not trained a model of your own.
 

@@ -7,14 +7,13 @@ import pytest
 from pianocomposer.bundle import load_bundle
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.generate import Sampler, continue_sequences, generate, loop_rate
-from pianocomposer.model import NumpyLSTM
 from tests.conftest import PHRASES, write_song
 
 
 def test_incremental_greedy_equals_recomputing_the_whole_window(bundle_dir):
     bundle = load_bundle(bundle_dir)
     seed = bundle.vocabulary.encode(bundle.meta["seeds"][0][:12])
-    fast = continue_sequences(NumpyLSTM(bundle.model), [seed], 30, Sampler(greedy=True), np.random.default_rng())
+    fast = continue_sequences(bundle.step_model(), [seed], 30, Sampler(greedy=True), np.random.default_rng())
     sequence, slow = list(seed), []
     for _ in range(30):  # the original's loop: the whole sequence through the Keras network for every token
         probs = np.asarray(bundle.model(np.array([sequence], np.int32), training=False))[0, -1]

@@ -1,4 +1,4 @@
-"""Token encodings: each turns a MIDI file into tokens and tokens back into MIDI; pick one by name."""
+"""Token encodings: each turns a music file into tokens and tokens back into MIDI; pick one by name and parameters."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ class Encoding(Protocol):
     """What every encoding provides; its name is recorded in the tokens file and in the bundle."""
 
     name: str
+    params: dict  # what the encoding was made with (e.g. a time grid), recorded in tokens.json and the bundle
+    suffixes: tuple[str, ...]  # the file types it reads, lower case with the dot
 
     def encode_file(self, path: Path) -> list[str]:
         """Parse one MIDI file into tokens (raises on unreadable input)."""
@@ -30,12 +32,15 @@ class Encoding(Protocol):
         """The known token closest to token, or None if nothing is close."""
 
 
-ENCODINGS: dict[str, Encoding] = {"cpc": CpcEncoding()}
+# name -> a class whose keyword arguments are the encoding's parameters.
+ENCODINGS: dict[str, type] = {"cpc": CpcEncoding}
 
 
-def get_encoding(name: str) -> Encoding:
-    """The encoding called name, or a clear error listing the known ones."""
+def get_encoding(name: str, params: dict | None = None) -> Encoding:
+    """The encoding called name with its parameters, or a clear error naming what is wrong."""
+    if name not in ENCODINGS:
+        raise PianoComposerError(f"unknown encoding {name!r} (known: {', '.join(sorted(ENCODINGS))})")
     try:
-        return ENCODINGS[name]
-    except KeyError:
-        raise PianoComposerError(f"unknown encoding {name!r} (known: {', '.join(sorted(ENCODINGS))})") from None
+        return ENCODINGS[name](**(params or {}))
+    except (TypeError, ValueError) as exc:
+        raise PianoComposerError(f"encoding {name!r}: bad parameters {params} ({exc})") from None

@@ -53,11 +53,18 @@ def chord_pitch_classes(token: str) -> list[int]:
 
 
 def token_pitches(token: str) -> list[int]:
-    """MIDI pitches a token sounds: a chord is voiced upwards from its first pitch class above middle C."""
+    """MIDI pitches a token sounds: a chord is voiced upwards from its first pitch class above middle C.
+
+    A chord of one pitch class (octaves, e.g. `0` from C3 + C4) sounds as that pitch class and its octave, so
+    that it reads back as the same chord token rather than as a single note.
+    """
     if not is_chord(token):
         return [note_number(token)]
+    classes = chord_pitch_classes(token)
+    if len(classes) == 1:
+        return [MIDDLE_C + classes[0], MIDDLE_C + 12 + classes[0]]
     pitches: list[int] = []
-    for pc in chord_pitch_classes(token):
+    for pc in classes:
         p = MIDDLE_C + pc
         while pitches and p <= pitches[-1]:
             p += 12
@@ -81,6 +88,12 @@ class CpcEncoding:
     """Pitch names and pitch-class chords, all pitched parts merged, drum parts skipped."""
 
     name = "cpc"
+    suffixes = (".mid", ".midi")
+
+    @property
+    def params(self) -> dict:
+        """The original encoding has no parameters."""
+        return {}
 
     def encode_file(self, path: Path) -> list[str]:
         """Parse a MIDI file with music21 and return one token per note/chord onset."""
