@@ -79,20 +79,28 @@ def loop_rate(tokens: list[str], min_repeats: int = 8, max_period: int = 4) -> f
     return float(looped.mean()) if n else 0.0
 
 
-def continue_sequences(net: StepModel, primers: list[np.ndarray], length: int, sampler: Sampler,
-                       rng: np.random.Generator, progress: bool = False) -> np.ndarray:
-    """Run each primer through the network once, then sample `length` tokens per row, carrying LSTM states."""
+def prime(net: StepModel, primers: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Run primers of any lengths through the network as one batch; return each row's next-token probabilities and
+    recurrent state, as if each primer had run alone."""
     batch = len(primers)
-    width = max(len(p) for p in primers)
+    lengths = np.array([len(p) for p in primers])
+    width = int(lengths.max())
     padded = np.zeros((batch, width), np.int32)
     for row, p in enumerate(primers):
         padded[row, width - len(p):] = p  # right-align: every row's last primer token is at the same step
     state = net.initial_state(batch)
     for t in range(width):
         probs, new_state = net.step(padded[:, t], state)
-        started = (t >= width - np.array([len(p) for p in primers]))[:, None]
+        started = (t >= width - lengths)[:, None]  # rows still in their left padding keep the zero state
         state = [np.where(started, new, old) for new, old in zip(new_state, state, strict=True)]
-    out = np.zeros((batch, length), np.int32)
+    return probs, state
+
+
+def continue_sequences(net: StepModel, primers: list[np.ndarray], length: int, sampler: Sampler,
+                       rng: np.random.Generator, progress: bool = False) -> np.ndarray:
+    """Prime the network with each primer, then sample `length` tokens per row, carrying the recurrent states."""
+    probs, state = prime(net, primers)
+    out = np.zeros((len(primers), length), np.int32)
     for t in tqdm(range(length), desc="generate", unit="token", disable=not progress or None):
         out[:, t] = sampler(probs, rng)
         probs, state = net.step(out[:, t], state)

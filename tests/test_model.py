@@ -1,0 +1,54 @@
+"""The network and its NumPy step model: the same probabilities, step by step, for every cell and stored dtype."""
+
+import numpy as np
+import pytest
+
+from pianocomposer.bundle import load_bundle
+from pianocomposer.config import PRESETS
+from pianocomposer.generate import prime
+from pianocomposer.model import build_model
+from pianocomposer.train import train
+
+
+@pytest.fixture(scope="module", params=[("lstm", False), ("lstm", True), ("gru", False), ("gru", True)],
+                ids=["lstm-float32", "lstm-float16", "gru-float32", "gru-float16"])
+def bundle(request, data_dir, tmp_path_factory):
+    """A bundle trained for one epoch with the cell and stored dtype of the parameter."""
+    cell, float16 = request.param
+    folder = tmp_path_factory.mktemp(f"{cell}{int(float16)}")
+    train(data_dir, folder, preset="quick", epochs=1, cell=cell, rnn_layers=3, float16=float16, progress=False)
+    return load_bundle(folder)
+
+
+def test_stored_dtype_is_the_one_asked_for(bundle):
+    stored = {w.dtype.name for w in bundle.model.get_weights()}
+    assert stored == {bundle.meta["weights_dtype"]}
+
+
+def test_step_model_equals_keras_step_by_step_with_ragged_primers(bundle):
+    # Keras in float32 on the stored weights, as generation runs them.
+    keras_model = build_model(bundle.config, len(bundle.vocabulary))
+    keras_model.set_weights([w.astype(np.float32) for w in bundle.model.get_weights()])
+    rng = np.random.default_rng(0)
+    vocab = len(bundle.vocabulary)
+    primers = [rng.integers(0, vocab, n).astype(np.int32) for n in (1, 7, 23)]
+    continuation = rng.integers(0, vocab, (len(primers), 10)).astype(np.int32)
+    net = bundle.step_model()
+    probs, state = prime(net, primers)
+    for t in range(continuation.shape[1] + 1):
+        for row, primer in enumerate(primers):
+            sequence = np.concatenate([primer, continuation[row, :t]])[None]
+            expected = np.asarray(keras_model(sequence, training=False))[0, -1]
+            np.testing.assert_allclose(probs[row], expected, rtol=1e-4, atol=1e-6)
+            assert probs[row].sum() == pytest.approx(1.0, abs=1e-5)
+        if t < continuation.shape[1]:
+            probs, state = net.step(continuation[:, t], state)
+
+
+def test_gru_layers_are_the_cudnn_form():
+    import keras
+
+    model = build_model(PRESETS["quick"].__class__(cell="gru", rnn_units=8, rnn_layers=2), 12)
+    grus = [layer for layer in model.layers if isinstance(layer, keras.layers.GRU)]
+    assert [g.name for g in grus] == ["gru_1", "gru_2"]
+    assert all(g.cell.reset_after and g.cell.recurrent_dropout == 0 for g in grus)
