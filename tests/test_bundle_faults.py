@@ -69,6 +69,10 @@ FAULTS = {
                    "bundle format version 99 is newer"),
     "vocabulary one token short": (lambda f: edit_meta(f, lambda m: m.update(vocabulary=m["vocabulary"][:-1])),
                                    BEST_MODEL, "do not belong together"),
+    "unknown encoding": (lambda f: edit_meta(f, lambda m: m.update(encoding="midi-like-v9")), BUNDLE_FILE,
+                         "unknown encoding 'midi-like-v9'"),
+    "unknown cell": (lambda f: edit_meta(f, lambda m: m["config"].update(cell="transformer")), BUNDLE_FILE,
+                     "cell must be one of lstm, gru"),
     "config missing": (lambda f: edit_meta(f, lambda m: m.pop("config")), BUNDLE_FILE, "incomplete bundle file"),
     "invalid JSON": (lambda f: (f / BUNDLE_FILE).write_text('{"format": "pianocomposer-bundle", "version": 1,'),
                      BUNDLE_FILE, "unreadable bundle file"),
@@ -139,3 +143,33 @@ def test_no_module_of_the_package_imports_pickle():
                 imported.add(node.module.split(".")[0])
         assert not imported & unsafe_modules, f"{path} imports {imported & unsafe_modules}"
         assert "allow_pickle=True" not in text and "safe_mode=False" not in text, path
+
+
+def as_version_1(meta: dict) -> None:
+    """bundle.json as pianocomposer wrote it before format 2 (the shipped default bundle is still one)."""
+    config = meta["config"]
+    for key in ("cell", "clipnorm", "embedding_init_stddev"):
+        config.pop(key)
+    config["lstm_units"], config["lstm_layers"] = config.pop("rnn_units"), config.pop("rnn_layers")
+    low, high = meta["training"]["options"]["transpose"]
+    meta["training"]["options"].update(transpose=f"{low}..{high}", preset=meta["training"].pop("preset"))
+    meta["training"].pop("steps")
+    meta.pop("encoding_params")
+    meta["version"] = 1
+
+
+def test_a_version_1_bundle_loads_generates_and_resumes(bundle, data_dir, tmp_path):
+    from pianocomposer.generate import generate
+    from pianocomposer.train import train
+
+    folder = tmp_path / "v1"
+    shutil.copytree(bundle, folder)
+    before = load_bundle(folder).meta
+    edit_meta(folder, as_version_1)
+    loaded = load_bundle(folder)
+    assert loaded.config == load_bundle(bundle).config and loaded.config.cell == "lstm"
+    assert loaded.meta["training"]["options"] == before["training"]["options"]
+    assert loaded.meta["training"]["preset"] == before["training"]["preset"] == "quick"
+    assert len(generate(folder, tmp_path / "out", length=5, wav=False, progress=False).pieces[0].tokens) == 5
+    assert train(data_dir, folder, epochs=1, resume=True, progress=False).epochs == 4
+    assert json.loads((folder / BUNDLE_FILE).read_text())["version"] == 2

@@ -3,6 +3,8 @@
 import pretty_midi
 import pytest
 
+from pianocomposer.bundle import read_meta
+from pianocomposer.config import shipped_bundle
 from pianocomposer.encodings import get_encoding
 from pianocomposer.encodings.cpc import token_pitches
 from pianocomposer.errors import PianoComposerError
@@ -52,3 +54,10 @@ def test_transpose_and_nearest():
 def test_unknown_encoding_is_a_clear_error():
     with pytest.raises(PianoComposerError, match="unknown encoding 'abc'"):
         get_encoding("abc")
+
+
+def test_decode_then_encode_is_the_identity_over_the_shipped_vocabulary(tmp_path):
+    vocabulary = read_meta(shipped_bundle())["vocabulary"]
+    assert len(vocabulary) > 600 and any(t.isdigit() for t in vocabulary)  # single-pitch-class chords among them
+    path = write_song(tmp_path / "vocabulary.mid", vocabulary)
+    assert CPC.encode_file(path) == vocabulary

@@ -23,6 +23,7 @@ def test_extract_a_few_files_of_the_default_corpus(tmp_path):
         assert any("." in t for t in song.tokens), "four-part chorales must contain chord tokens"
     saved = json.loads((tmp_path / "data" / "tokens.json").read_text())
     assert saved["version"] == TOKENS_FORMAT_VERSION and saved["encoding"] == "cpc"
+    assert saved["encoding_params"] == {}
     assert [s["source"] for s in saved["songs"]] == sorted(p.name for p in songs_in.iterdir())
 
 
@@ -46,6 +47,8 @@ def test_missing_or_empty_input_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(PianoComposerError, match=r"no \.mid or \.midi files"):
         extract(tmp_path / "empty", tmp_path / "data", progress=False)
+    with pytest.raises(PianoComposerError, match="encoding 'cpc': bad parameters"):
+        extract(tmp_path / "empty", tmp_path / "data", encoding_params={"grid": 4}, progress=False)
     assert not (tmp_path / "data" / "tokens.json").exists()
 
 
