@@ -79,28 +79,28 @@ def train(
                                          "(weights, optimizer, data order); other settings are the bundle's.")]
     = False,
     preset: Annotated[str | None, typer.Option(help=f"{' | '.join(PRESETS)}: paper is the design's 3x512 network, "
-                                               f"quick a small one for demos [default: {DEFAULT_PRESET}].",
+                                               f"quick a small one for demos (default: {DEFAULT_PRESET}).",
                                                show_default=False)] = None,
-    cell: Annotated[str | None, typer.Option(help="Recurrent cell: lstm | gru [default: the preset's].",
+    cell: Annotated[str | None, typer.Option(help="Recurrent cell: lstm | gru (default: the preset's).",
                                              show_default=False)] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the preset's batch size.")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="Override the preset's learning rate (also on "
                                                         "--resume).")] = None,
     val_split: Annotated[float | None, typer.Option(help=f"Share of whole songs held out for validation "
-                                                    f"[default: {TrainOptions.val_split}].", show_default=False)]
+                                                    f"(default: {TrainOptions.val_split}).", show_default=False)]
     = None,
     transpose: Annotated[str | None, typer.Option(help="Augment training songs by semitones, e.g. -3..3 "
-                                                  "[default: 0].", show_default=False)] = None,
+                                                  "(default: 0).", show_default=False)] = None,
     objective: Annotated[str | None, typer.Option(help="all: every position; last: last only (the original) "
-                                                  "[default: all].", show_default=False)] = None,
+                                                  "(default: all).", show_default=False)] = None,
     mixed_precision: Annotated[bool | None, typer.Option("--mixed-precision", help="bfloat16 compute (GPU, or "
                                                          "CPUs with AMX).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed: split, initialisation, data order, dropout "
-                                             "[default: 0].", show_default=False)] = None,
+                                             "(default: 0).", show_default=False)] = None,
     patience: Annotated[int | None, typer.Option(help="Stop after this many epochs without a better val loss.")]
     = None,
     max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget; stops cleanly when spent.")] = None,
-    xla: Annotated[bool | None, typer.Option("--xla/--no-xla", help="Force XLA [default: off on TensorFlow].")]
+    xla: Annotated[bool | None, typer.Option("--xla/--no-xla", help="Force XLA (default: off on TensorFlow).")]
     = None,
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs to WEIGHTS/tensorboard.")] = False,
     float16: Annotated[bool, typer.Option(help="Store the best model's weights as float16 (half the size).")]
@@ -128,8 +128,8 @@ def train(
 
 @app.command()
 def generate(
-    weights: Annotated[Path | None, typer.Option(help="Bundle folder [default: weights/ if trained, "
-                                                 "else the shipped weights/default].", show_default=False)] = None,
+    weights: Annotated[Path | None, typer.Option(help="Bundle folder (default: weights/ if trained, "
+                                                 "else the shipped weights/default).", show_default=False)] = None,
     length: Annotated[int, typer.Option(help="Tokens to generate per piece.")] = 500,
     num_outputs: Annotated[int, typer.Option(help="Pieces to generate together in one batch.")] = 1,
     out: Annotated[Path, typer.Option(help="Folder for the MIDI and WAV files.")] = DEFAULT_OUTPUT_DIR,
@@ -164,7 +164,7 @@ def generate(
 @app.command()
 def render(
     files: Annotated[list[Path], typer.Argument(help="MIDI files to render.")],
-    soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont [default: the system General MIDI one].")]
+    soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont (default: the system General MIDI one).")]
     = None,
     as_json: JsonOpt = False,
 ) -> None:
