@@ -162,6 +162,29 @@ def generate(
 
 
 @app.command()
+def evaluate(
+    weights: Annotated[Path | None, typer.Option(help="Bundle folder (default: weights/ if trained, "
+                                                 "else the shipped weights/default).", show_default=False)] = None,
+    data: Annotated[Path, typer.Option(help="Folder (or file) with tokens.json: the held-out songs are scored, "
+                                       "the training songs are the corpus.")] = DEFAULT_DATA_DIR,
+    n_generate: Annotated[int, typer.Option("--generate", help="Pieces to generate and compare with the corpus "
+                                            "(0 = likelihood and corpus only).")] = 16,
+    length: Annotated[int, typer.Option(help="Tokens per generated piece (0 = lengths drawn from the corpus "
+                                        "songs).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed for the generated pieces.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder (or .png path) for the histogram plot.")] = DEFAULT_OUTPUT_DIR,
+    as_json: JsonOpt = False,
+) -> None:
+    """Judge a bundle: held-out likelihood, and music statistics of new pieces next to the corpus's."""
+    from pianocomposer.evaluate import evaluate as run
+    from pianocomposer.generate import resolve_weights
+
+    result = run(resolve_weights(weights), data, generate=n_generate, length=length, seed=seed, out=out,
+                 progress=not as_json)
+    _emit(as_json, result.to_json(), result.table())
+
+
+@app.command()
 def render(
     files: Annotated[list[Path], typer.Argument(help="MIDI files to render.")],
     soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont (default: the system General MIDI one).")]

@@ -1,0 +1,428 @@
+"""Stage 4: judge a bundle: likelihood on held-out songs, and music statistics of its pieces next to the corpus's.
+
+Every music statistic is computed on MIDI decoded from tokens with the bundle's encoding, for the generated
+pieces and for the corpus songs alike (never on the original MIDI files), so the comparison is like for like.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pianocomposer.atomic import atomic_path
+from pianocomposer.bundle import Bundle, load_bundle
+from pianocomposer.config import DEFAULT_DATA_DIR, DEFAULT_OUTPUT_DIR
+from pianocomposer.dataset import make_windows
+from pianocomposer.errors import PianoComposerError
+from pianocomposer.generate import Sampler, continue_sequences, loop_rate
+from pianocomposer.metrics import (
+    HISTOGRAM_LABELS,
+    SPAN,
+    STATISTICS,
+    copied_spans,
+    histogram_distance,
+    histograms,
+    music_statistics,
+    normalise,
+    token_spans,
+)
+from pianocomposer.tokens import load_tokens
+
+SCORE_BATCH = 256  # sequences scored together; bounds memory on large held-out sets
+
+
+@dataclass
+class Score:
+    """Next-token prediction quality over a set of scored tokens."""
+
+    tokens: int
+    cross_entropy: float  # nats per token
+    perplexity: float
+    accuracy: float
+    top5_accuracy: float
+
+
+@dataclass
+class Likelihood:
+    """How well the model predicts held-out songs, with full left context and within training's windows."""
+
+    source: str  # "validation split" or "all of DATA"
+    songs: int
+    tokens: int
+    unknown: int  # tokens not in the vocabulary: not scored, and scoring restarts after each
+    unknown_examples: list[str]
+    full: Score
+    window: Score
+    window_len: int
+
+
+@dataclass
+class Summary:
+    """Mean and spread of one statistic over songs or pieces (NaN values left out)."""
+
+    mean: float
+    sd: float
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> Summary:
+        """Mean and population standard deviation of the finite values."""
+        arr = np.array([v for v in values if v is not None and math.isfinite(v)], float)
+        if not len(arr):
+            return cls(math.nan, math.nan, 0)
+        return cls(float(arr.mean()), float(arr.std()), len(arr))
+
+
+@dataclass
+class EvaluationResult:
+    """Everything evaluate measured; to_json() for scripts, table() for people."""
+
+    bundle: Path
+    data: Path
+    likelihood: Likelihood | None
+    corpus_source: str
+    corpus: dict[str, Summary]
+    generated: dict[str, Summary] | None
+    histograms: dict[str, dict]
+    loop_rate: dict[str, Summary | None]
+    copy_rate: dict[str, float | None]
+    pieces: list[dict] = field(default_factory=list)
+    plot: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def gap(self, name: str) -> float | None:
+        """(generated mean - corpus mean) in corpus standard deviations."""
+        if not self.generated:
+            return None
+        c, g = self.corpus[name], self.generated[name]
+        if not (math.isfinite(c.mean) and math.isfinite(g.mean)):
+            return None
+        if c.sd > 0:
+            return (g.mean - c.mean) / c.sd
+        return 0.0 if math.isclose(g.mean, c.mean, abs_tol=1e-9) else math.copysign(math.inf, g.mean - c.mean)
+
+    def to_json(self) -> dict:
+        """A plain dict with every figure, for --json."""
+
+        def clean(value):
+            if isinstance(value, float):
+                return round(value, 6) if math.isfinite(value) else None
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                return [clean(v) for v in value]
+            if isinstance(value, Path):
+                return str(value)
+            return value
+
+        stats = {name: {"corpus": asdict(self.corpus[name]),
+                        "generated": asdict(self.generated[name]) if self.generated else None,
+                        "gap_sd": self.gap(name), "meaning": STATISTICS[name][1]} for name in STATISTICS}
+        return clean({
+            "bundle": self.bundle, "data": self.data,
+            "likelihood": asdict(self.likelihood) if self.likelihood else None,
+            "corpus_source": self.corpus_source, "statistics": stats, "histograms": self.histograms,
+            "loop_rate": {k: asdict(v) if v else None for k, v in self.loop_rate.items()},
+            "copy_rate": {**self.copy_rate, "span_tokens": SPAN},
+            "pieces": self.pieces, "plot": self.plot, "notes": self.notes, "seconds": self.seconds})
+
+    def table(self) -> list[str]:
+        """A readable terminal report."""
+        lines = [f"bundle {self.bundle}, data {self.data}"]
+        lk = self.likelihood
+        if lk:
+            lines += ["", f"likelihood on held-out songs ({lk.source}: {lk.songs} songs, {lk.tokens:,} tokens, "
+                          f"{lk.unknown} unknown{' e.g. ' + ', '.join(lk.unknown_examples) if lk.unknown else ''})",
+                      f"  {'':<26}{'full context':>14}{f'{lk.window_len}-token windows':>20}"]
+            for key, label, fmt in [("cross_entropy", "cross-entropy (nats/token)", "{:.3f}"),
+                                    ("perplexity", "perplexity", "{:.2f}"), ("accuracy", "accuracy", "{:.1%}"),
+                                    ("top5_accuracy", "top-5 accuracy", "{:.1%}"), ("tokens", "scored tokens", "{:,}")]:
+                lines.append(f"  {label:<26}{fmt.format(getattr(lk.full, key)):>14}"
+                             f"{fmt.format(getattr(lk.window, key)):>20}")
+        n_gen = self.generated[next(iter(STATISTICS))].n if self.generated else 0
+        lines += ["", f"music statistics per song/piece, on decoded tokens (corpus: {self.corpus_source}; "
+                      f"generated: {len(self.pieces)} pieces)",
+                  f"  {'statistic':<32}{'corpus mean ± sd':>20}{'generated mean ± sd':>22}{'gap (sd)':>10}"]
+
+        def pair(s: Summary | None) -> str:
+            return f"{s.mean:.3f} ± {s.sd:.3f}" if s and s.n else "-"
+
+        for name, (label, _meaning) in STATISTICS.items():
+            gap = self.gap(name)
+            flag = "" if gap is None or abs(gap) <= 1 else " *"
+            lines.append(f"  {label:<32}{pair(self.corpus[name]):>20}"
+                         f"{pair(self.generated[name] if self.generated else None):>22}"
+                         f"{'-' if gap is None else f'{gap:+.2f}':>10}{flag}")
+        lines.append(f"  {'loop rate':<32}{pair(self.loop_rate['corpus']):>20}{pair(self.loop_rate['generated']):>22}")
+
+        def pct(v: float | None) -> str:
+            return "-" if v is None else f"{v:.1%}"
+
+        lines.append(f"  {f'copy rate ({SPAN}-token spans)':<32}{pct(self.copy_rate['heldout']) + ' held-out':>20}"
+                     f"{pct(self.copy_rate['generated']):>22}")
+        if n_gen and any((g := self.gap(n)) is not None and abs(g) > 1 for n in STATISTICS):
+            lines.append("  * more than one corpus standard deviation from the corpus mean")
+        lines += [f"note: {n}" for n in self.notes]
+        if self.plot:
+            lines.append(f"histograms: {self.plot}")
+        s = self.seconds
+        lines.append("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()))
+        return lines
+
+
+def _accumulate(net, inputs: np.ndarray, targets: np.ndarray, weights: np.ndarray, bar: tqdm | None) -> np.ndarray:
+    """Sums of (tokens, -log p, top-1 hits, top-5 hits) over weighted positions; every row starts from zero state.
+
+    Each row's weighted positions must be a prefix of the row (as padding leaves them): rows are sorted by
+    length and the batch shrinks as rows finish, so a few long songs do not make every step pay for all rows.
+    """
+    totals = np.zeros(4)
+    lengths = (weights > 0).sum(axis=1)
+    order = np.argsort(-lengths, kind="stable")
+    inputs, targets, weights, lengths = inputs[order], targets[order], weights[order], lengths[order]
+    for lo in range(0, len(inputs), SCORE_BATCH):
+        rows = slice(lo, lo + SCORE_BATCH)
+        x, y, w, n = inputs[rows], targets[rows], weights[rows], lengths[rows]
+        state = net.initial_state(len(x))
+        for t in range(int(n.max(initial=0))):
+            k = int((n > t).sum())  # rows still running: a prefix, as rows are sorted by length
+            state = [s[:k] for s in state]
+            probs, state = net.step(x[:k, t], state)
+            target_p = probs[np.arange(k), y[:k, t]]
+            rank = (probs > target_p[:, None]).sum(axis=1)
+            wt = w[:k, t]
+            totals += [wt.sum(), -(wt * np.log(np.maximum(target_p, 1e-30))).sum(), (wt * (rank == 0)).sum(),
+                       (wt * (rank < 5)).sum()]
+            if bar is not None:
+                bar.update(k)
+    return totals
+
+
+def _score(totals: np.ndarray) -> Score:
+    """A Score from _accumulate's sums."""
+    n = round(float(totals[0]))
+    if not n:
+        return Score(0, math.nan, math.nan, math.nan, math.nan)
+    ce = totals[1] / n
+    return Score(n, float(ce), float(math.exp(ce)), float(totals[2] / n), float(totals[3] / n))
+
+
+def known_segments(bundle: Bundle, songs: list[list[str]]) -> tuple[list[np.ndarray], int, list[str]]:
+    """Each song cut at tokens unknown to the vocabulary into runs of ids; the count and a few unknown tokens."""
+    segments, unknown, examples = [], 0, []
+    for song in songs:
+        run: list[str] = []
+        for token in [*song, None]:
+            if token is not None and token in bundle.vocabulary:
+                run.append(token)
+                continue
+            if len(run) >= 2:
+                segments.append(bundle.vocabulary.encode(run))
+            run = []
+            if token is not None:
+                unknown += 1
+                if token not in examples and len(examples) < 3:
+                    examples.append(token)
+    return segments, unknown, examples
+
+
+def score_likelihood(net, bundle: Bundle, songs: list[list[str]], source: str, progress: bool = False) -> Likelihood:
+    """Cross-entropy, perplexity, accuracy and top-5 accuracy of held-out songs, full context and windowed.
+
+    Both scores count the same targets: every known token that follows a known token in its song. The full
+    score carries the LSTM state from the song's (or the unknown token's) start; the window score uses
+    training's validation windows (make_windows, the bundle's seq_len), each run from a zero state.
+    """
+    segments, unknown, examples = known_segments(bundle, songs)
+    width = max((len(s) for s in segments), default=1)
+    padded = np.zeros((len(segments), width), np.int32)
+    mask = np.zeros((len(segments), width - 1), np.float32)
+    for row, seg in enumerate(segments):
+        padded[row, :len(seg)] = seg
+        mask[row, :len(seg) - 1] = 1.0
+    seq_len = bundle.config.seq_len
+    x_win, y_win, w_win = make_windows(segments, seq_len)
+    total = int(mask.sum() + w_win.sum())
+    with tqdm(total=total, desc="score", unit="token", disable=not progress or None) as bar:
+        full = _score(_accumulate(net, padded[:, :-1], padded[:, 1:], mask, bar))
+        window = _score(_accumulate(net, x_win, y_win, w_win, bar))
+    if full.tokens != window.tokens:  # both must count the same targets, or the comparison is meaningless
+        raise AssertionError(f"full-context scored {full.tokens} tokens, windows {window.tokens}")
+    return Likelihood(source, len(songs), sum(len(s) for s in songs), unknown, examples, full, window, seq_len)
+
+
+def _statistics(token_lists: list[list[str]], encoding, reference: dict[str, np.ndarray] | None,
+                desc: str, progress: bool) -> tuple[list[dict[str, float]], dict[str, np.ndarray]]:
+    """Per-song statistics of songs decoded to MIDI, and their pooled histogram counts.
+
+    The histogram distances are taken to `reference` (pooled counts), or to the songs' own pooled counts.
+    """
+    rows, hists = [], []
+    for tokens in tqdm(token_lists, desc=desc, unit="song", disable=not progress or None):
+        midi = encoding.decode(tokens)
+        rows.append(music_statistics(midi))
+        hists.append(histograms(midi))
+    pooled = {k: np.sum([h[k] for h in hists], axis=0) if hists else np.zeros(len(HISTOGRAM_LABELS[k]))
+              for k in HISTOGRAM_LABELS}
+    ref = reference if reference is not None else pooled
+    for row, h in zip(rows, hists, strict=True):
+        for k in HISTOGRAM_LABELS:
+            row[f"{k}_distance"] = (
+                histogram_distance(h[k], ref[k]) if h[k].sum() else math.nan)
+    return rows, pooled
+
+
+def _plot(target: Path, corpus: dict[str, np.ndarray], generated: dict[str, np.ndarray] | None,
+          title: str) -> None:
+    """One PNG: the corpus's and the generated pieces' pitch-class, IOI and duration histograms side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = {"pitch_class": "pitch class", "ioi": "inter-onset interval (quarters)", "duration": "duration (quarters)"}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), dpi=100)
+    for ax, (key, label) in zip(axes, names.items(), strict=True):
+        x = np.arange(len(HISTOGRAM_LABELS[key]))
+        width = 0.4 if generated is not None else 0.8
+        ax.bar(x - (width / 2 if generated is not None else 0), normalise(corpus[key]), width, label="corpus")
+        if generated is not None:
+            ax.bar(x + width / 2, normalise(generated[key]), width, label="generated")
+        ax.set_xticks(x, HISTOGRAM_LABELS[key])
+        ax.set_xlabel(label)
+        ax.set_ylabel("share of notes" if key != "ioi" else "share of intervals")
+        ax.legend()
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(title)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_path(out: Path) -> Path:
+    """out itself when it names a .png file, else a new evaluate-<date>-<time>[-n].png in the folder out."""
+    out = Path(out)
+    if out.suffix.lower() == ".png":
+        return out
+    stem = f"evaluate-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, n = out / f"{stem}.png", 1
+    while path.exists():
+        n += 1
+        path = out / f"{stem}-{n}.png"
+    return path
+
+
+def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, length: int = 0, seed: int = 0,
+             out: Path | None = DEFAULT_OUTPUT_DIR, progress: bool = True) -> EvaluationResult:
+    """Score held-out songs and compare the statistics of `generate` new pieces with the training corpus's."""
+    if generate < 0:
+        raise PianoComposerError(f"--generate must be >= 0 (got {generate})")
+    if length < 0:
+        raise PianoComposerError(f"--length must be >= 0, 0 = the lengths of corpus songs (got {length})")
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    data = Path(data) if data is not None else DEFAULT_DATA_DIR
+    tokens = load_tokens(data)
+    bundle = load_bundle(weights)
+    if (tokens.encoding, tokens.encoding_params) != (bundle.encoding, bundle.encoder.params):
+        raise PianoComposerError(f"{data}: the tokens use encoding {tokens.encoding!r} {tokens.encoding_params}, "
+                                 f"the bundle {weights} {bundle.encoding!r} {bundle.encoder.params}")
+    net = bundle.step_model()
+    encoding = bundle.encoder
+    seconds["load"] = time.perf_counter() - t0
+    notes: list[str] = []
+
+    split = bundle.meta.get("split") or {"train": [], "val": []}
+    train_names = set(split.get("train", []))
+    training = [s.tokens for s in tokens.songs if s.source in train_names]
+    heldout = [s.tokens for s in tokens.songs if s.source not in train_names]
+    if training:
+        source = "validation split" if {s.source for s in tokens.songs} - train_names <= set(split.get("val", [])) \
+            else "songs not trained on"
+        if len(training) < len(train_names):
+            notes.append(f"{data} holds {len(training)} of the bundle's {len(train_names)} training songs")
+    else:
+        source = "all of DATA"
+    if not tokens.songs:
+        raise PianoComposerError(f"{data}: the tokens file holds no songs")
+
+    t0 = time.perf_counter()
+    likelihood = None
+    if heldout:
+        likelihood = score_likelihood(net, bundle, heldout, source, progress)
+        if not likelihood.full.tokens:
+            notes.append("no held-out song has two known tokens in a row: nothing to score")
+    else:
+        notes.append(f"{data} holds only songs the bundle trained on: no held-out likelihood")
+    seconds["score"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if training:
+        corpus_songs, corpus_source = training, f"{len(training)} training songs"
+    else:
+        corpus_songs, corpus_source = heldout, f"{len(heldout)} songs of DATA (the training songs are not in it)"
+        notes.append("the training songs are not in DATA: the corpus statistics are DATA's and the copy rate "
+                     "cannot be measured")
+    corpus_rows, corpus_hist = _statistics(corpus_songs, encoding, None, "corpus statistics", progress)
+    known = token_spans(training) if training else None
+    seconds["corpus"] = time.perf_counter() - t0
+
+    def summarise(rows: list[dict[str, float]]) -> dict[str, Summary]:
+        return {name: Summary.of([r[name] for r in rows]) for name in STATISTICS}
+
+    def pooled_copy(songs: list[list[str]]) -> float | None:
+        if known is None:
+            return None
+        found, total = np.sum([copied_spans(s, known) for s in songs], axis=0) if songs else (0, 0)
+        return float(found / total) if total else None
+
+    generated = gen_hist = None
+    pieces: list[dict] = []
+    gen_loop = None
+    if generate:
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(seed)
+        seeds = bundle.meta["seeds"]
+        if not seeds:
+            raise PianoComposerError(f"{weights}: the bundle stores no seed windows to generate from")
+        picks = rng.permutation(len(seeds))
+        primers = [seeds[picks[i % len(seeds)]] for i in range(generate)]
+        lengths = [length] * generate if length else rng.choice([len(s) for s in corpus_songs], generate).tolist()
+        ids = continue_sequences(net, [bundle.vocabulary.encode(p) for p in primers], max(lengths), Sampler(),
+                                 rng, progress)
+        generated_tokens = [bundle.vocabulary.decode(row[:n]) for row, n in zip(ids, lengths, strict=True)]
+        seconds["generate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        gen_rows, gen_hist = _statistics(generated_tokens, encoding, corpus_hist, "piece statistics", progress)
+        generated = summarise(gen_rows)
+        for i, (toks, row) in enumerate(zip(generated_tokens, gen_rows, strict=True)):
+            found, total = copied_spans(toks, known) if known is not None else (0, 0)
+            pieces.append({"primer": f"seed window {picks[i % len(seeds)]}", "tokens": len(toks),
+                           "loop_rate": loop_rate(toks), "copy_rate": found / total if total else None, **row})
+        gen_loop = Summary.of([p["loop_rate"] for p in pieces])
+        seconds["pieces"] = time.perf_counter() - t0
+        gen_copy = pooled_copy(generated_tokens)
+    else:
+        gen_copy = None
+
+    plot = None
+    if out is not None:
+        plot = plot_path(out)
+        _plot(plot, corpus_hist, gen_hist, f"{Path(weights).name}: corpus ({corpus_source}) vs "
+                                           f"{len(pieces)} generated pieces")
+    labels = HISTOGRAM_LABELS
+    hist_json = {k: {"bins": labels[k], "corpus": normalise(corpus_hist[k]).tolist(),
+                     "generated": normalise(gen_hist[k]).tolist() if gen_hist else None} for k in labels}
+    return EvaluationResult(
+        bundle=Path(weights), data=data, likelihood=likelihood, corpus_source=corpus_source,
+        corpus=summarise(corpus_rows), generated=generated, histograms=hist_json,
+        loop_rate={"corpus": Summary.of([loop_rate(s) for s in corpus_songs]), "generated": gen_loop},
+        copy_rate={"generated": gen_copy, "heldout": pooled_copy(heldout) if training else None},
+        pieces=pieces, plot=plot, notes=notes, seconds={k: round(v, 3) for k, v in seconds.items()})
