@@ -16,11 +16,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from pianocomposer._util import import_keras
 from pianocomposer.atomic import atomic_path, write_json
 from pianocomposer.config import BUNDLE_FORMAT_VERSION, ModelConfig, migrate_bundle_meta
 from pianocomposer.encodings import Encoding, get_encoding
 from pianocomposer.errors import PianoComposerError, first_line
+from pianocomposer.keras_file import read_layer_weights
 from pianocomposer.model import StepModel, keras_layer_weights, rnn_layer_names
 from pianocomposer.vocab import Vocabulary
 
@@ -33,13 +36,14 @@ PENDING_LAST_MODEL = "last.pending.keras"
 
 @dataclass
 class Bundle:
-    """A loaded bundle: its metadata and one Keras model (best or last)."""
+    """A loaded bundle: its metadata and the network, as a Keras model (load_bundle) or weight arrays (read_bundle)."""
 
     path: Path
     meta: dict
     config: ModelConfig
     vocabulary: Vocabulary
-    model: object
+    model: object | None = None  # the Keras model, for training, resume and Keras-side checks
+    weights: dict[str, list[np.ndarray]] | None = None  # layer name -> arrays, read without Keras
 
     @property
     def encoding(self) -> str:
@@ -53,7 +57,7 @@ class Bundle:
 
     def step_model(self) -> StepModel:
         """The NumPy twin of the network, for token-by-token generation and scoring."""
-        return StepModel(self.config, keras_layer_weights(self.model))
+        return StepModel(self.config, self.weights if self.weights is not None else keras_layer_weights(self.model))
 
 
 def has_bundle(folder: Path) -> bool:
@@ -81,26 +85,25 @@ def read_meta(folder: Path) -> dict:
     return migrate_bundle_meta(meta)
 
 
-def _check_model(model, vocab_size: int, config: ModelConfig, path: Path) -> None:
-    """Explain, in one line, any way the model's layers disagree with the bundle's vocabulary or config."""
-    names = {layer.name for layer in model.layers}
+def _check_weights(weights: dict[str, list[np.ndarray]], vocab_size: int, config: ModelConfig, path: Path) -> None:
+    """Explain, in one line, any way the network's layers disagree with the bundle's vocabulary or config."""
     rnn = rnn_layer_names(config)
     expected = {"embedding", "dense", "logits", *rnn}
-    if not expected <= names:
-        raise PianoComposerError(f"{path}: not a pianocomposer network (missing layers {sorted(expected - names)})")
-    out_units = model.get_layer("logits").units
-    in_dim = model.get_layer("embedding").input_dim
+    if not expected <= set(weights):
+        raise PianoComposerError(f"{path}: not a pianocomposer {config.cell.upper()} network (missing layers "
+                                 f"{sorted(expected - set(weights))})")
+    in_dim, out_units = weights["embedding"][0].shape[0], weights["logits"][0].shape[-1]
     if out_units != vocab_size or in_dim != vocab_size:
         raise PianoComposerError(f"{path}: the vocabulary has {vocab_size} tokens but the model's output layer has "
                                  f"{out_units} (embedding {in_dim}); the bundle's files do not belong together")
-    if model.get_layer(rnn[0]).units != config.rnn_units:
+    units = weights[rnn[0]][1].shape[0]  # the recurrent kernel: (units, gates x units)
+    if units != config.rnn_units:
         raise PianoComposerError(f"{path}: config says {config.rnn_units} {config.cell.upper()} units, the model "
-                                 f"has {model.get_layer(rnn[0]).units}")
+                                 f"has {units}")
 
 
-def load_bundle(folder: Path, which: str = BEST_MODEL, compile: bool = False) -> Bundle:
-    """Load bundle.json and one model file with Keras safe mode, checking that they fit together."""
-    folder = Path(folder)
+def _read_meta_parts(folder: Path) -> tuple[dict, ModelConfig, Vocabulary]:
+    """bundle.json with its config and vocabulary, checked for completeness and a known encoding."""
     meta = read_meta(folder)
     try:
         config = ModelConfig.from_dict(meta["config"])
@@ -115,18 +118,40 @@ def load_bundle(folder: Path, which: str = BEST_MODEL, compile: bool = False) ->
         get_encoding(name, meta.get("encoding_params"))
     except PianoComposerError as exc:
         raise PianoComposerError(f"{folder / BUNDLE_FILE}: {exc}") from None
+    return meta, config, vocabulary
+
+
+def _model_file(folder: Path, which: str) -> Path:
+    """The model file's path, checked to exist and to be a zip."""
     path = folder / which
     if not path.is_file():
         raise PianoComposerError(f"{path}: model file missing from the bundle")
     if not zipfile.is_zipfile(path):
         raise PianoComposerError(f"{path}: not a Keras model file (truncated or not a .keras zip)")
-    keras = import_keras()
+    return path
 
+
+def read_bundle(folder: Path, which: str = BEST_MODEL) -> Bundle:
+    """bundle.json and one model file's weights, read without Keras or TensorFlow (keras_file.py), checked."""
+    folder = Path(folder)
+    meta, config, vocabulary = _read_meta_parts(folder)
+    path = _model_file(folder, which)
+    weights = read_layer_weights(path)
+    _check_weights(weights, len(vocabulary), config, path)
+    return Bundle(folder, meta, config, vocabulary, weights=weights)
+
+
+def load_bundle(folder: Path, which: str = BEST_MODEL, compile: bool = False) -> Bundle:
+    """bundle.json and one model file as a Keras model (safe mode), checked; for training, resume and Keras checks."""
+    folder = Path(folder)
+    meta, config, vocabulary = _read_meta_parts(folder)
+    path = _model_file(folder, which)
+    keras = import_keras()
     try:
         model = keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as exc:
         raise PianoComposerError(f"{path}: cannot load the Keras model ({first_line(exc)})") from None
-    _check_model(model, len(vocabulary), config, path)
+    _check_weights(keras_layer_weights(model), len(vocabulary), config, path)
     return Bundle(folder, meta, config, vocabulary, model)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pianocomposer.atomic import atomic_path
-from pianocomposer.bundle import Bundle, load_bundle
+from pianocomposer.bundle import Bundle, read_bundle
 from pianocomposer.config import DEFAULT_DATA_DIR, DEFAULT_OUTPUT_DIR
 from pianocomposer.dataset import make_windows
 from pianocomposer.errors import PianoComposerError
@@ -330,7 +330,7 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
     t0 = time.perf_counter()
     data = Path(data) if data is not None else DEFAULT_DATA_DIR
     tokens = load_tokens(data)
-    bundle = load_bundle(weights)
+    bundle = read_bundle(weights)
     if (tokens.encoding, tokens.encoding_params) != (bundle.encoding, bundle.encoder.params):
         raise PianoComposerError(f"{data}: the tokens use encoding {tokens.encoding!r} {tokens.encoding_params}, "
                                  f"the bundle {weights} {bundle.encoding!r} {bundle.encoder.params}")

@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pianocomposer.atomic import atomic_path
-from pianocomposer.bundle import Bundle, has_bundle, load_bundle
+from pianocomposer.bundle import Bundle, has_bundle, read_bundle
 from pianocomposer.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_WEIGHTS_DIR, SHIPPED_BUNDLE_DIR
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.model import StepModel
@@ -193,11 +193,52 @@ class GenerateResult:
             "tokens_per_s": round(self.tokens_per_s, 1)}
 
 
-def generate(weights: Path | None = None, out_dir: Path = Path("output"), *, length: int = 500,
+class Composer:
+    """A bundle loaded once (weights only, no Keras) and kept for composing many pieces: for scripts and services.
+
+        composer = Composer("weights/default")
+        for i in range(10):
+            generate(composer, "output", length=200, seed=i, wav=False)
+    """
+
+    def __init__(self, weights: Path | None = None):
+        self.folder = resolve_weights(weights)
+        self.bundle = read_bundle(self.folder)
+        self.net = self.bundle.step_model()
+        self.encoding = self.bundle.encoder
+
+    def compose(self, length: int, num_outputs: int = 1, *, rng: np.random.Generator, sampler: Sampler,
+                primer: Path | None = None, primer_tokens: str | None = None,
+                progress: bool = False) -> list[tuple[list[str], str]]:
+        """num_outputs pieces of `length` tokens in one batch, each with a label naming what started it."""
+        bundle = self.bundle
+        primed = encode_primer(bundle, primer, primer_tokens)
+        if primed is not None:
+            primers, labels = [primed] * num_outputs, [str(primer or "--primer-tokens")] * num_outputs
+        else:
+            seeds = bundle.meta["seeds"]
+            if not seeds:
+                raise PianoComposerError(f"{self.folder}: the bundle stores no seed windows; use --primer")
+            picks = rng.permutation(len(seeds))
+            primers = [seeds[picks[i % len(seeds)]] for i in range(num_outputs)]
+            labels = [f"seed window {picks[i % len(seeds)]}" for i in range(num_outputs)]
+            missing = {t for p in primers for t in p} - set(bundle.vocabulary.tokens)
+            if missing:
+                raise PianoComposerError(f"{self.folder}: seed tokens {sorted(missing)[:3]} are not in the bundle's "
+                                         "vocabulary; the bundle is inconsistent")
+        ids = continue_sequences(self.net, [bundle.vocabulary.encode(p) for p in primers], length, sampler, rng,
+                                 progress)
+        return [(bundle.vocabulary.decode(row), label) for row, label in zip(ids, labels, strict=True)]
+
+
+def generate(weights: Path | Composer | None = None, out_dir: Path = Path("output"), *, length: int = 500,
              num_outputs: int = 1, seed: int | None = None, sampler: Sampler | None = None,
              primer: Path | None = None, primer_tokens: str | None = None, program: int = 0, wav: bool = True,
              soundfont: Path | None = None, progress: bool = True) -> GenerateResult:
-    """Generate num_outputs pieces of `length` tokens in one batch and write MIDI (and WAV) files."""
+    """Generate num_outputs pieces of `length` tokens in one batch and write MIDI (and WAV) files.
+
+    `weights` is a bundle folder, or a Composer that already holds one (no load time).
+    """
     sampler = sampler or Sampler()
     sampler.check()
     if length <= 0:
@@ -208,45 +249,27 @@ def generate(weights: Path | None = None, out_dir: Path = Path("output"), *, len
         raise PianoComposerError(f"--program must be a General MIDI program 0..127 (got {program})")
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    folder = resolve_weights(weights)
-    bundle = load_bundle(folder)
-    net = bundle.step_model()
-    encoding = bundle.encoder
+    composer = weights if isinstance(weights, Composer) else Composer(weights)
     seconds["load"] = time.perf_counter() - t0
 
-    rng = np.random.default_rng(seed)
-    primed = encode_primer(bundle, primer, primer_tokens)
-    if primed is not None:
-        primers, labels = [primed] * num_outputs, [str(primer or "--primer-tokens")] * num_outputs
-    else:
-        seeds = bundle.meta["seeds"]
-        if not seeds:
-            raise PianoComposerError(f"{folder}: the bundle stores no seed windows; use --primer")
-        picks = rng.permutation(len(seeds))
-        primers = [seeds[picks[i % len(seeds)]] for i in range(num_outputs)]
-        labels = [f"seed window {picks[i % len(seeds)]}" for i in range(num_outputs)]
-        missing = {t for p in primers for t in p} - set(bundle.vocabulary.tokens)
-        if missing:
-            raise PianoComposerError(f"{folder}: seed tokens {sorted(missing)[:3]} are not in the bundle's "
-                                     "vocabulary; the bundle is inconsistent")
     t0 = time.perf_counter()
-    ids = continue_sequences(net, [bundle.vocabulary.encode(p) for p in primers], length, sampler, rng, progress)
+    composed = composer.compose(length, num_outputs, rng=np.random.default_rng(seed), sampler=sampler,
+                                primer=primer, primer_tokens=primer_tokens, progress=progress)
     seconds["generate"] = time.perf_counter() - t0
 
     out_dir = Path(out_dir)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     pieces = []
     seconds["write"] = seconds["render"] = 0.0
-    for i, row in enumerate(ids):
+    for i, (tokens, label) in enumerate(composed):
         t0 = time.perf_counter()
-        tokens = bundle.vocabulary.decode(row)
         stem = unique_stem(out_dir, f"piece-{stamp}-{i + 1:02d}")
         midi_path = out_dir / f"{stem}.mid"
         with atomic_path(midi_path) as tmp:
-            encoding.decode(tokens, program=program).write(str(tmp))
+            composer.encoding.decode(tokens, program=program).write(str(tmp))
         seconds["write"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         wav_path = render_wav(midi_path, soundfont=soundfont) if wav else None
         seconds["render"] += time.perf_counter() - t0
-        pieces.append(Piece(midi_path, wav_path, tokens, loop_rate(tokens), labels[i]))
-    return GenerateResult(pieces, seconds, folder)
+        pieces.append(Piece(midi_path, wav_path, tokens, loop_rate(tokens), label))
+    return GenerateResult(pieces, seconds, composer.folder)

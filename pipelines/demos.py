@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from pianocomposer.atomic import write_json
-from pianocomposer.generate import Sampler, generate
+from pianocomposer.generate import Composer, Sampler, generate
 
 SETTINGS = {
     "default": Sampler(),
@@ -30,8 +30,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     index = {}
+    composer = Composer(args.weights)  # loaded once for every setting
     for name, sampler in SETTINGS.items():
-        result = generate(args.weights, args.out / name, length=args.length, num_outputs=args.pieces,
+        result = generate(composer, args.out / name, length=args.length, num_outputs=args.pieces,
                           seed=args.seed, sampler=sampler)
         index[name] = result.to_json()
         for piece in result.pieces:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -59,10 +60,12 @@ def lambda_model(folder: Path) -> None:
 
 
 FAULTS = {
-    # name: (how to damage a copy of the bundle, the file the message must name, text in the message)
+    # name: (how to damage a copy of the bundle, the file the message must name, a regular expression the message
+    # matches: Keras's loader (training) and the Keras-free reader (generation) word some faults differently)
     "truncated model.keras": (truncate_model, BEST_MODEL, "not a Keras model file"),
     "garbage model.keras": (garbage_model, BEST_MODEL, "not a Keras model file"),
-    "garbage weights in a real zip": (garbage_weights_in_a_real_zip, BEST_MODEL, "cannot load the Keras model"),
+    "garbage weights in a real zip": (garbage_weights_in_a_real_zip, BEST_MODEL,
+                                      "cannot load the Keras model|damaged model file"),
     "model.keras missing": (lambda f: (f / BEST_MODEL).unlink(), BEST_MODEL, "model file missing"),
     "Lambda layer": (lambda_model, BEST_MODEL, "Lambda"),
     "version 99": (lambda f: edit_meta(f, lambda m: m.update(version=99)), BUNDLE_FILE,
@@ -101,7 +104,7 @@ def test_a_damaged_bundle_is_one_error_naming_the_file(damaged):
     with pytest.raises(PianoComposerError) as caught:
         load_bundle(folder)
     message = str(caught.value)
-    assert message.startswith(f"{named}: ") and text in message and "\n" not in message, message
+    assert message.startswith(f"{named}: ") and re.search(text, message) and "\n" not in message, message
 
 
 def test_generate_on_a_damaged_bundle_exits_1_with_one_line(damaged, tmp_path):
@@ -111,7 +114,7 @@ def test_generate_on_a_damaged_bundle_exits_1_with_one_line(damaged, tmp_path):
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert proc.stderr.startswith(f"error: {named}: ") and text in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"error: {named}: ") and re.search(text, proc.stderr), proc.stderr
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 

@@ -6,7 +6,7 @@ import pytest
 
 from pianocomposer.bundle import load_bundle
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.generate import Sampler, continue_sequences, generate, loop_rate
+from pianocomposer.generate import Composer, Sampler, continue_sequences, generate, loop_rate
 from tests.conftest import PHRASES, write_song
 
 
@@ -70,3 +70,12 @@ def test_loop_rate():
     assert loop_rate(["C4", "E4"] * 3) == 0.0
     assert loop_rate([str(i) for i in range(50)]) == 0.0
     assert loop_rate([]) == 0.0
+
+
+def test_a_composer_loads_once_and_composes_as_generate_does(bundle_dir, tmp_path):
+    composer = Composer(bundle_dir)
+    first = generate(composer, tmp_path, length=25, num_outputs=2, seed=3, wav=False, progress=False)
+    again = generate(composer, tmp_path, length=25, num_outputs=2, seed=3, wav=False, progress=False)
+    fresh = generate(bundle_dir, tmp_path, length=25, num_outputs=2, seed=3, wav=False, progress=False)
+    assert [p.tokens for p in first.pieces] == [p.tokens for p in again.pieces] == [p.tokens for p in fresh.pieces]
+    assert first.bundle == again.bundle == composer.folder == bundle_dir
