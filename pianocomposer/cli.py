@@ -42,14 +42,23 @@ def extract(
     input: Annotated[Path, typer.Option("--input", "-i", help="Folder of .mid/.midi files (searched recursively).")]
     = DEFAULT_MIDI_DIR,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for tokens.json.")] = DEFAULT_DATA_DIR,
-    encoding: Annotated[str, typer.Option(help="Token encoding.")] = "cpc",
+    encoding: Annotated[str, typer.Option(help="Token encoding: cpc (the original: pitch names and pitch-class "
+                                          "chords, no timing) or timed (pitch, duration, time shift; MidiTok).")]
+    = "cpc",
+    params: Annotated[str | None, typer.Option("--params", help='Encoding parameters as JSON, e.g. '
+                                               '\'{"layout": "remi", "grid": {"0-4": 8}}\' for timed.',
+                                               show_default=False)] = None,
     timeout: Annotated[float, typer.Option(help="Seconds allowed to parse one file.")] = 60.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Parse MIDI files into note/chord tokens (skipping and naming files that cannot be read)."""
     from pianocomposer.extract import extract as run
 
-    data = run(input, out, encoding=encoding, timeout_s=timeout)
+    try:
+        encoding_params = json.loads(params) if params else None
+    except ValueError as exc:
+        raise PianoComposerError(f"--params: not JSON ({exc})") from None
+    data = run(input, out, encoding=encoding, encoding_params=encoding_params, timeout_s=timeout)
     tokens = sum(len(s.tokens) for s in data.songs)
     if not as_json:
         for s in data.skipped:
@@ -143,6 +152,9 @@ def generate(
     primer_tokens: Annotated[str | None, typer.Option(help='Tokens that start every piece, e.g. "C4 E4 G4".')]
     = None,
     program: Annotated[int, typer.Option(help="General MIDI program (0 = Acoustic Grand Piano).")] = 0,
+    qpm: Annotated[float | None, typer.Option(help="Tempo in quarter notes per minute (default: the training "
+                                              "songs' median for timed encodings, 120 for cpc).",
+                                              show_default=False)] = None,
     wav: Annotated[bool, typer.Option("--wav/--no-wav", help="Render WAV audio with FluidSynth.")] = True,
     soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont for the WAV.")] = None,
     as_json: JsonOpt = False,
@@ -153,7 +165,7 @@ def generate(
 
     result = run(weights, out, length=length, num_outputs=num_outputs, seed=seed,
                  sampler=Sampler(temperature, top_k, top_p, greedy), primer=primer, primer_tokens=primer_tokens,
-                 program=program, wav=wav, soundfont=soundfont, progress=not as_json)
+                 program=program, qpm=qpm, wav=wav, soundfont=soundfont, progress=not as_json)
     s = result.seconds
     _emit(as_json, result.to_json(),
           [f"{p.midi}" + (f"  {p.wav}" if p.wav else "") + f"  (loop rate {p.loop_rate:.0%})" for p in result.pieces]

@@ -65,20 +65,14 @@ def truncation(data: bytes) -> str | None:
     return None
 
 
-def parser_version() -> str:
-    """The parser whose output the cache is valid for."""
-    from importlib.metadata import version
-
-    return f"music21 {version('music21')}"
-
-
 def _child(conn, path: Path, encoding_name: str, params: dict) -> None:
     """Runs in a forked process: parse one file under a memory limit and send back JSON."""
     warnings.simplefilter("ignore")  # music21 warns on stderr about odd events without naming the file
     try:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-        tokens = get_encoding(encoding_name, params).encode_file(path)
-        reply = {"tokens": tokens} if tokens else {"error": "no pitched notes"}
+        encoding = get_encoding(encoding_name, params)
+        tokens = encoding.encode_file(path)
+        reply = {"tokens": tokens, "qpm": encoding.qpm(path)} if tokens else {"error": "no pitched notes"}
     except MemoryError:
         reply = {"error": f"parsing needs more than {MEMORY_LIMIT_BYTES // 2**30} GiB of memory"}
     except Exception as exc:
@@ -132,10 +126,10 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", encoding_p
             timeout_s: float = DEFAULT_TIMEOUT_S, workers: int | None = None, progress: bool = True) -> TokenData:
     """Tokenize every music file under input_dir into out_dir/tokens.json, reusing cached results."""
     input_dir, out_dir = Path(input_dir), Path(out_dir)
-    params = get_encoding(encoding, encoding_params).params  # the full parameters, defaults filled in
+    encoder = get_encoding(encoding, encoding_params)
+    params, suffixes = encoder.params, encoder.suffixes  # the full parameters, defaults filled in
     if not input_dir.is_dir():
         raise PianoComposerError(f"{input_dir}: no such folder")
-    suffixes = get_encoding(encoding, params).suffixes
     files = find_music_files(input_dir, suffixes)
     if not files:
         raise PianoComposerError(f"{input_dir}: no {' or '.join(suffixes)} files in this folder")
@@ -146,7 +140,7 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", encoding_p
     if not os.access(out_dir, os.W_OK):
         raise PianoComposerError(f"{out_dir}: the output folder is not writable")
 
-    parser = parser_version()
+    parser = encoder.parser
     cache: dict[str, Song | Skipped] = {}
     try:
         old = load_tokens(out_dir / TOKENS_FILE)
@@ -182,7 +176,7 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", encoding_p
             entries.append(Skipped(names[i], digest, problem))
         elif cached is not None:
             reused += 1
-            entries.append(Song(names[i], digest, cached.tokens) if isinstance(cached, Song)
+            entries.append(Song(names[i], digest, cached.tokens, cached.qpm) if isinstance(cached, Song)
                            else Skipped(names[i], digest, cached.reason))
         else:
             entries.append(None)
@@ -192,7 +186,7 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", encoding_p
         if to_parse:
             workers = workers or max(1, min(os.cpu_count() or 1, len(to_parse)))
             for i, reply in _parse_all(to_parse, encoding, params, timeout_s, workers, bar).items():
-                entries[i] = (Song(names[i], hashes[i], reply["tokens"]) if "tokens" in reply
+                entries[i] = (Song(names[i], hashes[i], reply["tokens"], reply["qpm"]) if "tokens" in reply
                               else Skipped(names[i], hashes[i], reply["error"]))
 
     data = TokenData(encoding=encoding, encoding_params=params, parser=parser, reused=reused,

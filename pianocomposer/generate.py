@@ -233,11 +233,12 @@ class Composer:
 
 def generate(weights: Path | Composer | None = None, out_dir: Path = Path("output"), *, length: int = 500,
              num_outputs: int = 1, seed: int | None = None, sampler: Sampler | None = None,
-             primer: Path | None = None, primer_tokens: str | None = None, program: int = 0, wav: bool = True,
-             soundfont: Path | None = None, progress: bool = True) -> GenerateResult:
+             primer: Path | None = None, primer_tokens: str | None = None, program: int = 0, qpm: float | None = None,
+             wav: bool = True, soundfont: Path | None = None, progress: bool = True) -> GenerateResult:
     """Generate num_outputs pieces of `length` tokens in one batch and write MIDI (and WAV) files.
 
-    `weights` is a bundle folder, or a Composer that already holds one (no load time).
+    `weights` is a bundle folder, or a Composer that already holds one (no load time). `qpm` is the tempo of timed
+    encodings (default: the training songs' median, stored in the bundle).
     """
     sampler = sampler or Sampler()
     sampler.check()
@@ -247,6 +248,8 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
         raise PianoComposerError(f"--num-outputs must be positive (got {num_outputs})")
     if not 0 <= program <= 127:
         raise PianoComposerError(f"--program must be a General MIDI program 0..127 (got {program})")
+    if qpm is not None and not 10 <= qpm <= 400:
+        raise PianoComposerError(f"--qpm must be between 10 and 400 quarter notes per minute (got {qpm})")
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     composer = weights if isinstance(weights, Composer) else Composer(weights)
@@ -266,7 +269,8 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
         stem = unique_stem(out_dir, f"piece-{stamp}-{i + 1:02d}")
         midi_path = out_dir / f"{stem}.mid"
         with atomic_path(midi_path) as tmp:
-            composer.encoding.decode(tokens, program=program).write(str(tmp))
+            composer.encoding.decode(tokens, program=program, qpm=qpm or composer.bundle.meta.get("qpm")).write(
+                str(tmp))
         seconds["write"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         wav_path = render_wav(midi_path, soundfont=soundfont) if wav else None

@@ -2,7 +2,8 @@
 
 Schema (tokens.json, format version 2): `format` "pianocomposer-tokens", `version`, `encoding` (name),
 `encoding_params` (the encoding's parameters, e.g. a time grid), `parser` (what the tokens are valid for),
-`songs` (list of `{source, sha256, tokens}`, one per song, never merged), `skipped` (`{source, sha256, reason}`).
+`songs` (list of `{source, sha256, tokens, qpm}`, one per song, never merged; `qpm` the song's main tempo where
+the encoding's timing uses it, else null), `skipped` (`{source, sha256, reason}`).
 Version 1 files (no `encoding_params`) are read as having the encoding's defaults.
 """
 
@@ -23,6 +24,7 @@ class Song:
     source: str
     sha256: str
     tokens: list[str]
+    qpm: float | None = None  # main tempo, quarter notes per minute (timed encodings)
 
 
 @dataclass

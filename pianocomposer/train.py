@@ -69,6 +69,7 @@ class TrainingState:
     preset: str | None
     split: dict[str, list[str]]
     seeds: list[list[str]]
+    qpm: float | None  # the training songs' median tempo: generate's default (None: the encoding's own timing)
     history: list[dict] = field(default_factory=list)
     steps: int | None = 0  # optimizer steps taken; last.keras must agree (None: a version 1 bundle, not recorded)
 
@@ -87,7 +88,7 @@ class TrainingState:
         """bundle.json's content (without format and version)."""
         best_loss, best_epoch = self.best()
         return {"encoding": self.encoding, "encoding_params": self.encoding_params,
-                "vocabulary": self.vocabulary.tokens, "config": self.config.to_dict(), **extra,
+                "vocabulary": self.vocabulary.tokens, "config": self.config.to_dict(), "qpm": self.qpm, **extra,
                 "seeds": self.seeds, "split": self.split,
                 "training": {"preset": self.preset, "options": self.options.to_dict(), "epochs": len(self.history),
                              "steps": self.steps, "best_epoch": best_epoch, f"best_{self.score_key}": best_loss,
@@ -99,7 +100,7 @@ class TrainingState:
         training = meta["training"]
         return cls(meta["encoding"], meta.get("encoding_params", {}), Vocabulary(meta["vocabulary"]),
                    ModelConfig.from_dict(meta["config"]), TrainOptions.from_dict(training["options"]),
-                   training.get("preset"), meta["split"], meta["seeds"], training["history"],
+                   training.get("preset"), meta["split"], meta["seeds"], meta.get("qpm"), training["history"],
                    training.get("steps"))
 
 
@@ -153,7 +154,10 @@ def plan_new(tokens: TokenData, preset: str, changes: dict) -> TrainingState:
     vocabulary = Vocabulary.from_songs(transpose_songs(train_songs, encoding, options.semitones)
                                        + [tokens.songs[i].tokens for i in val_idx])
     seeds = _pick_seeds(train_songs, config.seq_len, np.random.default_rng([options.seed, 1]))
-    return TrainingState(tokens.encoding, tokens.encoding_params, vocabulary, config, options, preset, split, seeds)
+    tempos = [tokens.songs[i].qpm for i in train_idx if tokens.songs[i].qpm]
+    qpm = round(float(np.median(tempos)), 3) if tempos else None
+    return TrainingState(tokens.encoding, tokens.encoding_params, vocabulary, config, options, preset, split, seeds,
+                         qpm)
 
 
 def plan_resume(meta: dict, tokens: TokenData, changes: dict, where: Path) -> TrainingState:

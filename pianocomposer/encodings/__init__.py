@@ -9,6 +9,7 @@ from typing import Protocol
 import pretty_midi
 
 from pianocomposer.encodings.cpc import CpcEncoding
+from pianocomposer.encodings.timed import TimedEncoding
 from pianocomposer.errors import PianoComposerError
 
 
@@ -16,14 +17,18 @@ class Encoding(Protocol):
     """What every encoding provides; its name is recorded in the tokens file and in the bundle."""
 
     name: str
+    parser: str  # the libraries (and versions) the tokens come from: extract's cache is valid for these
     params: dict  # what the encoding was made with (e.g. a time grid), recorded in tokens.json and the bundle
     suffixes: tuple[str, ...]  # the file types it reads, lower case with the dot
 
     def encode_file(self, path: Path) -> list[str]:
         """Parse one MIDI file into tokens (raises on unreadable input)."""
 
-    def decode(self, tokens: Sequence[str], program: int = 0) -> pretty_midi.PrettyMIDI:
-        """Turn tokens into a MIDI object."""
+    def qpm(self, path: Path) -> float | None:
+        """The file's main tempo if decoding this encoding's tokens needs one, else None."""
+
+    def decode(self, tokens: Sequence[str], program: int = 0, qpm: float | None = None) -> pretty_midi.PrettyMIDI:
+        """Turn tokens into a MIDI object (at qpm quarter notes per minute; None: the encoding's default)."""
 
     def transpose(self, token: str, semitones: int) -> str | None:
         """The token moved by semitones, or None if it leaves the playable range."""
@@ -33,7 +38,7 @@ class Encoding(Protocol):
 
 
 # name -> a class whose keyword arguments are the encoding's parameters.
-ENCODINGS: dict[str, type] = {"cpc": CpcEncoding}
+ENCODINGS: dict[str, type] = {"cpc": CpcEncoding, "timed": TimedEncoding}
 
 
 def get_encoding(name: str, params: dict | None = None) -> Encoding:

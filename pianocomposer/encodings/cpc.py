@@ -95,6 +95,17 @@ class CpcEncoding:
         """The original encoding has no parameters."""
         return {}
 
+    @property
+    def parser(self) -> str:
+        """The library whose reading the tokens are, for extract's cache."""
+        from importlib.metadata import version
+
+        return f"music21 {version('music21')}"
+
+    def qpm(self, path: Path) -> None:
+        """The original timing is fixed (a token every half quarter at 120 qpm): no tempo is read."""
+        return None
+
     def encode_file(self, path: Path) -> list[str]:
         """Parse a MIDI file with music21 and return one token per note/chord onset."""
         from music21 import chord, converter, instrument, note
@@ -119,11 +130,12 @@ class CpcEncoding:
                     int(p.midi) for p, tie in heads if 0 <= p.midi <= 127 and (tie is None or tie.type == "start"))
         return onsets_to_tokens({k: v for k, v in onsets.items() if v})
 
-    def decode(self, tokens: Sequence[str], program: int = 0) -> pretty_midi.PrettyMIDI:
-        """Tokens to MIDI with the original timing: a token every half quarter, each a quarter long."""
-        midi = pretty_midi.PrettyMIDI(initial_tempo=TEMPO_QPM)
+    def decode(self, tokens: Sequence[str], program: int = 0, qpm: float | None = None) -> pretty_midi.PrettyMIDI:
+        """Tokens to MIDI with the original timing: a token every half quarter, each a quarter long (120 qpm)."""
+        qpm = qpm or TEMPO_QPM
+        midi = pretty_midi.PrettyMIDI(initial_tempo=qpm)
         inst = pretty_midi.Instrument(program=program, name=pretty_midi.program_to_instrument_name(program))
-        seconds_per_quarter = 60.0 / TEMPO_QPM
+        seconds_per_quarter = 60.0 / qpm
         sounding: dict[int, pretty_midi.Note] = {}
         for i, token in enumerate(tokens):
             start = i * STEP_QUARTERS * seconds_per_quarter
