@@ -137,8 +137,9 @@ def train(
 
 @app.command()
 def generate(
-    weights: Annotated[Path | None, typer.Option(help="Bundle folder (default: weights/ if trained, "
-                                                 "else the shipped weights/default).", show_default=False)] = None,
+    weights: Annotated[Path | None, typer.Option(help="Bundle folder, or `timed` for the shipped timed model "
+                                                 "(default: weights/ if trained, else the shipped weights/default).",
+                                                 show_default=False)] = None,
     length: Annotated[int, typer.Option(help="Tokens to generate per piece.")] = 500,
     num_outputs: Annotated[int, typer.Option(help="Pieces to generate together in one batch.")] = 1,
     out: Annotated[Path, typer.Option(help="Folder for the MIDI and WAV files.")] = DEFAULT_OUTPUT_DIR,
@@ -175,8 +176,9 @@ def generate(
 
 @app.command()
 def evaluate(
-    weights: Annotated[Path | None, typer.Option(help="Bundle folder (default: weights/ if trained, "
-                                                 "else the shipped weights/default).", show_default=False)] = None,
+    weights: Annotated[Path | None, typer.Option(help="Bundle folder, or `timed` for the shipped timed model "
+                                                 "(default: weights/ if trained, else the shipped weights/default).",
+                                                 show_default=False)] = None,
     data: Annotated[Path, typer.Option(help="Folder (or file) with tokens.json: the held-out songs are scored, "
                                        "the training songs are the corpus.")] = DEFAULT_DATA_DIR,
     n_generate: Annotated[int, typer.Option("--generate", help="Pieces to generate and compare with the corpus "

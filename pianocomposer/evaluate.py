@@ -130,7 +130,7 @@ class EvaluationResult:
             "likelihood": asdict(self.likelihood) if self.likelihood else None,
             "corpus_source": self.corpus_source, "statistics": stats, "histograms": self.histograms,
             "loop_rate": {k: asdict(v) if v else None for k, v in self.loop_rate.items()},
-            "copy_rate": {**self.copy_rate, "span_tokens": SPAN},
+            "copy_rate": self.copy_rate,
             "pieces": self.pieces, "plot": self.plot, "notes": self.notes, "seconds": self.seconds})
 
     def table(self) -> list[str]:
@@ -165,8 +165,13 @@ class EvaluationResult:
         def pct(v: float | None) -> str:
             return "-" if v is None else f"{v:.1%}"
 
-        lines.append(f"  {f'copy rate ({SPAN}-token spans)':<32}{pct(self.copy_rate['heldout']) + ' held-out':>20}"
+        copy_label = f"copy rate ({self.copy_rate['span_tokens']}-token spans)"
+        lines.append(f"  {copy_label:<32}{pct(self.copy_rate['heldout']) + ' held-out':>20}"
                      f"{pct(self.copy_rate['generated']):>22}")
+        if n_gen:
+            pooled = " / ".join(f"{self.histograms[k]['distance']:.3f}" for k in ("pitch_class", "ioi", "duration"))
+            lines.append(f"  {'all pieces vs all corpus songs':<32}{'':>20}{pooled:>22}  (pitch class / IOI / "
+                         "duration histogram distance)")
         if n_gen and any((g := self.gap(n)) is not None and abs(g) > 1 for n in STATISTICS):
             lines.append("  * more than one corpus standard deviation from the corpus mean")
         lines += [f"note: {n}" for n in self.notes]
@@ -371,7 +376,11 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
         notes.append("the training songs are not in DATA: the corpus statistics are DATA's and the copy rate "
                      "cannot be measured")
     corpus_rows, corpus_hist = _statistics(corpus_songs, encoding, None, "corpus statistics", progress)
-    known = token_spans(training) if training else None
+    # Copy-rate spans cover SPAN note onsets whatever the encoding: SPAN tokens for cpc (a token per onset),
+    # more for encodings that spend several tokens on an onset (pitch, duration, time shift).
+    onsets = corpus_hist["ioi"].sum() + len(corpus_songs)
+    span = max(SPAN, round(SPAN * sum(len(s) for s in corpus_songs) / onsets)) if onsets else SPAN
+    known = token_spans(training, span) if training else None
     seconds["corpus"] = time.perf_counter() - t0
 
     def summarise(rows: list[dict[str, float]]) -> dict[str, Summary]:
@@ -380,7 +389,7 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
     def pooled_copy(songs: list[list[str]]) -> float | None:
         if known is None:
             return None
-        found, total = np.sum([copied_spans(s, known) for s in songs], axis=0) if songs else (0, 0)
+        found, total = np.sum([copied_spans(s, known, span) for s in songs], axis=0) if songs else (0, 0)
         return float(found / total) if total else None
 
     generated = gen_hist = None
@@ -403,7 +412,7 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
         gen_rows, gen_hist = _statistics(generated_tokens, encoding, corpus_hist, "piece statistics", progress)
         generated = summarise(gen_rows)
         for i, (toks, row) in enumerate(zip(generated_tokens, gen_rows, strict=True)):
-            found, total = copied_spans(toks, known) if known is not None else (0, 0)
+            found, total = copied_spans(toks, known, span) if known is not None else (0, 0)
             pieces.append({"primer": f"seed window {picks[i % len(seeds)]}", "tokens": len(toks),
                            "loop_rate": loop_rate(toks), "copy_rate": found / total if total else None, **row})
         gen_loop = Summary.of([p["loop_rate"] for p in pieces])
@@ -419,10 +428,13 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
                                            f"{len(pieces)} generated pieces")
     labels = HISTOGRAM_LABELS
     hist_json = {k: {"bins": labels[k], "corpus": normalise(corpus_hist[k]).tolist(),
-                     "generated": normalise(gen_hist[k]).tolist() if gen_hist else None} for k in labels}
+                     "generated": normalise(gen_hist[k]).tolist() if gen_hist else None,
+                     # all pieces pooled against all corpus songs pooled
+                     "distance": histogram_distance(gen_hist[k], corpus_hist[k]) if gen_hist else None}
+                 for k in labels}
     return EvaluationResult(
         bundle=Path(weights), data=data, likelihood=likelihood, corpus_source=corpus_source,
         corpus=summarise(corpus_rows), generated=generated, histograms=hist_json,
         loop_rate={"corpus": Summary.of([loop_rate(s) for s in corpus_songs]), "generated": gen_loop},
-        copy_rate={"generated": gen_copy, "heldout": pooled_copy(heldout) if training else None},
+        copy_rate={"generated": gen_copy, "heldout": pooled_copy(heldout) if training else None, "span_tokens": span},
         pieces=pieces, plot=plot, notes=notes, seconds={k: round(v, 3) for k, v in seconds.items()})

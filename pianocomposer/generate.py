@@ -13,7 +13,13 @@ from tqdm import tqdm
 
 from pianocomposer.atomic import atomic_path
 from pianocomposer.bundle import Bundle, has_bundle, read_bundle
-from pianocomposer.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_WEIGHTS_DIR, SHIPPED_BUNDLE_DIR
+from pianocomposer.config import (
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    DEFAULT_WEIGHTS_DIR,
+    SHIPPED_BUNDLE_DIR,
+    shipped_bundle,
+)
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.model import StepModel
 from pianocomposer.render import render_wav
@@ -107,10 +113,15 @@ def continue_sequences(net: StepModel, primers: list[np.ndarray], length: int, s
     return out
 
 
-def resolve_weights(weights: Path | None) -> Path:
-    """The bundle folder: the one given, else weights/ if you trained one there, else the shipped default."""
+def resolve_weights(weights: Path | str | None) -> Path:
+    """The bundle folder: the one given (a folder, or the name of a shipped bundle such as `timed`), else
+    weights/ if you trained one there, else the shipped default."""
     if weights is not None:
-        return Path(weights)
+        weights = Path(weights)
+        shipped = shipped_bundle(weights.name)
+        if not has_bundle(weights) and len(weights.parts) == 1 and has_bundle(shipped):
+            return shipped
+        return weights
     return DEFAULT_WEIGHTS_DIR if has_bundle(DEFAULT_WEIGHTS_DIR) else SHIPPED_BUNDLE_DIR
 
 

@@ -31,6 +31,17 @@ def stored_weights_scores(folder: Path, data: Path) -> dict:
     return model.evaluate(x, y, sample_weight=w, batch_size=config.batch_size, verbose=0, return_dict=True)
 
 
+# encoding -> (what its tokens are, how generate picks the bundle, what the model cannot do)
+ENCODINGS = {
+    "cpc": ("pitch names and pitch-class chords", "`pianocomposer generate` uses it when you have not trained a model "
+            "of your own.", "it has no rhythm (every token lasts the same time, as in the original encoding) and "
+            "chord octaves are lost by the encoding."),
+    "timed": ("MidiTok tokens for each note's pitch with its octave, its duration and the time to the next event",
+              "`pianocomposer generate --weights timed` uses it.", "its grid is the sixteenth and the eighth-note "
+              "triplet; dynamics (velocity), tempo changes and instruments are not modelled."),
+}
+
+
 def model_card(folder: Path, command: str, data_note: str, data: Path) -> str:
     """The card's Markdown text."""
     meta = read_meta(folder)
@@ -43,11 +54,13 @@ def model_card(folder: Path, command: str, data_note: str, data: Path) -> str:
     hours = sum(h["seconds"] for h in history) / 3600
     stored = stored_weights_scores(folder, data)
     size_mb = sum(f.stat().st_size for f in folder.iterdir() if f.name != "last.keras") / 1e6
+    tokens_are, used_by, limits = ENCODINGS[meta["encoding"]]
+    params = f", parameters `{meta['encoding_params']}`" if meta.get("encoding_params") else ""
     return f"""# Model card: `{folder.name}`
 
 **What it is.** A {layers}-layer {units}-unit {cell.upper()} next-token model
-(`{meta['encoding']}` encoding: pitch names and pitch-class chords), trained with pianocomposer's own `train`
-command. `pianocomposer generate` uses it when you have not trained a model of your own.
+(`{meta['encoding']}` encoding: {tokens_are}{params}), trained with pianocomposer's own
+`train` command. {used_by}
 
 **Data.** {data_note} {len(meta['split']['train'])} training songs, {len(meta['split']['val'])} validation songs
 (whole songs held out). Vocabulary: {len(meta['vocabulary'])} tokens.
@@ -79,8 +92,7 @@ The loss curve is `loss.png`, every epoch is in `history.csv`.
 | --- | --- |
 {config}
 
-**Limits.** It knows four-part Bach chorale harmony and nothing else; it has no rhythm (every token lasts the
-same time, as in the original encoding) and chord octaves are lost by the encoding.
+**Limits.** It knows four-part Bach chorale harmony and nothing else; {limits}
 """
 
 

@@ -58,6 +58,8 @@ def test_evaluate_scores_held_out_songs_as_training_validated_them(bundle_dir, d
     assert len(result.pieces) == 3 and all(p["tokens"] == 30 for p in result.pieces)
     assert result.plot.is_file() and result.plot.read_bytes()[:4] == b"\x89PNG"
     assert result.copy_rate["heldout"] is not None and result.generated["pitch_range"].n == 3
+    assert result.copy_rate["span_tokens"] == 8  # cpc: one token per onset
+    assert 0 <= result.histograms["ioi"]["distance"] <= 1
 
 
 def test_the_cli_prints_a_table_and_json(bundle_dir, data_dir, tmp_path):

@@ -5,8 +5,9 @@ import pretty_midi
 import pytest
 
 from pianocomposer.bundle import load_bundle
+from pianocomposer.config import DEFAULT_WEIGHTS_DIR, shipped_bundle
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.generate import Composer, Sampler, continue_sequences, generate, loop_rate
+from pianocomposer.generate import Composer, Sampler, continue_sequences, generate, loop_rate, resolve_weights
 from tests.conftest import PHRASES, write_song
 
 
@@ -79,3 +80,9 @@ def test_a_composer_loads_once_and_composes_as_generate_does(bundle_dir, tmp_pat
     fresh = generate(bundle_dir, tmp_path, length=25, num_outputs=2, seed=3, wav=False, progress=False)
     assert [p.tokens for p in first.pieces] == [p.tokens for p in again.pieces] == [p.tokens for p in fresh.pieces]
     assert first.bundle == again.bundle == composer.folder == bundle_dir
+
+
+def test_a_shipped_bundle_is_found_by_name(tmp_path):
+    assert resolve_weights(None) in (DEFAULT_WEIGHTS_DIR, shipped_bundle())
+    assert resolve_weights("timed") == shipped_bundle("timed")
+    assert resolve_weights(tmp_path / "timed") == tmp_path / "timed"  # a path is never replaced

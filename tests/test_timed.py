@@ -8,6 +8,7 @@ import pytest
 from pianocomposer.bundle import read_bundle
 from pianocomposer.encodings import get_encoding
 from pianocomposer.errors import PianoComposerError
+from pianocomposer.evaluate import evaluate
 from pianocomposer.extract import extract
 from pianocomposer.generate import generate
 from pianocomposer.train import train
@@ -91,3 +92,6 @@ def test_a_timed_bundle_trains_reloads_and_generates_timed_music(midi_dir, tmp_p
     if fast.get_end_time() > 0:
         assert pretty_midi.PrettyMIDI(str(slow.pieces[0].midi)).get_end_time() == pytest.approx(
             2 * fast.get_end_time(), rel=1e-3)
+    report = evaluate(tmp_path / "w", tmp_path / "data", generate=2, length=80, out=tmp_path, progress=False)
+    assert report.copy_rate["span_tokens"] > 8  # spans of 8 onsets: several tokens each
+    assert report.likelihood.full.tokens > 0 and report.histograms["duration"]["distance"] is not None
