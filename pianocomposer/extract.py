@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -25,6 +26,7 @@ DEFAULT_TIMEOUT_S = 60.0  # per file: one hostile file must not hang the run
 MEMORY_LIMIT_BYTES = 2 * 2**30  # per parsing process; real songs need a few hundred MB
 # Skips that depend on the run (its time-out, a killed parser), not on the file: a later run tries them again.
 RETRY_REASONS = ("parsing took longer than", "parser crashed")
+WORKER_FILES = 100  # files one parsing process handles before a fresh one takes over
 
 
 def display_name(path: Path, root: Path) -> str:
@@ -65,60 +67,100 @@ def truncation(data: bytes) -> str | None:
     return None
 
 
-def _child(conn, path: Path, encoding_name: str, params: dict) -> None:
-    """Runs in a forked process: parse one file under a memory limit and send back JSON."""
-    warnings.simplefilter("ignore")  # music21 warns on stderr about odd events without naming the file
+def _parse_one(encoding, path: Path) -> dict:
+    """One file's tokens and tempo, or the reason it cannot be used."""
     try:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-        encoding = get_encoding(encoding_name, params)
         tokens = encoding.encode_file(path)
-        reply = {"tokens": tokens, "qpm": encoding.qpm(path)} if tokens else {"error": "no pitched notes"}
+        return {"tokens": tokens, "qpm": encoding.qpm(path)} if tokens else {"error": "no pitched notes"}
     except MemoryError:
-        reply = {"error": f"parsing needs more than {MEMORY_LIMIT_BYTES // 2**30} GiB of memory"}
+        return {"error": f"parsing needs more than {MEMORY_LIMIT_BYTES // 2**30} GiB of memory"}
     except Exception as exc:
-        reply = {"error": f"not a readable MIDI file ({type(exc).__name__}: {first_line(exc)})"}
-    conn.send_bytes(json.dumps(reply).encode())
-    conn.close()
+        return {"error": f"not a readable MIDI file ({type(exc).__name__}: {first_line(exc)})"}
+
+
+def _worker(conn, encoding_name: str, params: dict) -> None:
+    """Runs in a forked process under a memory limit: parse the files it is sent, one reply each, until None."""
+    warnings.simplefilter("ignore")  # music21 warns on stderr about odd events without naming the file
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+    encoding = get_encoding(encoding_name, params)
+    while (path := conn.recv()) is not None:
+        conn.send_bytes(json.dumps(_parse_one(encoding, path)).encode())
+
+
+class _Worker:
+    """A parsing process and the file it is working on."""
+
+    def __init__(self, ctx, encoding_name: str, params: dict):
+        self.conn, child_end = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker, args=(child_end, encoding_name, params), daemon=True)
+        self.proc.start()
+        child_end.close()
+        self.job: tuple[int, float] | None = None  # (file index, deadline)
+        self.done = 0
+
+    def send(self, index: int, path: Path, timeout_s: float) -> None:
+        """Start on a file."""
+        self.conn.send(path)
+        self.job = (index, time.monotonic() + timeout_s)
+
+    def stop(self, kill: bool = False) -> None:
+        """End the process: politely when idle, by SIGKILL when it hangs or crashed."""
+        if kill:
+            self.proc.kill()
+        else:
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
 
 
 def _parse_all(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, timeout_s: float, workers: int,
                bar: tqdm) -> dict[int, dict]:
-    """Parse files in forked processes, at most `workers` at a time, each killed after timeout_s."""
-    # Fork from a clean single-threaded server with music21 preloaded: cheap per file, and safe even when the
+    """Parse files in long-lived forked worker processes; a worker that hangs past timeout_s on a file or crashes
+    is killed and replaced, the file named with the reason, and every worker is renewed after WORKER_FILES files."""
+    # Fork from a clean single-threaded server with music21 preloaded: cheap per worker, and safe even when the
     # caller has threads (TensorFlow, BLAS), where a plain fork of the caller can crash the child.
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["music21.converter", "pianocomposer.encodings"])
     results: dict[int, dict] = {}
     pending = list(reversed(jobs))
-    running: dict = {}  # connection -> (process, index, deadline)
-    while pending or running:
-        while pending and len(running) < workers:
-            index, path = pending.pop()
-            receiver, sender = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_child, args=(sender, path, encoding_name, params), daemon=True)
-            proc.start()
-            sender.close()
-            running[receiver] = (proc, index, time.monotonic() + timeout_s)
-        next_deadline = min(deadline for _, _, deadline in running.values())
-        for conn in wait(list(running), timeout=max(0.0, next_deadline - time.monotonic())):
-            proc, index, _ = running.pop(conn)
-            try:
-                results[index] = json.loads(conn.recv_bytes())
-            except (EOFError, OSError, ValueError):
-                proc.join(5)
-                results[index] = {"error": f"parser crashed (exit code {proc.exitcode})"}
-            conn.close()
-            proc.join()
-            bar.update()
-        now = time.monotonic()
-        for conn, (proc, index, deadline) in list(running.items()):
-            if now >= deadline:
-                proc.kill()
-                proc.join()
-                conn.close()
-                del running[conn]
-                results[index] = {"error": f"parsing took longer than {timeout_s:g} s"}
+    pool = [_Worker(ctx, encoding_name, params) for _ in range(min(workers, len(jobs)))]
+    try:
+        while pending or any(w.job for w in pool):
+            for i, worker in enumerate(pool):
+                if worker.job is None and pending:
+                    if worker.done >= WORKER_FILES:  # bound what one process accumulates against its memory limit
+                        worker.stop()
+                        pool[i] = worker = _Worker(ctx, encoding_name, params)
+                    index, path = pending.pop()
+                    worker.send(index, path, timeout_s)
+            busy = {w.conn: w for w in pool if w.job}
+            next_deadline = min(w.job[1] for w in busy.values())
+            for conn in wait(list(busy), timeout=max(0.0, next_deadline - time.monotonic())):
+                worker = busy[conn]
+                index = worker.job[0]
+                try:
+                    results[index] = json.loads(conn.recv_bytes())
+                    worker.job, worker.done = None, worker.done + 1
+                except (EOFError, OSError, ValueError):
+                    worker.proc.join(5)
+                    results[index] = {"error": f"parser crashed (exit code {worker.proc.exitcode})"}
+                    worker.stop(kill=True)
+                    pool[pool.index(worker)] = _Worker(ctx, encoding_name, params)
                 bar.update()
+            now = time.monotonic()
+            for i, worker in enumerate(pool):
+                if worker.job and now >= worker.job[1]:
+                    results[worker.job[0]] = {"error": f"parsing took longer than {timeout_s:g} s"}
+                    worker.stop(kill=True)
+                    pool[i] = _Worker(ctx, encoding_name, params)
+                    bar.update()
+    finally:
+        for worker in pool:
+            worker.stop(kill=worker.job is not None)
     return results
 
 

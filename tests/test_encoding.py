@@ -1,14 +1,16 @@
 """Tokens <-> MIDI for the cpc encoding."""
 
+from fractions import Fraction
+
 import pretty_midi
 import pytest
 
 from pianocomposer.bundle import read_meta
 from pianocomposer.config import shipped_bundle
 from pianocomposer.encodings import get_encoding
-from pianocomposer.encodings.cpc import token_pitches
+from pianocomposer.encodings.cpc import quantize_onset, token_pitches
 from pianocomposer.errors import PianoComposerError
-from tests.conftest import PHRASES, write_song
+from tests.conftest import PHRASES, REPO, write_song
 
 CPC = get_encoding("cpc")
 
@@ -61,3 +63,31 @@ def test_decode_then_encode_is_the_identity_over_the_shipped_vocabulary(tmp_path
     assert len(vocabulary) > 600 and any(t.isdigit() for t in vocabulary)  # single-pitch-class chords among them
     path = write_song(tmp_path / "vocabulary.mid", vocabulary)
     assert CPC.encode_file(path) == vocabulary
+
+
+def test_onsets_snap_to_sixteenths_or_triplets_as_music21_does():
+    assert quantize_onset(0.49) == Fraction(1, 2) and quantize_onset(0.34) == Fraction(1, 3)
+    assert quantize_onset(0.73) == Fraction(3, 4) and quantize_onset(0.70) == Fraction(2, 3)
+    assert quantize_onset(2.0) == 2
+    # music21.common.nearestMultiple rounds halfway down: 0.375 -> 1/3 (nearer), 0.625 -> 2/3, 0.125 -> 0
+    assert [quantize_onset(x) for x in (0.125, 0.375, 0.625, 1.125)] == [0, Fraction(1, 3), Fraction(2, 3), 1]
+
+
+def test_the_symusic_reader_agrees_with_music21(tmp_path):
+    fast = get_encoding("cpc", {"reader": "symusic"})
+    assert fast.params == {"reader": "symusic"} and CPC.params == {}
+    midi = pretty_midi.PrettyMIDI(initial_tempo=90)
+    piano, strings, drums = pretty_midi.Instrument(0), pretty_midi.Instrument(48), pretty_midi.Instrument(0, True)
+    q = 60 / 90
+    for start, pitch in [(0, 60), (0, 64), (1 / 3, 67), (2 / 3, 72), (1.02, 50), (2.5, 61), (2.74, 63)]:
+        piano.notes.append(pretty_midi.Note(80, pitch, start * q, (start + 0.3) * q))
+    strings.notes.append(pretty_midi.Note(80, 43, 0.99 * q, 2 * q))  # joins the chord at beat 1
+    drums.notes.append(pretty_midi.Note(80, 36, 0.5 * q, 0.6 * q))
+    midi.instruments.extend([piano, strings, drums])
+    midi.write(str(tmp_path / "mixed.mid"))
+    tokens = fast.encode_file(tmp_path / "mixed.mid")
+    assert tokens == CPC.encode_file(tmp_path / "mixed.mid")
+    # C#4 and E-4 start (and end) 0.24 quarter apart, within a sixteenth: music21 makes them one chord, so do we
+    assert tokens == ["0.4", "G4", "C5", "2.7", "1.3"]
+    for song in sorted((REPO / "midi_songs").glob("*.mid"))[:20]:
+        assert fast.encode_file(song) == CPC.encode_file(song), song.name
