@@ -114,12 +114,17 @@ def train(
     tensorboard: Annotated[bool, typer.Option(help="Write TensorBoard logs to WEIGHTS/tensorboard.")] = False,
     float16: Annotated[bool, typer.Option(help="Store the best model's weights as float16 (half the size).")]
     = False,
+    devices: Annotated[str | None, typer.Option(help="all, or a number: split each batch over that many local "
+                                                "GPUs (else CPU devices) with the jax or tensorflow backend "
+                                                "(default: one device).", show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train the network; keeps the best (by validation loss) and the last model in the bundle folder."""
+    from pianocomposer.devices import placement_for
     from pianocomposer.train import train as run
 
     result = run(data, weights, resume=resume, epochs=epochs, preset=preset, patience=patience,
+                 placement=placement_for(devices),
                  max_minutes=max_minutes, jit_compile=xla, tensorboard=tensorboard, float16=float16,
                  progress=not as_json, cell=cell, batch_size=batch_size, learning_rate=learning_rate,
                  val_split=val_split, transpose=parse_transpose(transpose) if transpose is not None else None,
@@ -210,6 +215,33 @@ def render(
 
     written = [render_wav(f, soundfont=soundfont) for f in files]
     _emit(as_json, {"wav": [str(w) for w in written]}, [str(w) for w in written])
+
+
+@app.command()
+def demos(
+    config: Annotated[Path, typer.Option(help="TOML file listing bundles, sampling settings, pieces and length.")]
+    = Path("pipelines/demos.toml"),
+    out: Annotated[Path, typer.Option(help="Folder for the pieces' files and index.html.")] = Path("output/demos"),
+    pieces: Annotated[int | None, typer.Option(help="Pieces per bundle and setting (default: the config's).",
+                                               show_default=False)] = None,
+    length: Annotated[int | None, typer.Option(help="Tokens per piece (default: the config's).",
+                                               show_default=False)] = None,
+    jobs: Annotated[int | None, typer.Option(help="Processes rendering pieces (default: one per CPU core).",
+                                             show_default=False)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a gallery: MIDI, WAV, OGG, piano roll, sheet music and statistics per piece on one index.html."""
+    from pianocomposer.demos import demos as run
+
+    result = run(config, out, pieces=pieces, length=length, jobs=jobs, progress=not as_json)
+    s = result.seconds
+    _emit(as_json, result.to_json(),
+          [f"bundle {name} skipped: no bundle in {folder}" for name, folder in result.missing.items()]
+          + [f"{p.stem} failed: {p.error}" for p in result.pieces if p.error]
+          + [f"{len(result.pieces)} pieces ({result.count('new')} new, {result.count('reused')} reused, "
+             f"{result.count('failed')} failed) in {s['total']:.1f} s -> {result.index}"])
+    if result.count("failed"):
+        raise typer.Exit(1)
 
 
 def main() -> None:

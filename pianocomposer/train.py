@@ -416,7 +416,14 @@ def train(data: Path, weights: Path, *, resume: bool = False, epochs: int = 50, 
     encoding = get_encoding(state.encoding, state.encoding_params)
     train_ids, validation = prepare_data(tokens, state, encoding, Path(data))
 
-    with placement.scope():
+    if state.config.batch_size % placement.replicas:
+        raise PianoComposerError(f"batch size {state.config.batch_size} does not split over {placement.replicas} "
+                                 "devices; choose a multiple of the device count")
+    writer = BundleWriter(weights, placement, float16)
+    best_loss, best_epoch = state.best()
+    stopped, run_tokens, run_seconds = "completed", 0.0, 0.0
+    deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
+    with placement.scope(), _StopRequests(deadline) as stop:
         if resume:
             model = _load_last_model(weights, state)
         else:
@@ -428,12 +435,6 @@ def train(data: Path, weights: Path, *, resume: bool = False, epochs: int = 50, 
                 compile_model(model, state.config, jit_compile)
             finally:
                 keras.mixed_precision.set_dtype_policy("float32")
-
-    writer = BundleWriter(weights, placement, float16)
-    best_loss, best_epoch = state.best()
-    stopped, run_tokens, run_seconds = "completed", 0.0, 0.0
-    deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
-    with _StopRequests(deadline) as stop:
         callbacks = [stop.callback()]
         if tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(weights / "tensorboard")))

@@ -65,7 +65,7 @@ class TimedEncoding:
         from miditok import REMI, TSD, TokenizerConfig
 
         beat_res = {tuple(int(x) for x in span.split("-")): ticks for span, ticks in self.grid.items()}
-        config = TokenizerConfig(pitch_range=(PITCH_RANGE[0], PITCH_RANGE[1] + 1), beat_res=beat_res,
+        config = TokenizerConfig(pitch_range=PITCH_RANGE, beat_res=beat_res, use_pitchdrum_tokens=False,
                                  use_velocities=False, use_chords=False, use_rests=False, use_tempos=False,
                                  use_time_signatures=False, use_programs=False, special_tokens=[])
         return {"tsd": TSD, "remi": REMI}[self.layout](config)
