@@ -115,8 +115,8 @@ def train(
     float16: Annotated[bool, typer.Option(help="Store the best model's weights as float16 (half the size).")]
     = False,
     devices: Annotated[str | None, typer.Option(help="all, or a number: split each batch over that many local "
-                                                "GPUs (else CPU devices) with the jax or tensorflow backend "
-                                                "(default: one device).", show_default=False)] = None,
+                                                "devices (KERAS_BACKEND=jax; default: one device).",
+                                                show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train the network; keeps the best (by validation loss) and the last model in the bundle folder."""
