@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_WEIGHTS := output/demo-model
 
-.PHONY: install system-deps demo test lint corpus bench clean
+.PHONY: install system-deps browser-deps demo demos test lint corpus bench clean
 
 install: system-deps $(VENV)/.installed
 
@@ -21,6 +21,14 @@ system-deps:
 		echo "install FluidSynth and a General MIDI soundfont with your package manager" >&2; exit 1; \
 	fi
 
+# Chromium and its driver for the gallery's browser test (tests/test_demos.py skips it without them).
+browser-deps:
+	@if [ -x /usr/bin/chromedriver ] || ! command -v apt-get >/dev/null; then \
+		echo "chromedriver is installed (or this is not Debian/Ubuntu)"; \
+	else \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	fi
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -34,7 +42,11 @@ demo: install
 	$(BIN)/pianocomposer generate --weights $(DEMO_WEIGHTS) --length 500 --out output
 	@echo "Done: MIDI and WAV files are in output/, the model in $(DEMO_WEIGHTS)/."
 
-test: install
+# A gallery of pieces from every default model (pipelines/demos.toml): output/demos/index.html.
+demos: install
+	$(BIN)/pianocomposer demos --config pipelines/demos.toml --out output/demos
+
+test: install browser-deps
 	$(BIN)/ruff check pianocomposer tests pipelines benchmarks
 	$(BIN)/python -m pytest -q
 

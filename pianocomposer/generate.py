@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from pianocomposer.atomic import atomic_path
@@ -204,6 +206,15 @@ class GenerateResult:
             "tokens_per_s": round(self.tokens_per_s, 1)}
 
 
+def blas_threads() -> int | None:
+    """One BLAS thread when other work already fills the cores, else the library's default (None).
+
+    Idle, OpenBLAS's two threads step the paper model 1.7x faster than one; with the cores busy (a training
+    run beside it) its threads wait on each other and 500 tokens took 1-2 s instead of 0.6 s (BENCHMARKS.md).
+    """
+    return 1 if os.getloadavg()[0] >= (os.cpu_count() or 1) - 0.5 else None
+
+
 class Composer:
     """A bundle loaded once (weights only, no Keras) and kept for composing many pieces: for scripts and services.
 
@@ -237,8 +248,9 @@ class Composer:
             if missing:
                 raise PianoComposerError(f"{self.folder}: seed tokens {sorted(missing)[:3]} are not in the bundle's "
                                          "vocabulary; the bundle is inconsistent")
-        ids = continue_sequences(self.net, [bundle.vocabulary.encode(p) for p in primers], length, sampler, rng,
-                                 progress)
+        with threadpool_limits(blas_threads(), "blas"):
+            ids = continue_sequences(self.net, [bundle.vocabulary.encode(p) for p in primers], length, sampler,
+                                     rng, progress)
         return [(bundle.vocabulary.decode(row), label) for row, label in zip(ids, labels, strict=True)]
 
 
