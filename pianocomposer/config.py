@@ -146,5 +146,6 @@ def migrate_bundle_meta(meta: dict) -> dict:
             options["transpose"] = [int(low), int(high or low)]
         training["preset"] = options.pop("preset", None)
         training["options"] = options
+        meta.setdefault("weights_dtype", training.pop("weights_dtype", "float32"))
         meta["version"] = 2
     return meta

@@ -81,7 +81,7 @@ def model_card(folder: Path, command: str, data_note: str, data: Path) -> str:
 | validation next-token accuracy | {best['val_accuracy']:.2%} |
 | training loss | {best['loss']:.4f} |
 
-Stored weights: `{training['weights_dtype']}`; evaluated as shipped (in float32, as generation runs them) on the
+Stored weights: `{meta['weights_dtype']}`; evaluated as shipped (in float32, as generation runs them) on the
 same validation windows they score loss {stored['loss']:.4f} and accuracy {stored['accuracy']:.2%}.
 The bundle is {size_mb:.1f} MB without `last.keras` (not shipped).
 The loss curve is `loss.png`, every epoch is in `history.csv`.

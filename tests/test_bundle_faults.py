@@ -157,6 +157,7 @@ def as_version_1(meta: dict) -> None:
     low, high = meta["training"]["options"]["transpose"]
     meta["training"]["options"].update(transpose=f"{low}..{high}", preset=meta["training"].pop("preset"))
     meta["training"].pop("steps")
+    meta["training"]["weights_dtype"] = meta.pop("weights_dtype")
     meta.pop("encoding_params")
     meta["version"] = 1
 
@@ -173,6 +174,7 @@ def test_a_version_1_bundle_loads_generates_and_resumes(bundle, data_dir, tmp_pa
     assert loaded.config == load_bundle(bundle).config and loaded.config.cell == "lstm"
     assert loaded.meta["training"]["options"] == before["training"]["options"]
     assert loaded.meta["training"]["preset"] == before["training"]["preset"] == "quick"
+    assert loaded.meta["weights_dtype"] == before["weights_dtype"] == "float32"
     assert len(generate(folder, tmp_path / "out", length=5, wav=False, progress=False).pieces[0].tokens) == 5
     assert train(data_dir, folder, epochs=1, resume=True, progress=False).epochs == 4
     assert json.loads((folder / BUNDLE_FILE).read_text())["version"] == 2
