@@ -278,7 +278,7 @@ def _compose(composer: Composer, out: Path, piece: DemoPiece, sampler: Sampler, 
     """Generate one piece with its own seed and write its MIDI; piece.info gets the primer and loop rate."""
     (tokens, label), = composer.compose(length, 1, rng=np.random.default_rng(piece.seed), sampler=sampler)
     with atomic_path(out / f"{piece.stem}.mid") as tmp:
-        composer.encoding.decode(tokens, qpm=composer.bundle.meta.get("qpm")).write(str(tmp))
+        composer.to_midi(tokens).write(str(tmp))
     piece.info.update(primer=label, tokens=len(tokens), loop_rate=round(loop_rate(tokens), 4))
 
 

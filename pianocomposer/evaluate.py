@@ -20,7 +20,7 @@ from pianocomposer.bundle import Bundle, read_bundle
 from pianocomposer.config import DEFAULT_DATA_DIR, DEFAULT_OUTPUT_DIR
 from pianocomposer.dataset import make_windows
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.generate import Sampler, continue_sequences, loop_rate
+from pianocomposer.generate import Sampler, continue_sequences, loop_rate, seed_primers
 from pianocomposer.metrics import (
     HISTOGRAM_LABELS,
     SPAN,
@@ -336,11 +336,11 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
     data = Path(data) if data is not None else DEFAULT_DATA_DIR
     tokens = load_tokens(data)
     bundle = read_bundle(weights)
-    if (tokens.encoding, tokens.encoding_params) != (bundle.encoding, bundle.encoder.params):
-        raise PianoComposerError(f"{data}: the tokens use encoding {tokens.encoding!r} {tokens.encoding_params}, "
-                                 f"the bundle {weights} {bundle.encoding!r} {bundle.encoder.params}")
-    net = bundle.step_model()
     encoding = bundle.encoder
+    if (tokens.encoding, tokens.encoding_params) != (bundle.encoding, encoding.params):
+        raise PianoComposerError(f"{data}: the tokens use encoding {tokens.encoding!r} {tokens.encoding_params}, "
+                                 f"the bundle {weights} {bundle.encoding!r} {encoding.params}")
+    net = bundle.step_model()
     seconds["load"] = time.perf_counter() - t0
     notes: list[str] = []
 
@@ -398,11 +398,7 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
     if generate:
         t0 = time.perf_counter()
         rng = np.random.default_rng(seed)
-        seeds = bundle.meta["seeds"]
-        if not seeds:
-            raise PianoComposerError(f"{weights}: the bundle stores no seed windows to generate from")
-        picks = rng.permutation(len(seeds))
-        primers = [seeds[picks[i % len(seeds)]] for i in range(generate)]
+        primers, labels = seed_primers(bundle, generate, rng)
         lengths = [length] * generate if length else rng.choice([len(s) for s in corpus_songs], generate).tolist()
         ids = continue_sequences(net, [bundle.vocabulary.encode(p) for p in primers], max(lengths), Sampler(),
                                  rng, progress)
@@ -413,7 +409,7 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
         generated = summarise(gen_rows)
         for i, (toks, row) in enumerate(zip(generated_tokens, gen_rows, strict=True)):
             found, total = copied_spans(toks, known, span) if known is not None else (0, 0)
-            pieces.append({"primer": f"seed window {picks[i % len(seeds)]}", "tokens": len(toks),
+            pieces.append({"primer": labels[i], "tokens": len(toks),
                            "loop_rate": loop_rate(toks), "copy_rate": found / total if total else None, **row})
         gen_loop = Summary.of([p["loop_rate"] for p in pieces])
         seconds["pieces"] = time.perf_counter() - t0

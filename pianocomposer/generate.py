@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -25,6 +26,9 @@ from pianocomposer.config import (
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.model import StepModel
 from pianocomposer.render import render_wav
+
+if TYPE_CHECKING:
+    import pretty_midi
 
 
 @dataclass
@@ -215,6 +219,20 @@ def blas_threads() -> int | None:
     return 1 if os.getloadavg()[0] >= (os.cpu_count() or 1) - 0.5 else None
 
 
+def seed_primers(bundle: Bundle, n: int, rng: np.random.Generator) -> tuple[list[list[str]], list[str]]:
+    """n primers from the bundle's stored seed windows in a random order (repeating past their count), labelled."""
+    seeds = bundle.meta["seeds"]
+    if not seeds:
+        raise PianoComposerError(f"{bundle.path}: the bundle stores no seed windows to start from")
+    picks = rng.permutation(len(seeds))
+    chosen = [int(picks[i % len(seeds)]) for i in range(n)]
+    missing = {t for i in chosen for t in seeds[i]} - set(bundle.vocabulary.tokens)
+    if missing:
+        raise PianoComposerError(f"{bundle.path}: seed tokens {sorted(missing)[:3]} are not in the bundle's "
+                                 "vocabulary; the bundle is inconsistent")
+    return [seeds[i] for i in chosen], [f"seed window {i}" for i in chosen]
+
+
 class Composer:
     """A bundle loaded once (weights only, no Keras) and kept for composing many pieces: for scripts and services.
 
@@ -238,20 +256,15 @@ class Composer:
         if primed is not None:
             primers, labels = [primed] * num_outputs, [str(primer or "--primer-tokens")] * num_outputs
         else:
-            seeds = bundle.meta["seeds"]
-            if not seeds:
-                raise PianoComposerError(f"{self.folder}: the bundle stores no seed windows; use --primer")
-            picks = rng.permutation(len(seeds))
-            primers = [seeds[picks[i % len(seeds)]] for i in range(num_outputs)]
-            labels = [f"seed window {picks[i % len(seeds)]}" for i in range(num_outputs)]
-            missing = {t for p in primers for t in p} - set(bundle.vocabulary.tokens)
-            if missing:
-                raise PianoComposerError(f"{self.folder}: seed tokens {sorted(missing)[:3]} are not in the bundle's "
-                                         "vocabulary; the bundle is inconsistent")
+            primers, labels = seed_primers(bundle, num_outputs, rng)
         with threadpool_limits(blas_threads(), "blas"):
             ids = continue_sequences(self.net, [bundle.vocabulary.encode(p) for p in primers], length, sampler,
                                      rng, progress)
         return [(bundle.vocabulary.decode(row), label) for row, label in zip(ids, labels, strict=True)]
+
+    def to_midi(self, tokens: list[str], program: int = 0, qpm: float | None = None) -> pretty_midi.PrettyMIDI:
+        """A piece as MIDI, at qpm or else the bundle's tempo (the training songs' median, timed encodings)."""
+        return self.encoding.decode(tokens, program=program, qpm=qpm or self.bundle.meta.get("qpm"))
 
 
 def generate(weights: Path | Composer | None = None, out_dir: Path = Path("output"), *, length: int = 500,
@@ -292,8 +305,7 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
         stem = unique_stem(out_dir, f"piece-{stamp}-{i + 1:02d}")
         midi_path = out_dir / f"{stem}.mid"
         with atomic_path(midi_path) as tmp:
-            composer.encoding.decode(tokens, program=program, qpm=qpm or composer.bundle.meta.get("qpm")).write(
-                str(tmp))
+            composer.to_midi(tokens, program, qpm).write(str(tmp))
         seconds["write"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         wav_path = render_wav(midi_path, soundfont=soundfont) if wav else None
