@@ -9,14 +9,15 @@ DEMO_WEIGHTS := output/demo-model
 
 install: system-deps $(VENV)/.installed
 
-# FluidSynth and a General MIDI soundfont, from the system's package manager.
+# FluidSynth and a General MIDI soundfont, and abcMIDI's abc2midi (the independent check of abc tunes), from the
+# system's package manager.
 system-deps:
-	@if command -v fluidsynth >/dev/null && { [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || [ -n "$$PIANOCOMPOSER_SOUNDFONT" ]; }; then \
-		echo "fluidsynth and a soundfont are installed"; \
+	@if command -v fluidsynth >/dev/null && command -v abc2midi >/dev/null && { [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || [ -n "$$PIANOCOMPOSER_SOUNDFONT" ]; }; then \
+		echo "fluidsynth, a soundfont and abc2midi are installed"; \
 	elif command -v apt-get >/dev/null; then \
-		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm abcmidi; \
 	elif command -v brew >/dev/null; then \
-		brew install fluid-synth && echo "set PIANOCOMPOSER_SOUNDFONT to a General MIDI .sf2 file"; \
+		brew install fluid-synth abcmidi && echo "set PIANOCOMPOSER_SOUNDFONT to a General MIDI .sf2 file"; \
 	else \
 		echo "install FluidSynth and a General MIDI soundfont with your package manager" >&2; exit 1; \
 	fi
@@ -55,6 +56,7 @@ lint: install
 
 corpus: install
 	$(BIN)/python pipelines/build_corpus.py --out midi_songs
+	$(BIN)/python pipelines/build_abc_corpus.py --out abc_tunes
 
 clean:
 	rm -rf data output .pytest_cache .ruff_cache
