@@ -31,9 +31,11 @@ SHIPPED_BUNDLE_DIR = shipped_bundle("default")
 # temperature-1 sampling from the top 95 % of probability mass loops no more than the corpus itself.
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 0.95
+DEFAULT_LENGTH = 500  # tokens per piece (the design's 500 notes)
+DEFAULT_TUNE_TOKENS = 2500  # the most tokens an abc tune may take (the corpus's longest is shorter)
 
 TOKENS_FILE = "tokens.json"
-TOKENS_FORMAT_VERSION = 2  # 2: encoding parameters recorded
+TOKENS_FORMAT_VERSION = 3  # 2: encoding parameters recorded; 3: songs may be tunes of an abc book (`part`)
 BUNDLE_FORMAT_VERSION = 2  # 2: cell, clipping and embedding init in the config; typed options; encoding parameters
 
 # Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
@@ -126,8 +128,15 @@ PRESETS: dict[str, ModelConfig] = {
     # A small network that learns something on a 2-core laptop in a few minutes (the README demo).
     "quick": ModelConfig(seq_len=64, embedding_dim=64, rnn_units=128, rnn_layers=2, dense_units=128,
                          batch_size=32, learning_rate=3e-3),
+    # abc text (the folk-rnn lineage): GRU(512) x3, dropout 0.3, Adam 1e-3, as the TensorFlow folk-music workshop.
+    "abc": ModelConfig(seq_len=128, cell="gru", optimizer="adam"),
 }
 DEFAULT_PRESET = "paper"
+
+
+def default_preset(encoding: str) -> str:
+    """The preset `train` uses when none is asked for: abc's for abc text, else the paper's."""
+    return "abc" if encoding == "abc" else DEFAULT_PRESET
 
 
 def migrate_bundle_meta(meta: dict) -> dict:

@@ -12,13 +12,18 @@ def rnn_layer_names(config: ModelConfig) -> list[str]:
     return [f"{config.cell}_{i + 1}" for i in range(config.rnn_layers)]
 
 
-def build_model(config: ModelConfig, vocab_size: int, dtype: str | None = None):
-    """Embedding -> LSTM/GRU x N (dropout between) -> Dense -> Dropout -> Dense(vocab) -> softmax, every position."""
+def build_model(config: ModelConfig, vocab_size: int, dtype: str | None = None, initialize: bool = True):
+    """Embedding -> LSTM/GRU x N (dropout between) -> Dense -> Dropout -> Dense(vocab) -> softmax, every position.
+
+    initialize=False makes every weight zero: for a copy whose weights are set next (and the recurrent layers'
+    orthogonal initializer has no float16 kernel on some GPUs).
+    """
     import keras
     from keras import layers
 
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
-    init = keras.initializers.RandomNormal(stddev=config.embedding_init_stddev)
+    init = keras.initializers.RandomNormal(stddev=config.embedding_init_stddev) if initialize else "zeros"
+    zeros = {} if initialize else {"kernel_initializer": "zeros"}
     x = layers.Embedding(vocab_size, config.embedding_dim, embeddings_initializer=init, name="embedding",
                          dtype=dtype)(tokens)
     # Default activations, bias, no recurrent_dropout, no unroll, no mask (and reset_after for the GRU) keep every
@@ -26,12 +31,13 @@ def build_model(config: ModelConfig, vocab_size: int, dtype: str | None = None):
     cell = {"lstm": layers.LSTM, "gru": layers.GRU}[config.cell]
     names = rnn_layer_names(config)
     for i, name in enumerate(names):
-        x = cell(config.rnn_units, return_sequences=True, name=name, dtype=dtype)(x)
+        x = cell(config.rnn_units, return_sequences=True, name=name, dtype=dtype, **zeros,
+                 **({} if initialize else {"recurrent_initializer": "zeros"}))(x)
         if i < len(names) - 1:
             x = layers.Dropout(config.dropout, name=f"dropout_{i + 1}")(x)
-    x = layers.Dense(config.dense_units, name="dense", dtype=dtype)(x)
+    x = layers.Dense(config.dense_units, name="dense", dtype=dtype, **zeros)(x)
     x = layers.Dropout(config.dropout, name="dropout_dense")(x)
-    x = layers.Dense(vocab_size, name="logits", dtype=dtype)(x)
+    x = layers.Dense(vocab_size, name="logits", dtype=dtype, **zeros)(x)
     probs = layers.Activation("softmax", dtype="float32", name="softmax")(x)
     return keras.Model(tokens, probs, name=f"pianocomposer_{config.cell}")
 

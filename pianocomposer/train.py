@@ -39,7 +39,7 @@ from pianocomposer.bundle import (
     save_meta,
     save_model,
 )
-from pianocomposer.config import DEFAULT_PRESET, PRESETS, ModelConfig, TrainOptions
+from pianocomposer.config import PRESETS, ModelConfig, TrainOptions, default_preset
 from pianocomposer.dataset import make_windows, split_songs, transpose_songs
 from pianocomposer.devices import Placement, default_placement
 from pianocomposer.encodings import Encoding, get_encoding
@@ -261,10 +261,10 @@ def _progress_callback(total_epochs: int, batches: int, tokens_per_batch: float,
 
 
 class _StopRequests:
-    """Turns Ctrl-C / SIGTERM and a wall-clock budget into a clean stop after the current batch."""
+    """Turns Ctrl-C / SIGTERM and a wall-clock budget into a clean stop after the current batch, on every process."""
 
-    def __init__(self, deadline: float | None):
-        self.deadline, self.signal_name = deadline, None
+    def __init__(self, deadline: float | None, placement: Placement):
+        self.deadline, self.placement, self.signal_name = deadline, placement, None
 
     def __enter__(self):
         self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -279,37 +279,44 @@ class _StopRequests:
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
 
-    @property
-    def budget_spent(self) -> bool:
-        """Whether the wall-clock budget has run out."""
-        return bool(self.deadline and time.monotonic() > self.deadline)
+    def agreed(self, reason: str | None = None) -> str | None:
+        """Why training stops now (a signal, the spent budget, else the given reason), as all processes agree."""
+        if self.signal_name:
+            reason = f"interrupted by {self.signal_name}"
+        elif self.deadline and time.monotonic() > self.deadline:
+            reason = "time budget spent"
+        return self.placement.agree(reason)
 
     def callback(self):
-        """A Keras callback that stops training when a signal arrived or the budget is spent."""
+        """A Keras callback that stops training when a signal arrived or the budget is spent on any process."""
         import keras
 
         requests = self
 
         class Stopper(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
-                if requests.signal_name or requests.budget_spent:
+                if requests.agreed():
                     self.model.stop_training = True
 
         return Stopper()
 
 
 def run_epochs(model, state: TrainingState, train_ids: list[np.ndarray], validation, epochs: int,
-               callbacks: list, progress: bool) -> Iterator[dict]:
+               callbacks: list, progress: bool, placement: Placement) -> Iterator[dict]:
     """Train epochs one at a time from where the state stands; yield each epoch's history row."""
     config, options = state.config, state.options
     total = len(state.history) + epochs
+    if validation is not None:
+        validation = placement.local_share(validation, config.batch_size)[0]
     for epoch in range(len(state.history), total):
         x, y, w = epoch_windows(train_ids, config, options, epoch)
         _seed_dropout(model, options.seed, epoch)
         batches = math.ceil(len(x) / config.batch_size)
         bar = _progress_callback(total, batches, float(w.sum()) / max(batches, 1), progress)
-        fit = model.fit(x, y, sample_weight=w, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch,
-                        validation_data=validation, shuffle=False, verbose=0, callbacks=[bar, *callbacks])
+        (x_local, y_local, w_local), batch_size = placement.local_share((x, y, w), config.batch_size)
+        fit = model.fit(x_local, y_local, sample_weight=w_local, batch_size=batch_size, epochs=epoch + 1,
+                        initial_epoch=epoch, validation_data=validation, shuffle=False, verbose=0,
+                        callbacks=[bar, *callbacks])
         logs = {k: float(v[-1]) for k, v in fit.history.items()}
         supervised = float(w[: bar.done * config.batch_size].sum())
         yield {"epoch": epoch + 1, "loss": logs["loss"], "accuracy": logs.get("accuracy"),
@@ -356,10 +363,14 @@ class BundleWriter:
         """Save what the epoch changed; only the writing process touches the files."""
         if not self.placement.is_writer:
             return
+        with self.placement.alone():
+            self._write(model, state, improved)
+
+    def _write(self, model, state: TrainingState, improved: bool) -> None:
         keras = import_keras()
         if improved:
             # The trained weights in a fresh uncompiled model of the stored dtype: small, no optimizer state.
-            copy = build_model(state.config, len(state.vocabulary), dtype=self.dtype)
+            copy = build_model(state.config, len(state.vocabulary), dtype=self.dtype, initialize=False)
             copy.set_weights([w.astype(self.dtype) for w in model.get_weights()])
             save_model(copy, self.folder / BEST_MODEL)
         # last.keras and bundle.json must agree for --resume: the new last model goes to a pending name, bundle.json
@@ -412,7 +423,7 @@ def train(data: Path, weights: Path, *, resume: bool = False, epochs: int = 50, 
         state = plan_resume(read_meta(weights), tokens, {**changes, **({"preset": preset} if preset else {})},
                             weights)
     else:
-        state = plan_new(tokens, preset or DEFAULT_PRESET, changes)
+        state = plan_new(tokens, preset or default_preset(tokens.encoding), changes)
     encoding = get_encoding(state.encoding, state.encoding_params)
     train_ids, validation = prepare_data(tokens, state, encoding, Path(data))
 
@@ -423,7 +434,7 @@ def train(data: Path, weights: Path, *, resume: bool = False, epochs: int = 50, 
     best_loss, best_epoch = state.best()
     stopped, run_tokens, run_seconds = "completed", 0.0, 0.0
     deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
-    with placement.scope(), _StopRequests(deadline) as stop:
+    with placement.scope(), _StopRequests(deadline, placement) as stop:
         if resume:
             model = _load_last_model(weights, state)
         else:
@@ -436,9 +447,9 @@ def train(data: Path, weights: Path, *, resume: bool = False, epochs: int = 50, 
             finally:
                 keras.mixed_precision.set_dtype_policy("float32")
         callbacks = [stop.callback()]
-        if tensorboard:
+        if tensorboard and placement.is_writer:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(weights / "tensorboard")))
-        for row in run_epochs(model, state, train_ids, validation, epochs, callbacks, progress):
+        for row in run_epochs(model, state, train_ids, validation, epochs, callbacks, progress, placement):
             run_tokens, run_seconds = run_tokens + row.pop("supervised"), run_seconds + row["seconds"]
             state.history.append(row)
             state.steps = int(model.optimizer.iterations.numpy())
@@ -452,14 +463,10 @@ def train(data: Path, weights: Path, *, resume: bool = False, epochs: int = 50, 
                 val = f", val loss {row['val_loss']:.3f}" if row["val_loss"] is not None else ""
                 tqdm.write(f"epoch {row['epoch']}: loss {row['loss']:.3f}{val}, {row['tokens_per_s']:,.0f} "
                            f"tokens/s; saved{' (best)' if improved else ''}", file=sys.stderr)
-            if stop.signal_name:
-                stopped = f"interrupted by {stop.signal_name}"
-                break
-            if row["partial"] or stop.budget_spent:
-                stopped = "time budget spent"
-                break
-            if patience and row["epoch"] - best_epoch >= patience:
-                stopped = f"no improvement in {patience} epochs"
+            patience_spent = patience and row["epoch"] - best_epoch >= patience
+            reason = stop.agreed(f"no improvement in {patience} epochs" if patience_spent else None)
+            if reason:
+                stopped = reason
                 break
     return TrainResult(weights, len(state.history), best_epoch, best_loss if validation else None, stopped,
                        run_tokens / max(run_seconds, 1e-9), state.history)

@@ -1,14 +1,18 @@
-"""Training on several devices: two local CPU devices train as one device does at the same global batch."""
+"""Training on several devices and processes: they train as one device does at the same global batch."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 
+from pianocomposer.bundle import read_meta
 from pianocomposer.devices import Placement, placement_for
 from pianocomposer.errors import PianoComposerError
+from pianocomposer.train import train
 from tests.conftest import REPO
 
 # Runs in a fresh process: the device count must be set before the backend starts.
@@ -46,3 +50,55 @@ def test_one_device_is_the_default_and_other_backends_are_one_line():
     assert placement_for(None) == placement_for("1") == Placement()
     with pytest.raises(PianoComposerError, match="runs on the jax backend"):
         placement_for("all")  # the tests run on TensorFlow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_jax_training(data_dir, weights, *args: str, **env: str) -> subprocess.Popen:
+    """`train` of the quick preset at a global batch of 8 (several batches an epoch), one CPU device a process."""
+    environ = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    return subprocess.Popen([sys.executable, "-m", "pianocomposer", "train", "--data", str(data_dir), "--weights",
+                             str(weights), "--preset", "quick", "--batch-size", "8", "--epochs", "3", "--json",
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**environ, "KERAS_BACKEND": "jax", **env})
+
+
+def test_two_processes_train_as_one_process_does_and_stop_together(data_dir, tmp_path):
+    cluster = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{_free_port()}", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
+    # Only process 1 has patience: the val loss rises at epoch 2, so it asks to stop, and process 0 must agree.
+    procs = [_start_jax_training(data_dir, tmp_path / "one", "--patience", "1"),
+             _start_jax_training(data_dir, tmp_path / "p0", "--devices", "all", **cluster,
+                                 KERAS_DISTRIBUTION_PROCESS_ID="0"),
+             _start_jax_training(data_dir, tmp_path / "p1", "--devices", "all", "--patience", "1", **cluster,
+                                 KERAS_DISTRIBUTION_PROCESS_ID="1")]
+    try:
+        outs = [proc.communicate(timeout=240) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    for proc, (_, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+    one, p0, p1 = (json.loads(out[out.index("{"):]) for out, _ in outs)  # gloo prints a line to stdout first
+    assert one["stopped"] == "no improvement in 1 epochs" and one["epochs"] == 2
+    assert p0["stopped"] == p1["stopped"] == one["stopped"] and p0["epochs"] == p1["epochs"] == 2
+    assert not (tmp_path / "p1").exists()  # only process 0 writes
+    single, together = (read_meta(tmp_path / name)["training"] for name in ("one", "p0"))
+    assert together["steps"] == single["steps"] > 2
+    for key in ("loss", "val_loss", "accuracy"):
+        assert [h[key] for h in together["history"]] == pytest.approx([h[key] for h in single["history"]], rel=1e-4)
+
+
+def test_a_stop_asked_on_another_process_ends_the_epoch_after_the_same_batch(data_dir, tmp_path):
+    @dataclass(frozen=True)
+    class OtherProcessSignalled(Placement):
+        def agree(self, reason):
+            return reason or "interrupted by SIGTERM"
+
+    result = train(data_dir, tmp_path / "w", preset="quick", batch_size=8, epochs=3, progress=False,
+                   placement=OtherProcessSignalled())
+    assert result.stopped == "interrupted by SIGTERM" and result.epochs == 1 and result.history[0]["partial"]
+    assert read_meta(tmp_path / "w")["training"]["steps"] == 1
