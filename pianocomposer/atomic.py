@@ -45,4 +45,4 @@ def write_json(target: Path, data: object) -> None:
 def write_text(target: Path, text: str) -> None:
     """Write text atomically."""
     with atomic_path(target) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")

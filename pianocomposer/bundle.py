@@ -55,6 +55,11 @@ class Bundle:
         """The encoding the model was trained on, with its parameters."""
         return get_encoding(self.meta["encoding"], self.meta.get("encoding_params"))
 
+    @property
+    def end_token(self) -> str | None:
+        """The token that ends a piece in this bundle's encoding (abc's end of tune), or None."""
+        return self.encoder.end_token
+
     def step_model(self) -> StepModel:
         """The NumPy twin of the network, for token-by-token generation and scoring."""
         return StepModel(self.config, self.weights if self.weights is not None else keras_layer_weights(self.model))

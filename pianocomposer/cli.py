@@ -39,14 +39,17 @@ def _emit(as_json: bool, payload: dict, lines: list[str]) -> None:
 
 @app.command()
 def extract(
-    input: Annotated[Path, typer.Option("--input", "-i", help="Folder of .mid/.midi files (searched recursively).")]
+    input: Annotated[Path, typer.Option("--input", "-i", help="Folder of .mid/.midi (or .abc) files, searched "
+                                        "recursively.")]
     = DEFAULT_MIDI_DIR,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for tokens.json.")] = DEFAULT_DATA_DIR,
     encoding: Annotated[str, typer.Option(help="Token encoding: cpc (the original: pitch names and pitch-class "
-                                          "chords, no timing) or timed (pitch, duration, time shift; MidiTok).")]
+                                          "chords, no timing), timed (pitch, duration, time shift; MidiTok) or abc "
+                                          "(the text of abc tunes). .abc books are read by all three.")]
     = "cpc",
     params: Annotated[str | None, typer.Option("--params", help='Encoding parameters as JSON, e.g. '
-                                               '\'{"layout": "remi", "grid": {"0-4": 8}}\' for timed.',
+                                               '\'{"layout": "remi", "grid": {"0-4": 8}}\' for timed, '
+                                               '\'{"unit": "char"}\' for abc.',
                                                show_default=False)] = None,
     timeout: Annotated[float, typer.Option(help="Seconds allowed to parse one file.")] = 60.0,
     as_json: JsonOpt = False,
@@ -88,7 +91,8 @@ def train(
                                          "(weights, optimizer, data order); other settings are the bundle's.")]
     = False,
     preset: Annotated[str | None, typer.Option(help=f"{' | '.join(PRESETS)}: paper is the design's 3x512 network, "
-                                               f"quick a small one for demos (default: {DEFAULT_PRESET}).",
+                                               f"quick a small one for demos, abc GRU(512) x3 for abc text (default: "
+                                               f"{DEFAULT_PRESET}; abc for abc data).",
                                                show_default=False)] = None,
     cell: Annotated[str | None, typer.Option(help="Recurrent cell: lstm | gru (default: the preset's).",
                                              show_default=False)] = None,
@@ -145,7 +149,9 @@ def generate(
     weights: Annotated[Path | None, typer.Option(help="Bundle folder, or `timed` for the shipped timed model "
                                                  "(default: weights/ if trained, else the shipped weights/default).",
                                                  show_default=False)] = None,
-    length: Annotated[int, typer.Option(help="Tokens to generate per piece.")] = 500,
+    length: Annotated[int | None, typer.Option(help="Tokens to generate per piece (default: 500; for an abc model "
+                                               "the most a tune may take, 2500: a tune ends when the model ends it).",
+                                               show_default=False)] = None,
     num_outputs: Annotated[int, typer.Option(help="Pieces to generate together in one batch.")] = 1,
     out: Annotated[Path, typer.Option(help="Folder for the MIDI and WAV files.")] = DEFAULT_OUTPUT_DIR,
     seed: Annotated[int | None, typer.Option(help="Random seed: the same seed gives the same pieces.")] = None,
@@ -157,6 +163,9 @@ def generate(
     primer: Annotated[Path | None, typer.Option(help="MIDI file whose notes start every piece.")] = None,
     primer_tokens: Annotated[str | None, typer.Option(help='Tokens that start every piece, e.g. "C4 E4 G4".')]
     = None,
+    primer_text: Annotated[str | None, typer.Option(help='abc models: the start of every tune, e.g. '
+                                                    '"X:1\\nM:6/8\\nK:D\\n" (default: X:1).',
+                                                    show_default=False)] = None,
     program: Annotated[int, typer.Option(help="General MIDI program (0 = Acoustic Grand Piano).")] = 0,
     qpm: Annotated[float | None, typer.Option(help="Tempo in quarter notes per minute (default: the training "
                                               "songs' median for timed encodings, 120 for cpc).",
@@ -171,12 +180,20 @@ def generate(
 
     result = run(weights, out, length=length, num_outputs=num_outputs, seed=seed,
                  sampler=Sampler(temperature, top_k, top_p, greedy), primer=primer, primer_tokens=primer_tokens,
-                 program=program, qpm=qpm, wav=wav, soundfont=soundfont, progress=not as_json)
+                 primer_text=primer_text, program=program, qpm=qpm, wav=wav, soundfont=soundfont,
+                 progress=not as_json)
     s = result.seconds
-    _emit(as_json, result.to_json(),
-          [f"{p.midi}" + (f"  {p.wav}" if p.wav else "") + f"  (loop rate {p.loop_rate:.0%})" for p in result.pieces]
-          + [f"{len(result.pieces)} x {length} tokens in {s['generate']:.2f} s ({result.tokens_per_s:,.0f} tokens/s); "
-             f"model load {s['load']:.1f} s, MIDI {s['write']:.2f} s, audio {s['render']:.1f} s"])
+    lines = []
+    for p in result.pieces:
+        files = "  ".join(str(f) for f in (p.text, p.midi, p.wav) if f)
+        lines.append(f"{files}  ({p.error})" if p.error else f"{files}  (loop rate {p.loop_rate:.0%})")
+    tokens = sum(len(p.tokens) for p in result.pieces)
+    valid = result.to_json().get("valid")
+    lines.append((f"{valid} of {len(result.pieces)} tunes valid; " if valid is not None else "")
+                 + f"{len(result.pieces)} pieces, {tokens} tokens in {s['generate']:.2f} s "
+                 f"({result.tokens_per_s:,.0f} tokens/s); model load {s['load']:.1f} s, MIDI {s['write']:.2f} s, "
+                 f"audio {s['render']:.1f} s")
+    _emit(as_json, result.to_json(), lines)
 
 
 @app.command()

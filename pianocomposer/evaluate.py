@@ -17,10 +17,10 @@ from tqdm import tqdm
 
 from pianocomposer.atomic import atomic_path
 from pianocomposer.bundle import Bundle, read_bundle
-from pianocomposer.config import DEFAULT_DATA_DIR, DEFAULT_OUTPUT_DIR
+from pianocomposer.config import DEFAULT_DATA_DIR, DEFAULT_OUTPUT_DIR, DEFAULT_TUNE_TOKENS
 from pianocomposer.dataset import make_windows
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.generate import Sampler, continue_sequences, loop_rate, seed_primers
+from pianocomposer.generate import Sampler, compose_tokens, loop_rate, seed_primers
 from pianocomposer.metrics import (
     HISTOGRAM_LABELS,
     SPAN,
@@ -35,6 +35,7 @@ from pianocomposer.metrics import (
 from pianocomposer.tokens import load_tokens
 
 SCORE_BATCH = 256  # sequences scored together; bounds memory on large held-out sets
+MAX_CORPUS_SONGS = 500  # corpus statistics of a larger corpus come from a fixed sample of this many songs
 
 
 @dataclass
@@ -263,6 +264,15 @@ def score_likelihood(net, bundle: Bundle, songs: list[list[str]], source: str, p
     return Likelihood(source, len(songs), sum(len(s) for s in songs), unknown, examples, full, window, seq_len)
 
 
+def _plays(encoding, tokens: list[str]) -> bool:
+    """Whether a piece decodes to MIDI (an abc tune can be text that music21 cannot play)."""
+    try:
+        encoding.decode(tokens)
+        return True
+    except ValueError:  # AbcError
+        return False
+
+
 def _statistics(token_lists: list[list[str]], encoding, reference: dict[str, np.ndarray] | None,
                 desc: str, progress: bool) -> tuple[list[dict[str, float]], dict[str, np.ndarray]]:
     """Per-song statistics of songs decoded to MIDI, and their pooled histogram counts.
@@ -375,6 +385,10 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
         corpus_songs, corpus_source = heldout, f"{len(heldout)} songs of DATA (the training songs are not in it)"
         notes.append("the training songs are not in DATA: the corpus statistics are DATA's and the copy rate "
                      "cannot be measured")
+    if len(corpus_songs) > MAX_CORPUS_SONGS:  # a big corpus: its statistics from a fixed sample
+        picks = np.random.default_rng(0).choice(len(corpus_songs), MAX_CORPUS_SONGS, replace=False)
+        corpus_songs = [corpus_songs[i] for i in sorted(picks)]
+        corpus_source += f" (statistics of a sample of {MAX_CORPUS_SONGS})"
     corpus_rows, corpus_hist = _statistics(corpus_songs, encoding, None, "corpus statistics", progress)
     # Copy-rate spans cover SPAN note onsets whatever the encoding: SPAN tokens for cpc (a token per onset),
     # more for encodings that spend several tokens on an onset (pitch, duration, time shift).
@@ -398,11 +412,18 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
     if generate:
         t0 = time.perf_counter()
         rng = np.random.default_rng(seed)
-        primers, labels = seed_primers(bundle, generate, rng)
-        lengths = [length] * generate if length else rng.choice([len(s) for s in corpus_songs], generate).tolist()
-        ids = continue_sequences(net, [bundle.vocabulary.encode(p) for p in primers], max(lengths), Sampler(),
-                                 rng, progress)
-        generated_tokens = [bundle.vocabulary.decode(row[:n]) for row, n in zip(ids, lengths, strict=True)]
+        if bundle.end_token is None:
+            primers, labels = seed_primers(bundle, generate, rng)
+            lengths = [length] * generate if length else rng.choice([len(s) for s in corpus_songs], generate).tolist()
+            generated_tokens = [p[:n] for p, n in zip(compose_tokens(bundle, net, primers, max(lengths), Sampler(),
+                                                                     rng, progress), lengths, strict=True)]
+        else:  # whole tunes from their start; those that do not play are counted and left out
+            start = encoding.tokenize_primer(encoding.TUNE_START)
+            tunes = compose_tokens(bundle, net, [start] * generate, length or DEFAULT_TUNE_TOKENS, Sampler(), rng,
+                                   progress)
+            generated_tokens = [t for t in tunes if t[-1] == bundle.end_token and _plays(encoding, t)]
+            labels = [encoding.TUNE_START.strip()] * len(generated_tokens)
+            notes.append(f"{len(generated_tokens)} of {generate} generated tunes are valid abc; statistics are theirs")
         seconds["generate"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         gen_rows, gen_hist = _statistics(generated_tokens, encoding, corpus_hist, "piece statistics", progress)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import resource
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from pianocomposer.atomic import write_json
 from pianocomposer.config import TOKENS_FILE
 from pianocomposer.encodings import get_encoding
+from pianocomposer.encodings.abc import read_book
 from pianocomposer.errors import PianoComposerError, first_line
 from pianocomposer.tokens import Skipped, Song, TokenData, load_tokens
 
@@ -27,6 +29,7 @@ MEMORY_LIMIT_BYTES = 2 * 2**30  # per parsing process; real songs need a few hun
 # Skips that depend on the run (its time-out, a killed parser), not on the file: a later run tries them again.
 RETRY_REASONS = ("parsing took longer than", "parser crashed")
 WORKER_FILES = 100  # files one parsing process handles before a fresh one takes over
+ABC_BYTES_PER_TIMEOUT = 50_000  # an abc book gets the per-file time-out once per this much text (~150 tunes)
 
 
 def display_name(path: Path, root: Path) -> str:
@@ -67,15 +70,29 @@ def truncation(data: bytes) -> str | None:
     return None
 
 
-def _parse_one(encoding, path: Path) -> dict:
-    """One file's tokens and tempo, or the reason it cannot be used."""
+def _parse_one(encoding, path: Path) -> list[dict]:
+    """The songs of one file: `{part, tokens, qpm}` each (part names a tune of an abc book, else None), or
+    `{part, error}` for what cannot be used."""
     try:
+        if path.suffix.lower() == ".abc":
+            return read_book(encoding, path)
         tokens = encoding.encode_file(path)
-        return {"tokens": tokens, "qpm": encoding.qpm(path)} if tokens else {"error": "no pitched notes"}
+        return [{"part": None, "tokens": tokens, "qpm": encoding.qpm(path)} if tokens
+                else {"part": None, "error": "no pitched notes"}]
     except MemoryError:
-        return {"error": f"parsing needs more than {MEMORY_LIMIT_BYTES // 2**30} GiB of memory"}
+        return [{"part": None, "error": f"parsing needs more than {MEMORY_LIMIT_BYTES // 2**30} GiB of memory"}]
     except Exception as exc:
-        return {"error": f"not a readable MIDI file ({type(exc).__name__}: {first_line(exc)})"}
+        kind = "abc" if path.suffix.lower() == ".abc" else "MIDI"
+        return [{"part": None, "error": f"not a readable {kind} file ({type(exc).__name__}: {first_line(exc)})"}]
+
+
+def file_timeout(path: Path, timeout_s: float) -> float:
+    """Seconds allowed for a file: timeout_s, and as much again for every ABC_BYTES_PER_TIMEOUT of an abc book."""
+    if path.suffix.lower() != ".abc":
+        return timeout_s
+    with contextlib.suppress(OSError):
+        return timeout_s * max(1, math.ceil(path.stat().st_size / ABC_BYTES_PER_TIMEOUT))
+    return timeout_s
 
 
 def _worker(conn, encoding_name: str, params: dict) -> None:
@@ -95,13 +112,14 @@ class _Worker:
         self.proc = ctx.Process(target=_worker, args=(child_end, encoding_name, params), daemon=True)
         self.proc.start()
         child_end.close()
-        self.job: tuple[int, float] | None = None  # (file index, deadline)
+        self.job: tuple[int, float, float] | None = None  # (file index, deadline, seconds allowed)
         self.done = 0
 
     def send(self, index: int, path: Path, timeout_s: float) -> None:
         """Start on a file."""
         self.conn.send(path)
-        self.job = (index, time.monotonic() + timeout_s)
+        allowed = file_timeout(path, timeout_s)
+        self.job = (index, time.monotonic() + allowed, allowed)
 
     def stop(self, kill: bool = False) -> None:
         """End the process: politely when idle, by SIGKILL when it hangs or crashed."""
@@ -118,14 +136,14 @@ class _Worker:
 
 
 def _parse_all(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, timeout_s: float, workers: int,
-               bar: tqdm) -> dict[int, dict]:
+               bar: tqdm) -> dict[int, list[dict]]:
     """Parse files in long-lived forked worker processes; a worker that hangs past timeout_s on a file or crashes
     is killed and replaced, the file named with the reason, and every worker is renewed after WORKER_FILES files."""
     # Fork from a clean single-threaded server with music21 preloaded: cheap per worker, and safe even when the
     # caller has threads (TensorFlow, BLAS), where a plain fork of the caller can crash the child.
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["music21.converter", "pianocomposer.encodings"])
-    results: dict[int, dict] = {}
+    results: dict[int, list[dict]] = {}
     pending = list(reversed(jobs))
     pool = [_Worker(ctx, encoding_name, params) for _ in range(min(workers, len(jobs)))]
     try:
@@ -147,14 +165,14 @@ def _parse_all(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, t
                     worker.job, worker.done = None, worker.done + 1
                 except (EOFError, OSError, ValueError):
                     worker.proc.join(5)
-                    results[index] = {"error": f"parser crashed (exit code {worker.proc.exitcode})"}
+                    results[index] = [{"part": None, "error": f"parser crashed (exit code {worker.proc.exitcode})"}]
                     worker.stop(kill=True)
                     pool[pool.index(worker)] = _Worker(ctx, encoding_name, params)
                 bar.update()
             now = time.monotonic()
             for i, worker in enumerate(pool):
                 if worker.job and now >= worker.job[1]:
-                    results[worker.job[0]] = {"error": f"parsing took longer than {timeout_s:g} s"}
+                    results[worker.job[0]] = [{"part": None, "error": f"parsing took longer than {worker.job[2]:g} s"}]
                     worker.stop(kill=True)
                     pool[i] = _Worker(ctx, encoding_name, params)
                     bar.update()
@@ -183,16 +201,19 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", encoding_p
         raise PianoComposerError(f"{out_dir}: the output folder is not writable")
 
     parser = encoder.parser
-    cache: dict[str, Song | Skipped] = {}
+    cache: dict[str, list[Song | Skipped]] = {}
     try:
         old = load_tokens(out_dir / TOKENS_FILE)
         if old.encoding == encoding and old.encoding_params == params and old.parser == parser:
-            kept = [k for k in old.skipped if not k.reason.startswith(RETRY_REASONS)]
-            cache = {s.sha256: s for s in [*old.songs, *kept]}
+            for entry in [*old.songs, *old.skipped]:
+                cache.setdefault(entry.sha256, []).append(entry)
+            for digest, entries in list(cache.items()):  # a file with a skip that may pass next time is redone
+                if any(isinstance(e, Skipped) and e.reason.startswith(RETRY_REASONS) for e in entries):
+                    del cache[digest]
     except PianoComposerError:
         pass  # no usable cache: parse everything
 
-    entries: list[Song | Skipped | None] = []
+    entries: list[list[Song | Skipped] | None] = []  # per file: its songs and skipped tunes
     to_parse: list[tuple[int, Path]] = []
     hashes: list[str] = []
     reused = 0
@@ -215,11 +236,10 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", encoding_p
         hashes.append(digest)
         cached = cache.get(digest) if digest else None
         if problem:
-            entries.append(Skipped(names[i], digest, problem))
+            entries.append([Skipped(names[i], digest, problem)])
         elif cached is not None:
             reused += 1
-            entries.append(Song(names[i], digest, cached.tokens, cached.qpm) if isinstance(cached, Song)
-                           else Skipped(names[i], digest, cached.reason))
+            entries.append([_entry(names[i], digest, _reply(e)) for e in cached])
         else:
             entries.append(None)
             to_parse.append((i, path))
@@ -227,15 +247,30 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", encoding_p
     with tqdm(total=len(to_parse), desc="extract", unit="file", disable=not progress or None) as bar:
         if to_parse:
             workers = workers or max(1, min(os.cpu_count() or 1, len(to_parse)))
-            for i, reply in _parse_all(to_parse, encoding, params, timeout_s, workers, bar).items():
-                entries[i] = (Song(names[i], hashes[i], reply["tokens"], reply["qpm"]) if "tokens" in reply
-                              else Skipped(names[i], hashes[i], reply["error"]))
+            for i, replies in _parse_all(to_parse, encoding, params, timeout_s, workers, bar).items():
+                entries[i] = [_entry(names[i], hashes[i], reply) for reply in replies]
 
+    flat = [e for file_entries in entries for e in file_entries]
     data = TokenData(encoding=encoding, encoding_params=params, parser=parser, reused=reused,
-                     songs=[e for e in entries if isinstance(e, Song)],
-                     skipped=[e for e in entries if isinstance(e, Skipped)])
+                     songs=[e for e in flat if isinstance(e, Song)],
+                     skipped=[e for e in flat if isinstance(e, Skipped)])
     if not data.songs:
-        raise PianoComposerError(f"{input_dir}: no usable MIDI file ({len(data.skipped)} skipped: "
+        raise PianoComposerError(f"{input_dir}: no usable music file ({len(data.skipped)} skipped: "
                                  f"{data.skipped[0].source}: {data.skipped[0].reason})")
     write_json(out_dir / TOKENS_FILE, data.to_json())
     return data
+
+
+def _entry(name: str, digest: str, reply: dict) -> Song | Skipped:
+    """A parser reply as a song or a skip, named by its file (and its tune within an abc book)."""
+    source = f"{name} {reply['part']}" if reply.get("part") else name
+    if "tokens" in reply:
+        return Song(source, digest, reply["tokens"], reply["qpm"], reply.get("part"))
+    return Skipped(source, digest, reply["error"], reply.get("part"))
+
+
+def _reply(entry: Song | Skipped) -> dict:
+    """A cached song or skip as the parser's reply, to be named anew (the file may have moved)."""
+    if isinstance(entry, Song):
+        return {"part": entry.part, "tokens": entry.tokens, "qpm": entry.qpm}
+    return {"part": entry.part, "error": entry.reason}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -14,11 +15,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from pianocomposer.atomic import atomic_path
+from pianocomposer.atomic import atomic_path, write_text
 from pianocomposer.bundle import Bundle, has_bundle, read_bundle
 from pianocomposer.config import (
+    DEFAULT_LENGTH,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
+    DEFAULT_TUNE_TOKENS,
     DEFAULT_WEIGHTS_DIR,
     SHIPPED_BUNDLE_DIR,
     shipped_bundle,
@@ -109,12 +112,18 @@ def prime(net: StepModel, primers: list[np.ndarray]) -> tuple[np.ndarray, list[n
 
 
 def continue_sequences(net: StepModel, primers: list[np.ndarray], length: int, sampler: Sampler,
-                       rng: np.random.Generator, progress: bool = False) -> np.ndarray:
-    """Prime the network with each primer, then sample `length` tokens per row, carrying the recurrent states."""
+                       rng: np.random.Generator, progress: bool = False, stop_id: int | None = None) -> np.ndarray:
+    """Prime the network with each primer, then sample `length` tokens per row, carrying the recurrent states;
+    with stop_id, stop early once every row has drawn it (the columns after that are cut off)."""
     probs, state = prime(net, primers)
     out = np.zeros((len(primers), length), np.int32)
+    stopped = np.zeros(len(primers), bool)
     for t in tqdm(range(length), desc="generate", unit="token", disable=not progress or None):
         out[:, t] = sampler(probs, rng)
+        if stop_id is not None:
+            stopped |= out[:, t] == stop_id
+            if stopped.all():
+                return out[:, :t + 1]
         probs, state = net.step(out[:, t], state)
     return out
 
@@ -131,12 +140,17 @@ def resolve_weights(weights: Path | str | None) -> Path:
     return DEFAULT_WEIGHTS_DIR if has_bundle(DEFAULT_WEIGHTS_DIR) else SHIPPED_BUNDLE_DIR
 
 
-def encode_primer(bundle: Bundle, primer: Path | None, primer_tokens: str | None) -> list[str] | None:
+def encode_primer(bundle: Bundle, primer: Path | None, primer_tokens: str | None,
+                  primer_text: str | None = None) -> list[str] | None:
     """The primer as tokens of the bundle's vocabulary: unknown ones mapped to the nearest known, else dropped."""
-    if primer is None and primer_tokens is None:
+    if primer is None and primer_tokens is None and primer_text is None:
         return None
     encoding = bundle.encoder
-    if primer is not None:
+    if primer_text is not None:
+        if not hasattr(encoding, "tokenize_primer"):
+            raise PianoComposerError(f"--primer-text is for text encodings (abc); this bundle's is {bundle.encoding}")
+        raw, label = encoding.tokenize_primer(primer_text), "--primer-text"
+    elif primer is not None:
         if not Path(primer).is_file():
             raise PianoComposerError(f"{primer}: no such primer file")
         try:
@@ -165,13 +179,13 @@ def encode_primer(bundle: Bundle, primer: Path | None, primer_tokens: str | None
               file=sys.stderr)
     if not mapped:
         raise PianoComposerError(f"{label}: the primer has no usable notes for this model")
-    return mapped[-bundle.config.seq_len:]
+    return mapped if bundle.end_token else mapped[-bundle.config.seq_len:]  # a tune keeps its whole beginning
 
 
 def unique_stem(out_dir: Path, prefix: str) -> str:
-    """A file stem not used yet in out_dir (neither .mid nor .wav), so runs never overwrite each other."""
+    """A file stem not used yet in out_dir (no .mid, .wav or .abc), so runs never overwrite each other."""
     stem, n = prefix, 1
-    while (out_dir / f"{stem}.mid").exists() or (out_dir / f"{stem}.wav").exists():
+    while any((out_dir / f"{stem}{suffix}").exists() for suffix in (".mid", ".wav", ".abc")):
         n += 1
         stem = f"{prefix}-{n}"
     return stem
@@ -179,13 +193,15 @@ def unique_stem(out_dir: Path, prefix: str) -> str:
 
 @dataclass
 class Piece:
-    """One generated piece and where it was written."""
+    """One generated piece and where it was written (a text piece: its .abc, and MIDI only when it plays)."""
 
-    midi: Path
+    midi: Path | None
     wav: Path | None
     tokens: list[str]
     loop_rate: float
     primer: str
+    text: Path | None = None
+    error: str | None = None  # why a text piece is not a valid tune
 
 
 @dataclass
@@ -203,11 +219,16 @@ class GenerateResult:
 
     def to_json(self) -> dict:
         """A plain dict for --json output."""
-        return {"bundle": str(self.bundle), "pieces": [
-            {"midi": str(p.midi), "wav": str(p.wav) if p.wav else None, "tokens": len(p.tokens),
-             "loop_rate": round(p.loop_rate, 4), "primer": p.primer} for p in self.pieces],
+        out = {"bundle": str(self.bundle), "pieces": [
+            {"midi": str(p.midi) if p.midi else None, "wav": str(p.wav) if p.wav else None, "tokens": len(p.tokens),
+             "loop_rate": round(p.loop_rate, 4), "primer": p.primer}
+            | ({"abc": str(p.text), "valid": p.error is None, "error": p.error} if p.text else {})
+            for p in self.pieces],
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
             "tokens_per_s": round(self.tokens_per_s, 1)}
+        if any(p.text for p in self.pieces):
+            out["valid"] = sum(p.error is None for p in self.pieces)
+        return out
 
 
 def blas_threads() -> int | None:
@@ -233,6 +254,19 @@ def seed_primers(bundle: Bundle, n: int, rng: np.random.Generator) -> tuple[list
     return [seeds[i] for i in chosen], [f"seed window {i}" for i in chosen]
 
 
+def compose_tokens(bundle: Bundle, net: StepModel, primers: list[list[str]], length: int, sampler: Sampler,
+                   rng: np.random.Generator, progress: bool = False) -> list[list[str]]:
+    """Continue each primer by `length` tokens; in an encoding with an end token (abc), each piece is its primer
+    and what follows up to and including the end token: a whole tune."""
+    end = bundle.end_token
+    ids = continue_sequences(net, [bundle.vocabulary.encode(p) for p in primers], length, sampler, rng, progress,
+                             None if end is None else bundle.vocabulary.index[end])
+    pieces = [bundle.vocabulary.decode(row) for row in ids]
+    if end is None:
+        return pieces
+    return [p + (row[:row.index(end) + 1] if end in row else row) for p, row in zip(primers, pieces, strict=True)]
+
+
 class Composer:
     """A bundle loaded once (weights only, no Keras) and kept for composing many pieces: for scripts and services.
 
@@ -248,37 +282,47 @@ class Composer:
         self.encoding = self.bundle.encoder
 
     def compose(self, length: int, num_outputs: int = 1, *, rng: np.random.Generator, sampler: Sampler,
-                primer: Path | None = None, primer_tokens: str | None = None,
+                primer: Path | None = None, primer_tokens: str | None = None, primer_text: str | None = None,
                 progress: bool = False) -> list[tuple[list[str], str]]:
-        """num_outputs pieces of `length` tokens in one batch, each with a label naming what started it."""
+        """num_outputs pieces of `length` tokens in one batch, each with a label naming what started it.
+
+        A text encoding (abc) writes whole tunes: each starts with its primer (default: the start of a tune,
+        `X:1`), is kept with it, and ends at the end-of-tune token or after `length` tokens.
+        """
         bundle = self.bundle
-        primed = encode_primer(bundle, primer, primer_tokens)
+        if bundle.end_token is not None and primer is None and primer_tokens is None and primer_text is None:
+            primer_text = self.encoding.TUNE_START
+        primed = encode_primer(bundle, primer, primer_tokens, primer_text)
         if primed is not None:
-            primers, labels = [primed] * num_outputs, [str(primer or "--primer-tokens")] * num_outputs
+            label = str(primer or ("--primer-tokens" if primer_tokens is not None else repr(primer_text)))
+            primers, labels = [primed] * num_outputs, [label] * num_outputs
         else:
             primers, labels = seed_primers(bundle, num_outputs, rng)
         with threadpool_limits(blas_threads(), "blas"):
-            ids = continue_sequences(self.net, [bundle.vocabulary.encode(p) for p in primers], length, sampler,
-                                     rng, progress)
-        return [(bundle.vocabulary.decode(row), label) for row, label in zip(ids, labels, strict=True)]
+            pieces = compose_tokens(bundle, self.net, primers, length, sampler, rng, progress)
+        return list(zip(pieces, labels, strict=True))
 
     def to_midi(self, tokens: list[str], program: int = 0, qpm: float | None = None) -> pretty_midi.PrettyMIDI:
         """A piece as MIDI, at qpm or else the bundle's tempo (the training songs' median, timed encodings)."""
         return self.encoding.decode(tokens, program=program, qpm=qpm or self.bundle.meta.get("qpm"))
 
 
-def generate(weights: Path | Composer | None = None, out_dir: Path = Path("output"), *, length: int = 500,
+def generate(weights: Path | Composer | None = None, out_dir: Path = Path("output"), *, length: int | None = None,
              num_outputs: int = 1, seed: int | None = None, sampler: Sampler | None = None,
-             primer: Path | None = None, primer_tokens: str | None = None, program: int = 0, qpm: float | None = None,
-             wav: bool = True, soundfont: Path | None = None, progress: bool = True) -> GenerateResult:
+             primer: Path | None = None, primer_tokens: str | None = None, primer_text: str | None = None,
+             program: int = 0, qpm: float | None = None, wav: bool = True, soundfont: Path | None = None,
+             progress: bool = True) -> GenerateResult:
     """Generate num_outputs pieces of `length` tokens in one batch and write MIDI (and WAV) files.
+
+    A text (abc) bundle writes whole tunes instead: each an .abc file, checked by music21's parser, with MIDI and
+    WAV for the valid ones; `length` is then the most tokens a tune may take, and the primer text starts it.
 
     `weights` is a bundle folder, or a Composer that already holds one (no load time). `qpm` is the tempo of timed
     encodings (default: the training songs' median, stored in the bundle).
     """
     sampler = sampler or Sampler()
     sampler.check()
-    if length <= 0:
+    if length is not None and length <= 0:
         raise PianoComposerError(f"--length must be positive (got {length})")
     if num_outputs <= 0:
         raise PianoComposerError(f"--num-outputs must be positive (got {num_outputs})")
@@ -290,10 +334,12 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
     t0 = time.perf_counter()
     composer = weights if isinstance(weights, Composer) else Composer(weights)
     seconds["load"] = time.perf_counter() - t0
+    length = length or (DEFAULT_TUNE_TOKENS if composer.bundle.end_token else DEFAULT_LENGTH)
 
     t0 = time.perf_counter()
     composed = composer.compose(length, num_outputs, rng=np.random.default_rng(seed), sampler=sampler,
-                                primer=primer, primer_tokens=primer_tokens, progress=progress)
+                                primer=primer, primer_tokens=primer_tokens, primer_text=primer_text,
+                                progress=progress)
     seconds["generate"] = time.perf_counter() - t0
 
     out_dir = Path(out_dir)
@@ -303,12 +349,33 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
     for i, (tokens, label) in enumerate(composed):
         t0 = time.perf_counter()
         stem = unique_stem(out_dir, f"piece-{stamp}-{i + 1:02d}")
-        midi_path = out_dir / f"{stem}.mid"
-        with atomic_path(midi_path) as tmp:
-            composer.to_midi(tokens, program, qpm).write(str(tmp))
+        text_path, error, midi = None, None, None
+        if composer.bundle.end_token is not None:
+            text_path, error, midi = _write_tune(composer, tokens, out_dir / f"{stem}.abc", i + 1, length, program,
+                                                 qpm)
+        else:
+            midi = composer.to_midi(tokens, program, qpm)
+        midi_path = out_dir / f"{stem}.mid" if midi is not None else None
+        if midi is not None:
+            with atomic_path(midi_path) as tmp:
+                midi.write(str(tmp))
         seconds["write"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        wav_path = render_wav(midi_path, soundfont=soundfont) if wav else None
+        wav_path = render_wav(midi_path, soundfont=soundfont) if wav and midi_path else None
         seconds["render"] += time.perf_counter() - t0
-        pieces.append(Piece(midi_path, wav_path, tokens, loop_rate(tokens), label))
+        pieces.append(Piece(midi_path, wav_path, tokens, loop_rate(tokens), label, text_path, error))
     return GenerateResult(pieces, seconds, composer.folder)
+
+
+def _write_tune(composer: Composer, tokens: list[str], path: Path, number: int, length: int, program: int,
+                qpm: float | None) -> tuple[Path, str | None, pretty_midi.PrettyMIDI | None]:
+    """Write a generated tune's text (numbered X:number) and check it: (path, why it is not valid, its MIDI)."""
+    from pianocomposer.encodings.abc import AbcError, detokenize
+
+    write_text(path, re.sub(r"^X:[^\n]*", f"X:{number}", detokenize(tokens), count=1))
+    if tokens[-1] != composer.bundle.end_token:
+        return path, f"the tune did not end within {length} tokens", None
+    try:
+        return path, None, composer.to_midi(tokens, program, qpm)
+    except AbcError as exc:
+        return path, str(exc), None

@@ -2,9 +2,10 @@
 
 Schema (tokens.json, format version 2): `format` "pianocomposer-tokens", `version`, `encoding` (name),
 `encoding_params` (the encoding's parameters, e.g. a time grid), `parser` (what the tokens are valid for),
-`songs` (list of `{source, sha256, tokens, qpm}`, one per song, never merged; `qpm` the song's main tempo where
-the encoding's timing uses it, else null), `skipped` (`{source, sha256, reason}`).
-Version 1 files (no `encoding_params`) are read as having the encoding's defaults.
+`songs` (list of `{source, sha256, tokens, qpm, part}`, one per song, never merged; `qpm` the song's main tempo
+where the encoding's timing uses it, else null; `part` the tune of an abc book the song is, else null; `sha256`
+is the file's), `skipped` (`{source, sha256, reason, part}`).
+Version 1 files (no `encoding_params`) are read as having the encoding's defaults; version 2 files have no `part`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Song:
     sha256: str
     tokens: list[str]
     qpm: float | None = None  # main tempo, quarter notes per minute (timed encodings)
+    part: str | None = None  # the tune within an abc book (`tune 3 (X:3 Title)`), None for a one-song file
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Skipped:
     source: str
     sha256: str
     reason: str
+    part: str | None = None  # the tune within an abc book, None for a whole file
 
 
 @dataclass

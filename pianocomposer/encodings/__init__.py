@@ -8,6 +8,7 @@ from typing import Protocol
 
 import pretty_midi
 
+from pianocomposer.encodings.abc import AbcEncoding
 from pianocomposer.encodings.cpc import CpcEncoding
 from pianocomposer.encodings.timed import TimedEncoding
 from pianocomposer.errors import PianoComposerError
@@ -20,9 +21,10 @@ class Encoding(Protocol):
     parser: str  # the libraries (and versions) the tokens come from: extract's cache is valid for these
     params: dict  # what the encoding was made with (e.g. a time grid), recorded in tokens.json and the bundle
     suffixes: tuple[str, ...]  # the file types it reads, lower case with the dot
+    end_token: str | None  # the token that ends a piece (abc's end of tune), or None: pieces run to their length
 
     def encode_file(self, path: Path) -> list[str]:
-        """Parse one MIDI file into tokens (raises on unreadable input)."""
+        """Parse one music file (for abc: its first tune) into tokens (raises on unreadable input)."""
 
     def qpm(self, path: Path) -> float | None:
         """The file's main tempo if decoding this encoding's tokens needs one, else None."""
@@ -38,7 +40,7 @@ class Encoding(Protocol):
 
 
 # name -> a class whose keyword arguments are the encoding's parameters.
-ENCODINGS: dict[str, type] = {"cpc": CpcEncoding, "timed": TimedEncoding}
+ENCODINGS: dict[str, type] = {"cpc": CpcEncoding, "timed": TimedEncoding, "abc": AbcEncoding}
 
 
 def get_encoding(name: str, params: dict | None = None) -> Encoding:

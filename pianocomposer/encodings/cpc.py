@@ -108,7 +108,8 @@ class CpcEncoding:
     """
 
     name = "cpc"
-    suffixes = (".mid", ".midi")
+    suffixes = (".mid", ".midi", ".abc")  # abc books: every tune as music21 plays it
+    end_token = None  # pieces have no end: they run to the length asked for
 
     def __init__(self, reader: str = "music21"):
         if reader not in READERS:

@@ -36,7 +36,8 @@ class TimedEncoding:
     """MidiTok TSD or REMI tokens with durations and time shifts; see the module docstring."""
 
     name = "timed"
-    suffixes = (".mid", ".midi")
+    suffixes = (".mid", ".midi", ".abc")  # abc books: every tune as music21 plays it
+    end_token = None  # pieces have no end: they run to the length asked for
 
     def __init__(self, layout: str = "tsd", grid: dict[str, int] | None = None):
         if layout not in LAYOUTS:

@@ -1,0 +1,171 @@
+"""abc notation: books split into tunes, normalised text, tokens, extraction, training and generating tunes."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pianocomposer.config import shipped_bundle
+from pianocomposer.encodings import get_encoding
+from pianocomposer.encodings.abc import END, AbcError, detokenize, normalise, parse_tune, split_tunes, tokenize
+from pianocomposer.errors import PianoComposerError
+from pianocomposer.extract import extract
+from pianocomposer.generate import Sampler, continue_sequences, generate
+from pianocomposer.model import StepModel
+from tests.conftest import REPO, run_cli
+
+BOOK = REPO / "abc_tunes" / "oneills1850" / "0001-0050.abc"  # 50 tunes of the shipped corpus
+ABC_BUNDLE = shipped_bundle("abc")
+
+BAD_BOOK = """% a book with a file header: its L: applies to every tune
+L:1/8
+
+X:1
+T:Good Jig
+M:6/8
+K:D
+!trill!dfa afd|"G"g2e "A"fed :|  % a comment
+N:a note the model should not learn
+
+X:2
+T:No Key
+M:4/4
+abcd|
+
+X:3
+T:Broken Chord
+M:4/4
+K:G
+[A2B2 c|
+
+X:4
+T:Zero Length
+M:4/4
+K:G
+A1/0 B|
+"""
+
+
+def abc2midi_converts(text: str, folder: Path) -> bool:
+    """The independent check: abcMIDI's abc2midi writes a MIDI file for the tune and exits 0."""
+    (folder / "t.abc").write_text(text, encoding="utf-8")
+    (folder / "t.mid").unlink(missing_ok=True)
+    proc = subprocess.run(["abc2midi", "t.abc", "-o", "t.mid"], cwd=folder, capture_output=True, timeout=30)
+    return proc.returncode == 0 and (folder / "t.mid").stat().st_size > 0
+
+
+def test_a_book_splits_into_tunes_with_the_file_header_given_to_each():
+    tunes = split_tunes(BAD_BOOK)
+    assert [t.title for t in tunes] == ["Good Jig", "No Key", "Broken Chord", "Zero Length"]
+    assert tunes[1].label == "tune 2 (X:2 No Key)"
+    text = normalise(tunes[0].text)
+    assert text == 'X:1\nT:Good Jig\nM:6/8\nL:1/8\nK:D\ndfa afd|"G"g2e "A"fed :|\n'  # header L:, no noise
+    assert len(split_tunes(BOOK.read_text())) == 50
+
+
+def test_normalising_keeps_what_the_model_should_learn_and_names_what_is_missing():
+    tune = "X:7\nT:A\nT:Second title\nZ:someone\nQ:1/4=120\nM:2/4\nR:polka\nK:Am\n%%directive\nAB cd|\\\nef  g2|\n\nX:8"
+    assert normalise(tune) == "X:1\nT:A\nR:polka\nM:2/4\nL:1/16\nK:Am\nAB cd|\nef g2|\n"  # L: by the standard
+    with pytest.raises(AbcError, match="no key"):
+        normalise("X:1\nM:4/4\nabc|\n")
+    with pytest.raises(AbcError, match="no metre"):
+        normalise("X:1\nK:G\nabc|\n")
+
+
+@pytest.mark.parametrize("unit", ["token", "char"])
+def test_tokens_join_back_to_the_text_of_every_tune(unit):
+    for tune in split_tunes(BOOK.read_text()):
+        text = normalise(tune.text)
+        tokens = tokenize(text, unit)
+        assert tokens[-1] == END and detokenize(tokens) == text
+    tokens = tokenize("X:1\nM:6/8\nL:1/8\nK:Dmix\n^c'2=B,/ \"Am\"[ce]|:(3abc :|2\n")
+    assert tokens[:8] == ["X:1", "\n", "M:6/8", "\n", "L:1/8", "\n", "K:Dmix", "\n"]
+    assert tokens[8:20] == ["^c'", "2", "=B,", "/", " ", '"Am"', "[", "c", "e", "]", "|:", "(3"]
+
+
+def test_the_music21_check_and_abc2midi_agree_on_the_corpus_book(tmp_path):
+    tunes = [normalise(t.text) for t in split_tunes(BOOK.read_text())]
+    for text in tunes:
+        parse_tune(text)  # every tune of the shipped book is valid
+    assert all(abc2midi_converts(text, tmp_path) for text in tunes[:10])
+    for bad in ("[A2B2 c|", "A1/0 B|", "z4|"):
+        with pytest.raises(AbcError):
+            parse_tune(f"X:1\nM:4/4\nL:1/8\nK:G\n{bad}\n")
+
+
+def test_extract_keeps_good_tunes_skips_bad_ones_by_name_and_caches_books(tmp_path):
+    corpus = tmp_path / "abc"
+    corpus.mkdir()
+    shutil.copy(BOOK, corpus / "oneill.abc")
+    (corpus / "mixed.abc").write_text(BAD_BOOK)
+    (corpus / "empty.abc").write_text("% no tunes here\n")
+    data = extract(corpus, tmp_path / "data", encoding="abc", progress=False)
+    assert len(data.songs) == 51 and data.songs[0].source == "mixed.abc tune 1 (X:1 Good Jig)"
+    reasons = {s.source: s.reason for s in data.skipped}
+    assert reasons["mixed.abc tune 2 (X:2 No Key)"] == "no key (K:)"
+    assert reasons["mixed.abc tune 3 (X:3 Broken Chord)"].startswith("music21 cannot read it")
+    assert "ZeroDivisionError" in reasons["mixed.abc tune 4 (X:4 Zero Length)"]
+    assert reasons["empty.abc"] == "no tune in this abc file (no X: line)"
+    # the cache keeps a book's tunes together, under the book's new name when it moves
+    (corpus / "oneill.abc").rename(corpus / "renamed.abc")
+    again = extract(corpus, tmp_path / "data", encoding="abc", progress=False)
+    assert again.reused == 3 and len(again.songs) == 51
+    assert again.songs[1].source.startswith("renamed.abc tune 1 (X:1 ")
+    assert again.songs[1].tokens == data.songs[1].tokens
+    # the note encodings read the same book's tunes as music21 plays them
+    notes = extract(corpus, tmp_path / "cpc", encoding="cpc", encoding_params={"reader": "symusic"}, progress=False)
+    assert len(notes.songs) == 51 and notes.songs[0].tokens[:3] == ["D5", "F#5", "A5"]
+
+
+def test_abc_text_cannot_be_transposed(tmp_path):
+    shutil.copy(BOOK, tmp_path / "book.abc")
+    extract(tmp_path, tmp_path / "data", encoding="abc", progress=False)
+    proc = run_cli("train", "--data", str(tmp_path / "data"), "--weights", str(tmp_path / "w"), "--preset", "quick",
+                   "--epochs", "1", "--transpose=-1..1")
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        "error: the abc encoding's text cannot be transposed; train without --transpose"]
+
+
+def test_generation_stops_when_every_row_has_ended():
+    config_bundle = pytest.importorskip("pianocomposer.bundle").read_bundle(ABC_BUNDLE)
+    net = StepModel(config_bundle.config, config_bundle.weights)
+    end = config_bundle.vocabulary.index[END]
+    primer = config_bundle.vocabulary.encode(get_encoding("abc", config_bundle.meta["encoding_params"])
+                                             .tokenize_primer("X:1\n"))
+    out = continue_sequences(net, [primer] * 3, 3000, Sampler(), np.random.default_rng(0), stop_id=end)
+    assert out.shape[1] < 3000 and all(end in row for row in out.tolist())
+
+
+def test_the_shipped_abc_model_writes_tunes_that_music21_and_abc2midi_play(tmp_path):
+    result = generate(ABC_BUNDLE, tmp_path, num_outputs=8, seed=1, sampler=Sampler(top_k=10, top_p=0.95), wav=False,
+                      progress=False)
+    valid = [p for p in result.pieces if p.error is None]
+    assert len(valid) >= 6, [p.error for p in result.pieces]
+    for piece in result.pieces:
+        text = piece.text.read_text()
+        assert text.startswith(f"X:{result.pieces.index(piece) + 1}\n") and "\nM:" in text and "\nK:" in text
+    for piece in valid:
+        assert piece.midi.stat().st_size > 0 and abc2midi_converts(piece.text.read_text(), tmp_path)
+    # a primer text starts every tune: here, a metre and a key
+    primed = generate(ABC_BUNDLE, tmp_path / "primed", num_outputs=2, seed=2,
+                      primer_text="X:1\\nM:6/8\\nL:1/8\\nK:D\\n", wav=False, progress=False)
+    assert all(p.text.read_text().split("\n")[1:4] == ["M:6/8", "L:1/8", "K:D"] for p in primed.pieces)
+
+
+def test_generate_cli_reports_each_tune_as_json(tmp_path):
+    proc = run_cli("generate", "--weights", "abc", "--num-outputs", "3", "--seed", "3", "--no-wav", "--out",
+                   str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["valid"] == sum(p["valid"] for p in report["pieces"]) and len(report["pieces"]) == 3
+    for piece in report["pieces"]:
+        assert Path(piece["abc"]).is_file() and (piece["midi"] is not None) == piece["valid"]
+        assert piece["valid"] or piece["error"]
+
+
+def test_a_primer_text_needs_a_text_model(bundle_dir, tmp_path):
+    with pytest.raises(PianoComposerError, match="--primer-text is for text encodings"):
+        generate(bundle_dir, tmp_path, primer_text="X:1\n", wav=False, progress=False)
