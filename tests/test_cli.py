@@ -13,7 +13,7 @@ def assert_one_line_error(proc, text):
 
 def test_user_errors_are_one_line(tmp_path):
     assert_one_line_error(run_cli("extract", "--input", tmp_path / "none"), "no such folder")
-    assert_one_line_error(run_cli("extract", "--input", tmp_path), "no .mid or .midi files")
+    assert_one_line_error(run_cli("extract", "--input", tmp_path), "no .mid or .midi or .abc files")
     (tmp_path / "w").mkdir()
     assert_one_line_error(run_cli("generate", "--weights", tmp_path / "w"), "no model bundle here")
     assert_one_line_error(run_cli("train", "--data", tmp_path), "no tokens file")

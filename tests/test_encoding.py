@@ -54,8 +54,8 @@ def test_transpose_and_nearest():
 
 
 def test_unknown_encoding_is_a_clear_error():
-    with pytest.raises(PianoComposerError, match="unknown encoding 'abc'"):
-        get_encoding("abc")
+    with pytest.raises(PianoComposerError, match=r"unknown encoding 'remi' \(known: abc, cpc, timed\)"):
+        get_encoding("remi")
 
 
 def test_decode_then_encode_is_the_identity_over_the_shipped_vocabulary(tmp_path):

@@ -45,7 +45,7 @@ def test_missing_or_empty_input_is_a_clear_error(tmp_path):
     with pytest.raises(PianoComposerError, match="no such folder"):
         extract(tmp_path / "nope", tmp_path / "data", progress=False)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PianoComposerError, match=r"no \.mid or \.midi files"):
+    with pytest.raises(PianoComposerError, match=r"no \.mid or \.midi or \.abc files"):
         extract(tmp_path / "empty", tmp_path / "data", progress=False)
     with pytest.raises(PianoComposerError, match="encoding 'cpc': bad parameters"):
         extract(tmp_path / "empty", tmp_path / "data", encoding_params={"grid": 4}, progress=False)

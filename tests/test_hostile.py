@@ -122,7 +122,7 @@ def test_cli_prints_a_summary_and_one_line_per_skipped_file(corpus, tmp_path):
 def test_all_bad_folder_is_one_error_line(tmp_path):
     (tmp_path / "in").mkdir()
     bad = write_bad_files(tmp_path / "in")
-    with pytest.raises(PianoComposerError, match=rf"no usable MIDI file \({len(bad)} skipped: "):
+    with pytest.raises(PianoComposerError, match=rf"no usable music file \({len(bad)} skipped: "):
         extract(tmp_path / "in", tmp_path / "data", progress=False)
     proc = cli("extract", "--input", tmp_path / "in", "--out", tmp_path / "data")
     assert proc.returncode == 1
