@@ -49,9 +49,13 @@ def extract(
     = "cpc",
     params: Annotated[str | None, typer.Option("--params", help='Encoding parameters as JSON, e.g. '
                                                '\'{"layout": "remi", "grid": {"0-4": 8}}\' for timed, '
-                                               '\'{"unit": "char"}\' for abc.',
+                                               '\'{"unit": "token"}\' for abc (folk-rnn-style tokens; default: '
+                                               'characters).',
                                                show_default=False)] = None,
     timeout: Annotated[float, typer.Option(help="Seconds allowed to parse one file.")] = 60.0,
+    engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (tasks on a private local "
+                                        "Ray, or on the cluster RAY_ADDRESS names; pip install "
+                                        "'pianocomposer[ray]').")] = "local",
     as_json: JsonOpt = False,
 ) -> None:
     """Parse MIDI files into note/chord tokens (skipping and naming files that cannot be read)."""
@@ -61,7 +65,7 @@ def extract(
         encoding_params = json.loads(params) if params else None
     except ValueError as exc:
         raise PianoComposerError(f"--params: not JSON ({exc})") from None
-    data = run(input, out, encoding=encoding, encoding_params=encoding_params, timeout_s=timeout)
+    data = run(input, out, encoding=encoding, encoding_params=encoding_params, timeout_s=timeout, engine=engine)
     tokens = sum(len(s.tokens) for s in data.songs)
     if not as_json:
         for s in data.skipped:
@@ -91,7 +95,7 @@ def train(
                                          "(weights, optimizer, data order); other settings are the bundle's.")]
     = False,
     preset: Annotated[str | None, typer.Option(help=f"{' | '.join(PRESETS)}: paper is the design's 3x512 network, "
-                                               f"quick a small one for demos, abc GRU(512) x3 for abc text (default: "
+                                               f"quick a small one for demos, abc GRU(256) x3 for abc text (default: "
                                                f"{DEFAULT_PRESET}; abc for abc data).",
                                                show_default=False)] = None,
     cell: Annotated[str | None, typer.Option(help="Recurrent cell: lstm | gru (default: the preset's).",
@@ -146,9 +150,9 @@ def train(
 
 @app.command()
 def generate(
-    weights: Annotated[Path | None, typer.Option(help="Bundle folder, or `timed` for the shipped timed model "
-                                                 "(default: weights/ if trained, else the shipped weights/default).",
-                                                 show_default=False)] = None,
+    weights: Annotated[Path | None, typer.Option(help="Bundle folder, or `timed` / `abc` for the shipped timed or abc "
+                                                 "model (default: weights/ if trained, else the shipped "
+                                                 "weights/default).", show_default=False)] = None,
     length: Annotated[int | None, typer.Option(help="Tokens to generate per piece (default: 500; for an abc model "
                                                "the most a tune may take, 2500: a tune ends when the model ends it).",
                                                show_default=False)] = None,

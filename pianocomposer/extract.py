@@ -28,6 +28,7 @@ DEFAULT_TIMEOUT_S = 60.0  # per file: one hostile file must not hang the run
 MEMORY_LIMIT_BYTES = 2 * 2**30  # per parsing process; real songs need a few hundred MB
 # Skips that depend on the run (its time-out, a killed parser), not on the file: a later run tries them again.
 RETRY_REASONS = ("parsing took longer than", "parser crashed")
+ENGINES = ("local", "ray")  # where files are parsed: local processes, or tasks on Ray (engines.py)
 WORKER_FILES = 100  # files one parsing process handles before a fresh one takes over
 ABC_BYTES_PER_TIMEOUT = 50_000  # an abc book gets the per-file time-out once per this much text (~150 tunes)
 
@@ -183,9 +184,12 @@ def _parse_all(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, t
 
 
 def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", encoding_params: dict | None = None,
-            timeout_s: float = DEFAULT_TIMEOUT_S, workers: int | None = None, progress: bool = True) -> TokenData:
+            timeout_s: float = DEFAULT_TIMEOUT_S, workers: int | None = None, engine: str = "local",
+            progress: bool = True) -> TokenData:
     """Tokenize every music file under input_dir into out_dir/tokens.json, reusing cached results."""
     input_dir, out_dir = Path(input_dir), Path(out_dir)
+    if engine not in ENGINES:
+        raise PianoComposerError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
     encoder = get_encoding(encoding, encoding_params)
     params, suffixes = encoder.params, encoder.suffixes  # the full parameters, defaults filled in
     if not input_dir.is_dir():
@@ -247,7 +251,11 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", encoding_p
     with tqdm(total=len(to_parse), desc="extract", unit="file", disable=not progress or None) as bar:
         if to_parse:
             workers = workers or max(1, min(os.cpu_count() or 1, len(to_parse)))
-            for i, replies in _parse_all(to_parse, encoding, params, timeout_s, workers, bar).items():
+            if engine == "ray":
+                from pianocomposer.engines import parse_all_ray as parse_all
+            else:
+                parse_all = _parse_all
+            for i, replies in parse_all(to_parse, encoding, params, timeout_s, workers, bar).items():
                 entries[i] = [_entry(names[i], hashes[i], reply) for reply in replies]
 
     flat = [e for file_entries in entries for e in file_entries]
