@@ -1,8 +1,10 @@
 """Stage 1: folder of MIDI -> tokens.json."""
 
+import base64
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from pianocomposer.config import TOKENS_FORMAT_VERSION
@@ -56,3 +58,27 @@ def test_tokens_file_from_a_newer_version_is_refused(tmp_path):
     (tmp_path / "tokens.json").write_text(json.dumps({"format": "pianocomposer-tokens", "version": 99}))
     with pytest.raises(PianoComposerError, match="newer than this pianocomposer reads"):
         load_tokens(tmp_path)
+
+
+def test_the_store_keeps_ids_into_one_vocabulary_and_still_reads_older_files(tmp_path):
+    (tmp_path / "in").mkdir()
+    write_song(tmp_path / "in" / "a.mid", PHRASES[0])
+    write_song(tmp_path / "in" / "b.mid", PHRASES[1] + PHRASES[0])
+    data = extract(tmp_path / "in", tmp_path / "data", progress=False)
+    saved = json.loads((tmp_path / "data" / "tokens.json").read_text())
+    assert saved["vocabulary"] == sorted(set(PHRASES[0] + PHRASES[1])) and saved["id_bytes"] == 2
+    assert len(base64.b64decode(saved["songs"][1]["ids"])) == 2 * 16 and "tokens" not in saved["songs"][0]
+    again = load_tokens(tmp_path / "data")
+    assert [s.tokens for s in again.songs] == [s.tokens for s in data.songs] == [PHRASES[0], PHRASES[1] + PHRASES[0]]
+    assert again.songs[0].tokens[0] is again.songs[1].tokens[8]  # one string per distinct token, shared
+    # a version-3 file (token lists) still reads, and its songs are reused as the cache
+    old = {**saved, "version": 3, "songs": [{k: v for k, v in s.items() if k != "ids"} | {"tokens": t.tokens}
+                                            for s, t in zip(saved["songs"], data.songs, strict=True)]}
+    del old["vocabulary"], old["id_bytes"]
+    (tmp_path / "data" / "tokens.json").write_text(json.dumps(old))
+    assert extract(tmp_path / "in", tmp_path / "data", progress=False).reused == 2
+    # an id past the vocabulary is a one-line error naming the song
+    saved["songs"][0]["ids"] = base64.b64encode(np.array([len(saved["vocabulary"])], "<u2").tobytes()).decode()
+    (tmp_path / "data" / "tokens.json").write_text(json.dumps(saved))
+    with pytest.raises(PianoComposerError, match=r"unreadable tokens file \(a.mid: a token id past the vocabulary\)"):
+        load_tokens(tmp_path / "data")
