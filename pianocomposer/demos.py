@@ -277,6 +277,11 @@ def _load(folder: Path) -> Composer | str:
 def _compose(composer: Composer, out: Path, piece: DemoPiece, sampler: Sampler, length: int) -> None:
     """Generate one piece with its own seed and write its MIDI; piece.info gets the primer and loop rate."""
     (tokens, label), = composer.compose(length, 1, rng=np.random.default_rng(piece.seed), sampler=sampler)
+    if composer.bundle.end_token is not None:  # an abc tune: its text is shown on the card and linked
+        from pianocomposer.encodings.abc import detokenize
+
+        piece.info["abc"] = detokenize(tokens)
+        write_text(out / f"{piece.stem}.abc", piece.info["abc"])
     with atomic_path(out / f"{piece.stem}.mid") as tmp:
         composer.to_midi(tokens).write(str(tmp))
     piece.info.update(primer=label, tokens=len(tokens), loop_rate=round(loop_rate(tokens), 4))
@@ -393,15 +398,17 @@ def _card(piece: DemoPiece) -> str:
     head = (f"<h2>{e(stem)}</h2><p class=meta>bundle <b>{e(piece.bundle)}</b> · setting <b>{e(piece.setting)}</b> "
             f"({e(info.get('sampling', ''))}) · seed {piece.seed}"
             + (f" · {e(info['primer'])}" if info.get("primer") else "") + "</p>")
+    text = f"<pre class=abc>{e(info['abc'])}</pre>" if "abc" in info else ""  # an abc tune, valid or not
     if piece.error:
-        return f"<section class='card failed'>{head}<p class=error>failed: {e(piece.error)}</p></section>"
-    links = " · ".join(f"<a href='{_link(stem, s)}'>{name}</a>" for name, s in
-                       (("MIDI", ".mid"), ("WAV", ".wav"), ("MusicXML", ".musicxml"), ("sheet (SVG)", ".svg")))
+        return f"<section class='card failed'>{head}<p class=error>failed: {e(piece.error)}</p>{text}</section>"
+    files = (("abc", ".abc"),) * ("abc" in info) + (("MIDI", ".mid"), ("WAV", ".wav"), ("MusicXML", ".musicxml"),
+                                                     ("sheet (SVG)", ".svg"))
+    links = " · ".join(f"<a href='{_link(stem, s)}'>{name}</a>" for name, s in files)
     return (f"<section class=card>{head}"
             f"<audio controls preload=metadata src='{_link(stem, '.ogg')}'></audio>"
             f"<img class=roll src='{_link(stem, '.png')}' alt='piano roll of {e(stem)}'>"
             f"<div class=sheet><img src='{_link(stem, '.svg')}' alt='first page of the score of {e(stem)}'></div>"
-            f"<p class=links>{links}</p><table>{_statistics_rows(info)}</table></section>")
+            f"{text}<p class=links>{links}</p><table>{_statistics_rows(info)}</table></section>")
 
 
 STYLE = """
@@ -413,6 +420,7 @@ main { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr
 audio, .roll { width: 100%; }
 .sheet { background: #fff; max-height: 320px; overflow: auto; border: 1px solid #eee; }
 .sheet img { width: 100%; }
+.abc { background: #fff; border: 1px solid #eee; max-height: 200px; overflow: auto; font-size: 0.85em; }
 table { border-collapse: collapse; font-size: 0.85em; width: 100%; }
 th { text-align: left; font-weight: normal; color: #555; }
 td { text-align: right; }

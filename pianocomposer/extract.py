@@ -183,6 +183,11 @@ def _parse_all(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, t
     return results
 
 
+def _file_of(entry: Song | Skipped) -> str:
+    """The file an entry came from (an abc tune's source is its book's name and the tune)."""
+    return entry.source[:-len(entry.part) - 1] if entry.part else entry.source
+
+
 def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", encoding_params: dict | None = None,
             timeout_s: float = DEFAULT_TIMEOUT_S, workers: int | None = None, engine: str = "local",
             progress: bool = True) -> TokenData:
@@ -210,7 +215,9 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", encoding_p
         old = load_tokens(out_dir / TOKENS_FILE)
         if old.encoding == encoding and old.encoding_params == params and old.parser == parser:
             for entry in [*old.songs, *old.skipped]:
-                cache.setdefault(entry.sha256, []).append(entry)
+                group = cache.setdefault(entry.sha256, [])
+                if not group or _file_of(group[0]) == _file_of(entry):  # identical files: one file's entries
+                    group.append(entry)
             for digest, entries in list(cache.items()):  # a file with a skip that may pass next time is redone
                 if any(isinstance(e, Skipped) and e.reason.startswith(RETRY_REASONS) for e in entries):
                     del cache[digest]

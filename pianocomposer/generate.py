@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -344,38 +346,68 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
 
     out_dir = Path(out_dir)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    pieces = []
-    seconds["write"] = seconds["render"] = 0.0
-    for i, (tokens, label) in enumerate(composed):
-        t0 = time.perf_counter()
-        stem = unique_stem(out_dir, f"piece-{stamp}-{i + 1:02d}")
-        text_path, error, midi = None, None, None
-        if composer.bundle.end_token is not None:
-            text_path, error, midi = _write_tune(composer, tokens, out_dir / f"{stem}.abc", i + 1, length, program,
-                                                 qpm)
-        else:
-            midi = composer.to_midi(tokens, program, qpm)
-        midi_path = out_dir / f"{stem}.mid" if midi is not None else None
-        if midi is not None:
-            with atomic_path(midi_path) as tmp:
-                midi.write(str(tmp))
-        seconds["write"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        wav_path = render_wav(midi_path, soundfont=soundfont) if wav and midi_path else None
-        seconds["render"] += time.perf_counter() - t0
-        pieces.append(Piece(midi_path, wav_path, tokens, loop_rate(tokens), label, text_path, error))
+    stems = [unique_stem(out_dir, f"piece-{stamp}-{i + 1:02d}") for i in range(len(composed))]
+    t0 = time.perf_counter()
+    if composer.bundle.end_token is not None:
+        errors = _write_tunes(composer, [tokens for tokens, _ in composed], out_dir, stems, length, program, qpm)
+        texts = [out_dir / f"{stem}.abc" for stem in stems]
+    else:
+        errors, texts = [None] * len(stems), [None] * len(stems)
+        for (tokens, _), stem in zip(composed, stems, strict=True):
+            with atomic_path(out_dir / f"{stem}.mid") as tmp:
+                composer.to_midi(tokens, program, qpm).write(str(tmp))
+    midis = [out_dir / f"{stem}.mid" if error is None else None for stem, error in zip(stems, errors, strict=True)]
+    seconds["write"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    wavs = [render_wav(midi, soundfont=soundfont) if wav and midi else None for midi in midis]
+    seconds["render"] = time.perf_counter() - t0
+    rows = zip(composed, midis, wavs, texts, errors, strict=True)
+    pieces = [Piece(midi, wav_path, tokens, loop_rate(tokens), label, text, error)
+              for (tokens, label), midi, wav_path, text, error in rows]
     return GenerateResult(pieces, seconds, composer.folder)
 
 
-def _write_tune(composer: Composer, tokens: list[str], path: Path, number: int, length: int, program: int,
-                qpm: float | None) -> tuple[Path, str | None, pretty_midi.PrettyMIDI | None]:
-    """Write a generated tune's text (numbered X:number) and check it: (path, why it is not valid, its MIDI)."""
-    from pianocomposer.encodings.abc import AbcError, detokenize
+TUNES_PER_PROCESS = 8  # fewer tunes than this per core are checked in this process (a worker costs ~1 s to start)
 
-    write_text(path, re.sub(r"^X:[^\n]*", f"X:{number}", detokenize(tokens), count=1))
-    if tokens[-1] != composer.bundle.end_token:
-        return path, f"the tune did not end within {length} tokens", None
+
+def _write_tunes(composer: Composer, tunes: list[list[str]], out_dir: Path, stems: list[str], length: int,
+                 program: int, qpm: float | None) -> list[str | None]:
+    """Write each generated tune's text (numbered X:1, X:2, ...), check it with music21 and write the MIDI of each
+    valid one, in parallel processes when there are many (music21 takes ~0.1 s a tune); why each is not valid."""
+    from pianocomposer.encodings.abc import detokenize
+
+    errors: list[str | None] = []
+    jobs = []
+    for i, (tokens, stem) in enumerate(zip(tunes, stems, strict=True)):
+        write_text(out_dir / f"{stem}.abc", re.sub(r"^X:[^\n]*", f"X:{i + 1}", detokenize(tokens), count=1))
+        ended = tokens[-1] == composer.bundle.end_token
+        errors.append(None if ended else f"the tune did not end within {length} tokens")
+        if ended:
+            jobs.append((i, (composer.bundle.encoding, composer.bundle.meta["encoding_params"], tokens,
+                             out_dir / f"{stem}.mid", program, qpm or composer.bundle.meta.get("qpm"))))
+    workers = min(os.cpu_count() or 1, len(jobs) // TUNES_PER_PROCESS)
+    if workers > 1:
+        ctx = multiprocessing.get_context("forkserver")  # a clean process, not a fork of this threaded one
+        ctx.set_forkserver_preload(["music21.converter", "pianocomposer.encodings"])
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            results = list(pool.map(_play_tune, [job for _, job in jobs], chunksize=4))
+    else:
+        results = [_play_tune(job) for _, job in jobs]
+    for (i, _), error in zip(jobs, results, strict=True):
+        errors[i] = error
+    return errors
+
+
+def _play_tune(job: tuple[str, dict, list[str], Path, int, float | None]) -> str | None:
+    """Check one tune with music21 and write its MIDI file; the reason it is not valid, or None."""
+    from pianocomposer.encodings import get_encoding
+    from pianocomposer.encodings.abc import AbcError
+
+    encoding, params, tokens, midi_path, program, qpm = job
     try:
-        return path, None, composer.to_midi(tokens, program, qpm)
+        midi = get_encoding(encoding, params).decode(tokens, program=program, qpm=qpm)
     except AbcError as exc:
-        return path, str(exc), None
+        return str(exc)
+    with atomic_path(midi_path) as tmp:
+        midi.write(str(tmp))
+    return None

@@ -31,14 +31,20 @@ def stored_weights_scores(folder: Path, data: Path) -> dict:
     return model.evaluate(x, y, sample_weight=w, batch_size=config.batch_size, verbose=0, return_dict=True)
 
 
+CHORALES = "It knows four-part Bach chorale harmony and nothing else; "
 # encoding -> (what its tokens are, how generate picks the bundle, what the model cannot do)
 ENCODINGS = {
     "cpc": ("pitch names and pitch-class chords", "`pianocomposer generate` uses it when you have not trained a model "
-            "of your own.", "it has no rhythm (every token lasts the same time, as in the original encoding) and "
-            "chord octaves are lost by the encoding."),
+            "of your own.", CHORALES + "it has no rhythm (every token lasts the same time, as in the original "
+            "encoding) and chord octaves are lost by the encoding."),
     "timed": ("MidiTok tokens for each note's pitch with its octave, its duration and the time to the next event",
-              "`pianocomposer generate --weights timed` uses it.", "its grid is the sixteenth and the eighth-note "
-              "triplet; dynamics (velocity), tempo changes and instruments are not modelled."),
+              "`pianocomposer generate --weights timed` uses it.", CHORALES + "its grid is the sixteenth and the "
+              "eighth-note triplet; dynamics (velocity), tempo changes and instruments are not modelled."),
+    "abc": ("the normalised abc text of whole folk tunes (title, rhythm, metre, note length, key, then the music)",
+            "`pianocomposer generate --weights abc` uses it: each tune starts from `X:1` (or `--primer-text`) and "
+            "ends with the end-of-tune token.", "It knows 19th-century Irish and American dance tunes and nothing "
+            "else; a tune it writes may not parse (generate checks each with music21 and says why), and bar "
+            "lengths are not checked."),
 }
 
 
@@ -92,7 +98,7 @@ The loss curve is `loss.png`, every epoch is in `history.csv`.
 | --- | --- |
 {config}
 
-**Limits.** It knows four-part Bach chorale harmony and nothing else; {limits}
+**Limits.** {limits}
 """
 
 
@@ -102,6 +108,7 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--command", required=True, help="the command that trained the bundle")
     parser.add_argument("--machine", default="", help="where it was trained")
+    parser.add_argument("--results", default="", help="a paragraph of further measured results (Markdown)")
     parser.add_argument("--data", type=Path, default=Path("data"), help="tokens.json the bundle was trained on")
     parser.add_argument("--data-note", default="`midi_songs/`: 350 Bach chorales from music21's public-domain corpus "
                         "(see midi_songs/PROVENANCE.md).")
@@ -109,6 +116,8 @@ def main() -> None:
     text = model_card(args.folder, args.command, args.data_note, args.data)
     if args.machine:
         text += f"\n**Machine.** {args.machine}\n"
+    if args.results:
+        text += f"\n**Measured.** {args.results}\n"
     write_text(args.folder / "MODEL_CARD.md", text)
 
 

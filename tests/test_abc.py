@@ -81,7 +81,7 @@ def test_tokens_join_back_to_the_text_of_every_tune(unit):
         text = normalise(tune.text)
         tokens = tokenize(text, unit)
         assert tokens[-1] == END and detokenize(tokens) == text
-    tokens = tokenize("X:1\nM:6/8\nL:1/8\nK:Dmix\n^c'2=B,/ \"Am\"[ce]|:(3abc :|2\n")
+    tokens = tokenize("X:1\nM:6/8\nL:1/8\nK:Dmix\n^c'2=B,/ \"Am\"[ce]|:(3abc :|2\n", "token")
     assert tokens[:8] == ["X:1", "\n", "M:6/8", "\n", "L:1/8", "\n", "K:Dmix", "\n"]
     assert tokens[8:20] == ["^c'", "2", "=B,", "/", " ", '"Am"', "[", "c", "e", "]", "|:", "(3"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -149,5 +150,20 @@ def test_missing_config_is_one_line(tmp_path):
 
 def test_shipped_config_lists_the_default_models():
     config = read_config(Path(__file__).resolve().parent.parent / "pipelines" / "demos.toml")
-    assert config.bundles == {"default": Path("weights/default"), "timed": Path("weights/timed")}
+    assert config.bundles == {"default": Path("weights/default"), "timed": Path("weights/timed"),
+                              "abc": Path("weights/abc")}
     assert set(config.settings) == {"default", "cautious", "adventurous", "greedy"} and config.settings["greedy"].greedy
+
+
+def test_abc_tunes_show_their_text_on_their_cards(tmp_path):
+    from pianocomposer.config import shipped_bundle
+
+    result = demos(write_config(tmp_path, {"abc": shipped_bundle("abc")}, settings=1, pieces=2), tmp_path / "out",
+                   length=2500, jobs=1, progress=False)
+    page = result.index.read_text()
+    for piece in result.pieces:
+        text = (tmp_path / "out" / f"{piece.stem}.abc").read_text()
+        assert text.startswith("X:1\n") and "\nK:" in text
+        assert html.escape(text) in page  # a valid tune's card and a failed one's alike
+        assert (f"href='{piece.stem}.abc'" in page) == (piece.error is None)
+    assert sum(p.error is None for p in result.pieces) >= 1 and page.count("<pre class=abc>") == 2

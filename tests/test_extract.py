@@ -82,3 +82,13 @@ def test_the_store_keeps_ids_into_one_vocabulary_and_still_reads_older_files(tmp
     (tmp_path / "data" / "tokens.json").write_text(json.dumps(saved))
     with pytest.raises(PianoComposerError, match=r"unreadable tokens file \(a.mid: a token id past the vocabulary\)"):
         load_tokens(tmp_path / "data")
+
+
+def test_identical_files_stay_one_song_each_on_a_warm_run(tmp_path):
+    (tmp_path / "in").mkdir()
+    write_song(tmp_path / "in" / "a.mid", PHRASES[0])
+    (tmp_path / "in" / "copy.mid").write_bytes((tmp_path / "in" / "a.mid").read_bytes())
+    cold = extract(tmp_path / "in", tmp_path / "data", progress=False)
+    warm = extract(tmp_path / "in", tmp_path / "data", progress=False)
+    assert [s.source for s in warm.songs] == [s.source for s in cold.songs] == ["a.mid", "copy.mid"]
+    assert warm.reused == 2

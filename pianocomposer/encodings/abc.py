@@ -143,7 +143,7 @@ def normalise(text: str) -> str:
     return "\n".join(lines + body) + "\n"
 
 
-def tokenize(text: str, unit: str = "token") -> list[str]:
+def tokenize(text: str, unit: str) -> list[str]:
     """Normalised tune text to tokens: characters, or folk-rnn-style tokens (a header field is one token, a title
     its characters, a body line split by BODY_TOKEN); END last. Joining the tokens gives the text back."""
     if unit == "char":
@@ -242,7 +242,7 @@ def _music21_version() -> str:
 
 
 class AbcEncoding:
-    """The text of normalised abc tunes as folk-rnn-style tokens (default) or characters; see the module docstring.
+    """The text of normalised abc tunes as characters (default) or folk-rnn-style tokens; see the module docstring.
 
     Reads .abc books only. Decoding joins the tokens and plays the tune through music21.
     """
@@ -252,7 +252,7 @@ class AbcEncoding:
     end_token = END
     TUNE_START = "X:1\n"  # what a generated tune starts from when no primer text is given
 
-    def __init__(self, unit: str = "token"):
+    def __init__(self, unit: str = "char"):
         if unit not in UNITS:
             raise ValueError(f"unit must be one of {', '.join(UNITS)} (got {unit!r})")
         self.unit = unit
