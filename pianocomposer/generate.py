@@ -347,16 +347,17 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
     out_dir = Path(out_dir)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     stems = [unique_stem(out_dir, f"piece-{stamp}-{i + 1:02d}") for i in range(len(composed))]
+    midi_paths = [out_dir / f"{stem}.mid" for stem in stems]
     t0 = time.perf_counter()
     if composer.bundle.end_token is not None:
-        errors = _write_tunes(composer, [tokens for tokens, _ in composed], out_dir, stems, length, program, qpm)
         texts = [out_dir / f"{stem}.abc" for stem in stems]
+        errors = _write_tunes(composer, [tokens for tokens, _ in composed], texts, midi_paths, length, program, qpm)
     else:
         errors, texts = [None] * len(stems), [None] * len(stems)
-        for (tokens, _), stem in zip(composed, stems, strict=True):
-            with atomic_path(out_dir / f"{stem}.mid") as tmp:
+        for (tokens, _), path in zip(composed, midi_paths, strict=True):
+            with atomic_path(path) as tmp:
                 composer.to_midi(tokens, program, qpm).write(str(tmp))
-    midis = [out_dir / f"{stem}.mid" if error is None else None for stem, error in zip(stems, errors, strict=True)]
+    midis = [path if error is None else None for path, error in zip(midi_paths, errors, strict=True)]
     seconds["write"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     wavs = [render_wav(midi, soundfont=soundfont) if wav and midi else None for midi in midis]
@@ -370,7 +371,7 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
 TUNES_PER_PROCESS = 8  # fewer tunes than this per core are checked in this process (a worker costs ~1 s to start)
 
 
-def _write_tunes(composer: Composer, tunes: list[list[str]], out_dir: Path, stems: list[str], length: int,
+def _write_tunes(composer: Composer, tunes: list[list[str]], texts: list[Path], midis: list[Path], length: int,
                  program: int, qpm: float | None) -> list[str | None]:
     """Write each generated tune's text (numbered X:1, X:2, ...), check it with music21 and write the MIDI of each
     valid one, in parallel processes when there are many (music21 takes ~0.1 s a tune); why each is not valid."""
@@ -378,13 +379,13 @@ def _write_tunes(composer: Composer, tunes: list[list[str]], out_dir: Path, stem
 
     errors: list[str | None] = []
     jobs = []
-    for i, (tokens, stem) in enumerate(zip(tunes, stems, strict=True)):
-        write_text(out_dir / f"{stem}.abc", re.sub(r"^X:[^\n]*", f"X:{i + 1}", detokenize(tokens), count=1))
+    for i, (tokens, text, midi) in enumerate(zip(tunes, texts, midis, strict=True)):
+        write_text(text, re.sub(r"^X:[^\n]*", f"X:{i + 1}", detokenize(tokens), count=1))
         ended = tokens[-1] == composer.bundle.end_token
         errors.append(None if ended else f"the tune did not end within {length} tokens")
         if ended:
-            jobs.append((i, (composer.bundle.encoding, composer.bundle.meta["encoding_params"], tokens,
-                             out_dir / f"{stem}.mid", program, qpm or composer.bundle.meta.get("qpm"))))
+            jobs.append((i, (composer.bundle.encoding, composer.bundle.meta["encoding_params"], tokens, midi,
+                             program, qpm or composer.bundle.meta.get("qpm"))))
     workers = min(os.cpu_count() or 1, len(jobs) // TUNES_PER_PROCESS)
     if workers > 1:
         ctx = multiprocessing.get_context("forkserver")  # a clean process, not a fork of this threaded one
