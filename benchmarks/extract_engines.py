@@ -27,13 +27,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from benchmarks.train_speed import cpu_name
-from pianocomposer.engines import CHUNKS_PER_WORKER, _parse_chunk
-from pianocomposer.extract import WORKER_FILES, extract
+from pianocomposer.engines import CHUNKS_PER_WORKER, parse_chunk
+from pianocomposer.extract import extract
+from pianocomposer.pool import WORKER_FILES
 
 
 def parse_all_beam(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, timeout_s: float, workers: int,
                    bar: tqdm) -> dict:
-    """extract's _parse_all on Beam's local runner: the same chunks and per-chunk parser as the Ray engine."""
+    """pool.parse_files on Beam's local runner: the same chunks and per-chunk parser as the Ray engine."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -43,7 +44,7 @@ def parse_all_beam(jobs: list[tuple[int, Path]], encoding_name: str, params: dic
     with tempfile.TemporaryDirectory() as tmp:
         with beam.Pipeline(options=options) as pipeline:
             _ = (pipeline | beam.Create(chunks)
-                 | beam.Map(lambda chunk: json.dumps(_parse_chunk([(i, Path(p)) for i, p in chunk], encoding_name,
+                 | beam.Map(lambda chunk: json.dumps(parse_chunk([(i, Path(p)) for i, p in chunk], encoding_name,
                                                                   params, timeout_s)))
                  | beam.io.WriteToText(f"{tmp}/parsed"))
         results = {}
@@ -58,16 +59,16 @@ def run(midi: Path, engine: str, params: dict, workers: int, out: Path) -> tuple
     """Seconds for a cold extract on the engine, and its songs."""
     import pianocomposer.extract as module
 
-    local = module._parse_all
+    local = module.parse_files
     if engine == "beam":
-        module._parse_all = parse_all_beam
+        module.parse_files = parse_all_beam
     try:
         t0 = time.perf_counter()
         data = extract(midi, out, encoding_params=params, workers=workers,
                        engine="ray" if engine == "ray" else "local", progress=False)
         return time.perf_counter() - t0, [(s.source, s.tokens) for s in data.songs]
     finally:
-        module._parse_all = local
+        module.parse_files = local
 
 
 def main() -> None:

@@ -20,8 +20,9 @@ import numpy as np
 
 from benchmarks.train_speed import cpu_name
 from pianocomposer.bundle import load_bundle
+from pianocomposer.compose import Sampler, continue_sequences
 from pianocomposer.extract import load_tokens
-from pianocomposer.generate import Sampler, continue_sequences, loop_rate
+from pianocomposer.metrics import loop_rate
 
 
 def original_loop(model, window: np.ndarray, n_tokens: int) -> list[int]:

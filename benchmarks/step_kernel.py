@@ -32,11 +32,11 @@ from benchmarks.train_speed import cpu_name
 OLD_PATH = """
 import sys, numpy as np
 from pianocomposer.bundle import load_bundle
-from pianocomposer.generate import Sampler, continue_sequences
+from pianocomposer.compose import Sampler, continue_sequences
 b = load_bundle(sys.argv[1])
 rows = continue_sequences(b.step_model(), [b.vocabulary.encode(b.meta['seeds'][0])], 500, Sampler(),
                           np.random.default_rng(0))
-b.encoder.decode(b.vocabulary.decode(rows[0])).write(sys.argv[2])
+b.encoding.decode(b.vocabulary.decode(rows[0])).write(sys.argv[2])
 """
 
 

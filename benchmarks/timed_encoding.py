@@ -23,9 +23,9 @@ import numpy as np
 import pretty_midi
 
 from benchmarks.train_speed import cpu_name
+from pianocomposer.compose import Composer, Sampler
 from pianocomposer.encodings import get_encoding
 from pianocomposer.extract import find_music_files
-from pianocomposer.generate import Composer, Sampler
 from pianocomposer.metrics import histogram_distance, histograms
 
 GRID = 12  # ticks per quarter of the default grid

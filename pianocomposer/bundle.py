@@ -20,7 +20,14 @@ import numpy as np
 
 from pianocomposer._util import import_keras
 from pianocomposer.atomic import atomic_path, write_json
-from pianocomposer.config import BUNDLE_FORMAT_VERSION, ModelConfig, migrate_bundle_meta
+from pianocomposer.config import (
+    BUNDLE_FORMAT_VERSION,
+    DEFAULT_WEIGHTS_DIR,
+    SHIPPED_BUNDLE_DIR,
+    ModelConfig,
+    migrate_bundle_meta,
+    shipped_bundle,
+)
 from pianocomposer.encodings import Encoding, get_encoding
 from pianocomposer.errors import PianoComposerError, first_line
 from pianocomposer.keras_file import read_layer_weights
@@ -42,32 +49,41 @@ class Bundle:
     meta: dict
     config: ModelConfig
     vocabulary: Vocabulary
+    encoding: Encoding  # the encoding the model was trained on, with its parameters
     model: object | None = None  # the Keras model, for training, resume and Keras-side checks
-    weights: dict[str, list[np.ndarray]] | None = None  # layer name -> arrays, read without Keras
+    layer_weights: dict[str, list[np.ndarray]] | None = None  # layer name -> arrays, read without Keras
 
     @property
-    def encoding(self) -> str:
+    def encoding_name(self) -> str:
         """Name of the encoding the model was trained on."""
         return self.meta["encoding"]
 
     @property
-    def encoder(self) -> Encoding:
-        """The encoding the model was trained on, with its parameters."""
-        return get_encoding(self.meta["encoding"], self.meta.get("encoding_params"))
-
-    @property
-    def end_token(self) -> str | None:
-        """The token that ends a piece in this bundle's encoding (abc's end of tune), or None."""
-        return self.encoder.end_token
+    def seeds(self) -> list[list[str]]:
+        """Token windows from the training songs that generation may start from."""
+        return self.meta["seeds"]
 
     def step_model(self) -> StepModel:
         """The NumPy twin of the network, for token-by-token generation and scoring."""
-        return StepModel(self.config, self.weights if self.weights is not None else keras_layer_weights(self.model))
+        layers = self.layer_weights if self.layer_weights is not None else keras_layer_weights(self.model)
+        return StepModel(self.config, layers)
 
 
 def has_bundle(folder: Path) -> bool:
     """Whether folder holds a bundle."""
     return (Path(folder) / BUNDLE_FILE).is_file()
+
+
+def resolve_weights(weights: Path | str | None) -> Path:
+    """The bundle folder: the one given (a folder, or the name of a shipped bundle such as `timed`), else
+    weights/ if you trained one there, else the shipped default."""
+    if weights is not None:
+        weights = Path(weights)
+        shipped = shipped_bundle(weights.name)
+        if not has_bundle(weights) and len(weights.parts) == 1 and has_bundle(shipped):
+            return shipped
+        return weights
+    return DEFAULT_WEIGHTS_DIR if has_bundle(DEFAULT_WEIGHTS_DIR) else SHIPPED_BUNDLE_DIR
 
 
 def read_meta(folder: Path) -> dict:
@@ -107,8 +123,8 @@ def _check_weights(weights: dict[str, list[np.ndarray]], vocab_size: int, config
                                  f"has {units}")
 
 
-def _read_meta_parts(folder: Path) -> tuple[dict, ModelConfig, Vocabulary]:
-    """bundle.json with its config and vocabulary, checked for completeness and a known encoding."""
+def _read_meta_parts(folder: Path) -> tuple[dict, ModelConfig, Vocabulary, Encoding]:
+    """bundle.json with its config, vocabulary and encoding, checked for completeness and a known encoding."""
     meta = read_meta(folder)
     try:
         config = ModelConfig.from_dict(meta["config"])
@@ -120,10 +136,14 @@ def _read_meta_parts(folder: Path) -> tuple[dict, ModelConfig, Vocabulary]:
     except (KeyError, TypeError, ValueError) as exc:
         raise PianoComposerError(f"{folder / BUNDLE_FILE}: incomplete bundle file ({exc})") from None
     try:
-        get_encoding(name, meta.get("encoding_params"))
+        encoding = get_encoding(name, meta.get("encoding_params"))
     except PianoComposerError as exc:
         raise PianoComposerError(f"{folder / BUNDLE_FILE}: {exc}") from None
-    return meta, config, vocabulary
+    missing = {t for seed in meta["seeds"] for t in seed} - set(vocabulary.tokens)
+    if missing:
+        raise PianoComposerError(f"{folder / BUNDLE_FILE}: seed tokens {sorted(missing)[:3]} are not in the "
+                                 "bundle's vocabulary; the bundle is inconsistent")
+    return meta, config, vocabulary, encoding
 
 
 def _model_file(folder: Path, which: str) -> Path:
@@ -139,17 +159,17 @@ def _model_file(folder: Path, which: str) -> Path:
 def read_bundle(folder: Path, which: str = BEST_MODEL) -> Bundle:
     """bundle.json and one model file's weights, read without Keras or TensorFlow (keras_file.py), checked."""
     folder = Path(folder)
-    meta, config, vocabulary = _read_meta_parts(folder)
+    meta, config, vocabulary, encoding = _read_meta_parts(folder)
     path = _model_file(folder, which)
-    weights = read_layer_weights(path)
-    _check_weights(weights, len(vocabulary), config, path)
-    return Bundle(folder, meta, config, vocabulary, weights=weights)
+    layers = read_layer_weights(path)
+    _check_weights(layers, len(vocabulary), config, path)
+    return Bundle(folder, meta, config, vocabulary, encoding, layer_weights=layers)
 
 
 def load_bundle(folder: Path, which: str = BEST_MODEL, compile: bool = False) -> Bundle:
     """bundle.json and one model file as a Keras model (safe mode), checked; for training, resume and Keras checks."""
     folder = Path(folder)
-    meta, config, vocabulary = _read_meta_parts(folder)
+    meta, config, vocabulary, encoding = _read_meta_parts(folder)
     path = _model_file(folder, which)
     keras = import_keras()
     try:
@@ -157,7 +177,7 @@ def load_bundle(folder: Path, which: str = BEST_MODEL, compile: bool = False) ->
     except Exception as exc:
         raise PianoComposerError(f"{path}: cannot load the Keras model ({first_line(exc)})") from None
     _check_weights(keras_layer_weights(model), len(vocabulary), config, path)
-    return Bundle(folder, meta, config, vocabulary, model)
+    return Bundle(folder, meta, config, vocabulary, encoding, model)
 
 
 def save_model(model, target: Path) -> None:

@@ -11,20 +11,25 @@ import typer
 
 from pianocomposer.config import (
     DEFAULT_DATA_DIR,
+    DEFAULT_DEMOS_CONFIG,
+    DEFAULT_DEMOS_DIR,
     DEFAULT_MIDI_DIR,
     DEFAULT_OUTPUT_DIR,
-    DEFAULT_PRESET,
     DEFAULT_TEMPERATURE,
+    DEFAULT_TIMEOUT_S,
     DEFAULT_TOP_P,
     DEFAULT_WEIGHTS_DIR,
     PRESETS,
+    TOKENS_FILE,
     TrainOptions,
 )
+from pianocomposer.encodings import ENCODINGS
 from pianocomposer.errors import PianoComposerError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Learn music from a folder of MIDI files and compose new MIDI and audio.")
 
+DEFAULT_LENGTHS = ", ".join(f"{name} {cls.default_length}" for name, cls in ENCODINGS.items())
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object with the result instead of prose.")]
 
 
@@ -42,17 +47,16 @@ def extract(
     input: Annotated[Path, typer.Option("--input", "-i", help="Folder of .mid/.midi (or .abc) files, searched "
                                         "recursively.")]
     = DEFAULT_MIDI_DIR,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for tokens.json.")] = DEFAULT_DATA_DIR,
-    encoding: Annotated[str, typer.Option(help="Token encoding: cpc (the original: pitch names and pitch-class "
-                                          "chords, no timing), timed (pitch, duration, time shift; MidiTok) or abc "
-                                          "(the text of abc tunes). .abc books are read by all three.")]
+    out: Annotated[Path, typer.Option("--out", "-o", help=f"Folder for {TOKENS_FILE}.")] = DEFAULT_DATA_DIR,
+    encoding: Annotated[str, typer.Option(help="Token encoding: " + "; ".join(
+        f"{name} ({cls.description})" for name, cls in ENCODINGS.items()) + ". .abc books are read by all.")]
     = "cpc",
     params: Annotated[str | None, typer.Option("--params", help='Encoding parameters as JSON, e.g. '
                                                '\'{"layout": "remi", "grid": {"0-4": 8}}\' for timed, '
                                                '\'{"unit": "token"}\' for abc (folk-rnn-style tokens; default: '
                                                'characters).',
                                                show_default=False)] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds allowed to parse one file.")] = 60.0,
+    timeout: Annotated[float, typer.Option(help="Seconds allowed to parse one file.")] = DEFAULT_TIMEOUT_S,
     engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (tasks on a private local "
                                         "Ray, or on the cluster RAY_ADDRESS names; pip install "
                                         "'pianocomposer[ray]').")] = "local",
@@ -70,11 +74,11 @@ def extract(
     if not as_json:
         for s in data.skipped:
             typer.echo(f"skipped {s.source}: {s.reason}", err=True)
-    _emit(as_json, {"tokens_file": str(out / "tokens.json"), "ok": len(data.songs), "skipped": len(data.skipped),
+    _emit(as_json, {"tokens_file": str(out / TOKENS_FILE), "ok": len(data.songs), "skipped": len(data.skipped),
                     "reused": data.reused, "tokens": tokens,
                     "skipped_files": [{"file": s.source, "reason": s.reason} for s in data.skipped]},
           [f"{len(data.songs)} ok, {len(data.skipped)} skipped ({data.reused} from cache); "
-           f"{tokens} tokens -> {out / 'tokens.json'}"])
+           f"{tokens} tokens -> {out / TOKENS_FILE}"])
 
 
 def parse_transpose(spec: str) -> tuple[int, int]:
@@ -96,7 +100,8 @@ def train(
     = False,
     preset: Annotated[str | None, typer.Option(help=f"{' | '.join(PRESETS)}: paper is the design's 3x512 network, "
                                                f"quick a small one for demos, abc GRU(256) x3 for abc text (default: "
-                                               f"{DEFAULT_PRESET}; abc for abc data).",
+                                               "the encoding's: " + ", ".join(f"{name} {cls.default_preset}" for
+                                                                             name, cls in ENCODINGS.items()) + ").",
                                                show_default=False)] = None,
     cell: Annotated[str | None, typer.Option(help="Recurrent cell: lstm | gru (default: the preset's).",
                                              show_default=False)] = None,
@@ -153,9 +158,9 @@ def generate(
     weights: Annotated[Path | None, typer.Option(help="Bundle folder, or `timed` / `abc` for the shipped timed or abc "
                                                  "model (default: weights/ if trained, else the shipped "
                                                  "weights/default).", show_default=False)] = None,
-    length: Annotated[int | None, typer.Option(help="Tokens to generate per piece (default: 500; for an abc model "
-                                               "the most a tune may take, 2500: a tune ends when the model ends it).",
-                                               show_default=False)] = None,
+    length: Annotated[int | None, typer.Option(help=f"Tokens to generate per piece (default: the encoding's: "
+                                               f"{DEFAULT_LENGTHS}; where pieces end themselves, as abc tunes do, the "
+                                               "most a piece may take).", show_default=False)] = None,
     num_outputs: Annotated[int, typer.Option(help="Pieces to generate together in one batch.")] = 1,
     out: Annotated[Path, typer.Option(help="Folder for the MIDI and WAV files.")] = DEFAULT_OUTPUT_DIR,
     seed: Annotated[int | None, typer.Option(help="Random seed: the same seed gives the same pieces.")] = None,
@@ -179,7 +184,7 @@ def generate(
     as_json: JsonOpt = False,
 ) -> None:
     """Compose new pieces and write them as MIDI (and WAV)."""
-    from pianocomposer.generate import Sampler
+    from pianocomposer.compose import Sampler
     from pianocomposer.generate import generate as run
 
     result = run(weights, out, length=length, num_outputs=num_outputs, seed=seed,
@@ -192,8 +197,8 @@ def generate(
         files = "  ".join(str(f) for f in (p.text, p.midi, p.wav) if f)
         lines.append(f"{files}  ({p.error})" if p.error else f"{files}  (loop rate {p.loop_rate:.0%})")
     tokens = sum(len(p.tokens) for p in result.pieces)
-    valid = result.to_json().get("valid")
-    lines.append((f"{valid} of {len(result.pieces)} tunes valid; " if valid is not None else "")
+    valid = result.to_json()["valid"]
+    lines.append((f"{valid} of {len(result.pieces)} pieces valid; " if valid < len(result.pieces) else "")
                  + f"{len(result.pieces)} pieces, {tokens} tokens in {s['generate']:.2f} s "
                  f"({result.tokens_per_s:,.0f} tokens/s); model load {s['load']:.1f} s, MIDI {s['write']:.2f} s, "
                  f"audio {s['render']:.1f} s")
@@ -216,8 +221,8 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Judge a bundle: held-out likelihood, and music statistics of new pieces next to the corpus's."""
+    from pianocomposer.bundle import resolve_weights
     from pianocomposer.evaluate import evaluate as run
-    from pianocomposer.generate import resolve_weights
 
     result = run(resolve_weights(weights), data, generate=n_generate, length=length, seed=seed, out=out,
                  progress=not as_json)
@@ -241,8 +246,8 @@ def render(
 @app.command()
 def demos(
     config: Annotated[Path, typer.Option(help="TOML file listing bundles, sampling settings, pieces and length.")]
-    = Path("pipelines/demos.toml"),
-    out: Annotated[Path, typer.Option(help="Folder for the pieces' files and index.html.")] = Path("output/demos"),
+    = DEFAULT_DEMOS_CONFIG,
+    out: Annotated[Path, typer.Option(help="Folder for the pieces' files and index.html.")] = DEFAULT_DEMOS_DIR,
     pieces: Annotated[int | None, typer.Option(help="Pieces per bundle and setting (default: the config's).",
                                                show_default=False)] = None,
     length: Annotated[int | None, typer.Option(help="Tokens per piece (default: the config's).",

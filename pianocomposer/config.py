@@ -12,6 +12,9 @@ DEFAULT_MIDI_DIR = Path("midi_songs")
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_WEIGHTS_DIR = Path("weights")
 DEFAULT_OUTPUT_DIR = Path("output")
+DEFAULT_DEMOS_CONFIG = Path("pipelines/demos.toml")
+DEFAULT_DEMOS_DIR = DEFAULT_OUTPUT_DIR / "demos"
+DEFAULT_TIMEOUT_S = 60.0  # seconds to parse one file: one hostile file must not hang extract
 
 
 def shipped_bundle(name: str = "default") -> Path:
@@ -32,7 +35,6 @@ SHIPPED_BUNDLE_DIR = shipped_bundle("default")
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 0.95
 DEFAULT_LENGTH = 500  # tokens per piece (the design's 500 notes)
-DEFAULT_TUNE_TOKENS = 2500  # the most tokens an abc tune may take (the corpus's longest is shorter)
 
 TOKENS_FILE = "tokens.json"
 TOKENS_FORMAT_VERSION = 4  # 2: encoding parameters; 3: songs may be tunes of an abc book (`part`); 4: ids + vocabulary
@@ -133,12 +135,7 @@ PRESETS: dict[str, ModelConfig] = {
     # same 5 minutes reached a lower held-out loss and more valid tunes (BENCHMARKS.md).
     "abc": ModelConfig(seq_len=128, cell="gru", rnn_units=256, optimizer="adam"),
 }
-DEFAULT_PRESET = "paper"
-
-
-def default_preset(encoding: str) -> str:
-    """The preset `train` uses when none is asked for: abc's for abc text, else the paper's."""
-    return "abc" if encoding == "abc" else DEFAULT_PRESET
+DEFAULT_PRESET = "paper"  # an encoding may name another (Encoding.default_preset)
 
 
 def migrate_bundle_meta(meta: dict) -> dict:

@@ -7,13 +7,12 @@ import hashlib
 import html
 import json
 import math
-import multiprocessing
 import os
 import re
 import sys
 import time
 import warnings
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,18 +23,18 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from pianocomposer.atomic import atomic_path, write_json, write_text
-from pianocomposer.bundle import BUNDLE_FILE, has_bundle
+from pianocomposer.bundle import BUNDLE_FILE, has_bundle, resolve_weights
+from pianocomposer.compose import Composer, Sampler
+from pianocomposer.config import DEFAULT_DEMOS_CONFIG, DEFAULT_DEMOS_DIR
 from pianocomposer.errors import PianoComposerError, first_line
-from pianocomposer.generate import Composer, Sampler, loop_rate, resolve_weights
-from pianocomposer.metrics import STATISTICS
+from pianocomposer.metrics import STATISTICS, loop_rate
+from pianocomposer.pool import process_pool
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:
     import tomli as tomllib
 
-DEFAULT_CONFIG = Path("pipelines/demos.toml")
-DEFAULT_OUT = Path("output/demos")
 # Every file a finished piece has; the .json (written last) also records how the piece was made.
 SUFFIXES = (".mid", ".wav", ".ogg", ".png", ".musicxml", ".svg", ".json")
 SAMPLER_KEYS = {"temperature": (int, float), "top_k": int, "top_p": (int, float), "greedy": bool}
@@ -277,11 +276,10 @@ def _load(folder: Path) -> Composer | str:
 def _compose(composer: Composer, out: Path, piece: DemoPiece, sampler: Sampler, length: int) -> None:
     """Generate one piece with its own seed and write its MIDI; piece.info gets the primer and loop rate."""
     (tokens, label), = composer.compose(length, 1, rng=np.random.default_rng(piece.seed), sampler=sampler)
-    if composer.bundle.end_token is not None:  # an abc tune: its text is shown on the card and linked
-        from pianocomposer.encodings.abc import detokenize
-
-        piece.info["abc"] = detokenize(tokens)
-        write_text(out / f"{piece.stem}.abc", piece.info["abc"])
+    text = composer.encoding.text(tokens)
+    if text is not None:  # a piece with a text form (an abc tune): its text is shown on the card and linked
+        piece.info["text"], piece.info["text_suffix"] = text, composer.encoding.text_suffix
+        write_text(out / f"{piece.stem}{composer.encoding.text_suffix}", text)
     with atomic_path(out / f"{piece.stem}.mid") as tmp:
         composer.to_midi(tokens).write(str(tmp))
     piece.info.update(primer=label, tokens=len(tokens), loop_rate=round(loop_rate(tokens), 4))
@@ -301,7 +299,7 @@ def _collect(piece: DemoPiece, future: Future, seconds: dict[str, float], bar: t
     return True
 
 
-def demos(config_path: Path = DEFAULT_CONFIG, out: Path = DEFAULT_OUT, *, pieces: int | None = None,
+def demos(config_path: Path = DEFAULT_DEMOS_CONFIG, out: Path = DEFAULT_DEMOS_DIR, *, pieces: int | None = None,
           length: int | None = None, jobs: int | None = None, progress: bool = True) -> DemosResult:
     """Make (or reuse) every piece the config lists, render them over `jobs` processes, and write index.html."""
     config = read_config(config_path)
@@ -320,13 +318,12 @@ def demos(config_path: Path = DEFAULT_CONFIG, out: Path = DEFAULT_OUT, *, pieces
     seconds = {"generate": 0.0, "wav": 0.0, "ogg": 0.0, "png": 0.0, "sheet": 0.0, "statistics": 0.0}
     cards: list[DemoPiece] = []
     # A fresh single-threaded server with the renderers imported once; each worker is a cheap fork of it.
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["music21.converter", "matplotlib.figure", "pretty_midi", "soundfile", "verovio",
-                                "muspy", "pianocomposer.metrics", "pianocomposer.render"])
+    renderers = ("matplotlib.figure", "pretty_midi", "soundfile", "verovio", "muspy", "pianocomposer.metrics",
+                 "pianocomposer.render")
     # One BLAS thread for composing: the workers have the other cores, and OpenBLAS threads that must share a
     # core spin against each other (a 500-token piece took 11-16 s with two threads on a busy 2-core machine, 0.5 s
     # with one).
-    with threadpool_limits(1, "blas"), ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool, \
+    with threadpool_limits(1, "blas"), process_pool(jobs, renderers) as pool, \
             tqdm(total=len(present) * len(config.settings) * pieces, desc="demos", unit="piece",
                  disable=not progress or None) as bar:
         running: dict[Future, DemoPiece] = {}
@@ -364,7 +361,7 @@ def demos(config_path: Path = DEFAULT_CONFIG, out: Path = DEFAULT_OUT, *, pieces
                         crashed.append(piece)
         crashed += [running[f] for f in as_completed(running) if not _collect(running[f], f, seconds, bar)]
         for piece in crashed:  # retried one by one, each in a fresh worker: only a culprit crashes again
-            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as solo:
+            with process_pool(1, renderers) as solo:
                 future = solo.submit(render_piece, out, piece.stem, piece.info)
             if not _collect(piece, future, seconds, bar):
                 piece.status, piece.error = "failed", "the rendering process crashed (a fault in a native library?)"
@@ -398,10 +395,11 @@ def _card(piece: DemoPiece) -> str:
     head = (f"<h2>{e(stem)}</h2><p class=meta>bundle <b>{e(piece.bundle)}</b> · setting <b>{e(piece.setting)}</b> "
             f"({e(info.get('sampling', ''))}) · seed {piece.seed}"
             + (f" · {e(info['primer'])}" if info.get("primer") else "") + "</p>")
-    text = f"<pre class=abc>{e(info['abc'])}</pre>" if "abc" in info else ""  # an abc tune, valid or not
+    text = f"<pre class=text>{e(info['text'])}</pre>" if "text" in info else ""  # an abc tune, valid or not
     if piece.error:
         return f"<section class='card failed'>{head}<p class=error>failed: {e(piece.error)}</p>{text}</section>"
-    files = (("abc", ".abc"),) * ("abc" in info) + (("MIDI", ".mid"), ("WAV", ".wav"), ("MusicXML", ".musicxml"),
+    text_file = (info["text_suffix"][1:], info["text_suffix"])
+    files = (text_file,) * ("text" in info) + (("MIDI", ".mid"), ("WAV", ".wav"), ("MusicXML", ".musicxml"),
                                                      ("sheet (SVG)", ".svg"))
     links = " · ".join(f"<a href='{_link(stem, s)}'>{name}</a>" for name, s in files)
     return (f"<section class=card>{head}"
@@ -420,7 +418,7 @@ main { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr
 audio, .roll { width: 100%; }
 .sheet { background: #fff; max-height: 320px; overflow: auto; border: 1px solid #eee; }
 .sheet img { width: 100%; }
-.abc { background: #fff; border: 1px solid #eee; max-height: 200px; overflow: auto; font-size: 0.85em; }
+.text { background: #fff; border: 1px solid #eee; max-height: 200px; overflow: auto; font-size: 0.85em; }
 table { border-collapse: collapse; font-size: 0.85em; width: 100%; }
 th { text-align: left; font-weight: normal; color: #555; }
 td { text-align: right; }

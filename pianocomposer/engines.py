@@ -12,20 +12,20 @@ from typing import Any
 from tqdm import tqdm
 
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.extract import WORKER_FILES, _parse_all
+from pianocomposer.pool import WORKER_FILES, parse_files
 
 CHUNKS_PER_WORKER = 4  # chunks per Ray CPU on a local Ray: the last ones finish close together, and progress moves
 
 
-def _parse_chunk(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, timeout_s: float) -> dict[int, Any]:
+def parse_chunk(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, timeout_s: float) -> dict[int, Any]:
     """One Ray task: its files parsed one after another in a killable child process, as the local path does."""
     with tqdm(disable=True) as bar:
-        return _parse_all(jobs, encoding_name, params, timeout_s, 1, bar)
+        return parse_files(jobs, encoding_name, params, timeout_s, 1, bar)
 
 
-def parse_all_ray(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, timeout_s: float, workers: int,
+def parse_files_ray(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, timeout_s: float, workers: int,
                   bar: tqdm) -> dict[int, Any]:
-    """extract's _parse_all on Ray: a private local Ray of `workers` CPUs, or the cluster RAY_ADDRESS names (every
+    """pool.parse_files on Ray: a private local Ray of `workers` CPUs, or the cluster RAY_ADDRESS names (every
     node then needs pianocomposer and the input files at the same absolute paths)."""
     try:
         import ray
@@ -37,7 +37,7 @@ def parse_all_ray(jobs: list[tuple[int, Path]], encoding_name: str, params: dict
         ray.init(address=cluster or "local", num_cpus=None if cluster else workers, include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR")
     try:
-        task = ray.remote(_parse_chunk)
+        task = ray.remote(parse_chunk)
         size = min(WORKER_FILES, math.ceil(len(jobs) / (workers * CHUNKS_PER_WORKER)))
         chunks = [[(i, path.absolute()) for i, path in jobs[at:at + size]] for at in range(0, len(jobs), size)]
         running = {task.remote(chunk, encoding_name, params, timeout_s): len(chunk) for chunk in chunks}

@@ -17,10 +17,10 @@ from tqdm import tqdm
 
 from pianocomposer.atomic import atomic_path
 from pianocomposer.bundle import Bundle, read_bundle
-from pianocomposer.config import DEFAULT_DATA_DIR, DEFAULT_OUTPUT_DIR, DEFAULT_TUNE_TOKENS
+from pianocomposer.compose import Sampler, compose_tokens
+from pianocomposer.config import DEFAULT_DATA_DIR, DEFAULT_OUTPUT_DIR
 from pianocomposer.dataset import make_windows
-from pianocomposer.errors import PianoComposerError
-from pianocomposer.generate import Sampler, compose_tokens, loop_rate, seed_primers
+from pianocomposer.errors import PianoComposerError, Unplayable
 from pianocomposer.metrics import (
     HISTOGRAM_LABELS,
     SPAN,
@@ -28,6 +28,7 @@ from pianocomposer.metrics import (
     copied_spans,
     histogram_distance,
     histograms,
+    loop_rate,
     music_statistics,
     normalise,
     token_spans,
@@ -269,7 +270,7 @@ def _plays(encoding, tokens: list[str]) -> bool:
     try:
         encoding.decode(tokens)
         return True
-    except ValueError:  # AbcError
+    except Unplayable:
         return False
 
 
@@ -346,10 +347,10 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
     data = Path(data) if data is not None else DEFAULT_DATA_DIR
     tokens = load_tokens(data)
     bundle = read_bundle(weights)
-    encoding = bundle.encoder
-    if (tokens.encoding, tokens.encoding_params) != (bundle.encoding, encoding.params):
+    encoding = bundle.encoding
+    if (tokens.encoding, tokens.encoding_params) != (bundle.encoding_name, encoding.params):
         raise PianoComposerError(f"{data}: the tokens use encoding {tokens.encoding!r} {tokens.encoding_params}, "
-                                 f"the bundle {weights} {bundle.encoding!r} {encoding.params}")
+                                 f"the bundle {weights} {bundle.encoding_name!r} {encoding.params}")
     net = bundle.step_model()
     seconds["load"] = time.perf_counter() - t0
     notes: list[str] = []
@@ -412,18 +413,15 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
     if generate:
         t0 = time.perf_counter()
         rng = np.random.default_rng(seed)
-        if bundle.end_token is None:
-            primers, labels = seed_primers(bundle, generate, rng)
-            lengths = [length] * generate if length else rng.choice([len(s) for s in corpus_songs], generate).tolist()
-            generated_tokens = [p[:n] for p, n in zip(compose_tokens(bundle, net, primers, max(lengths), Sampler(),
-                                                                     rng, progress), lengths, strict=True)]
-        else:  # whole tunes from their start; those that do not play are counted and left out
-            start = encoding.tokenize_primer(encoding.TUNE_START)
-            tunes = compose_tokens(bundle, net, [start] * generate, length or DEFAULT_TUNE_TOKENS, Sampler(), rng,
-                                   progress)
-            generated_tokens = [t for t in tunes if t[-1] == bundle.end_token and _plays(encoding, t)]
-            labels = [encoding.TUNE_START.strip()] * len(generated_tokens)
-            notes.append(f"{len(generated_tokens)} of {generate} generated tunes are valid abc; statistics are theirs")
+        primers, labels = encoding.start(bundle.seeds, generate, rng)
+        lengths = [length] * generate if length else encoding.piece_lengths([len(s) for s in corpus_songs],
+                                                                            generate, rng)
+        pieces_made = compose_tokens(bundle, net, primers, max(lengths), Sampler(), rng, progress)
+        excerpts = [(label, encoding.excerpt(p, n)) for label, p, n in zip(labels, pieces_made, lengths, strict=True)]
+        kept = [(label, p) for label, p in excerpts if encoding.incomplete(p, len(p)) is None and _plays(encoding, p)]
+        labels, generated_tokens = [k[0] for k in kept], [k[1] for k in kept]
+        if len(kept) < generate:
+            notes.append(f"{len(kept)} of {generate} generated pieces are whole and play; statistics are theirs")
         seconds["generate"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         gen_rows, gen_hist = _statistics(generated_tokens, encoding, corpus_hist, "piece statistics", progress)

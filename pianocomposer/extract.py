@@ -1,36 +1,24 @@
-"""Stage 1: parse a folder of MIDI files into token lists, one per song, saved as JSON."""
+"""Stage 1: parse a folder of music files (MIDI, abc books) into token lists, one per song, saved as JSON."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import math
-import multiprocessing
 import os
-import resource
-import time
-import warnings
-from multiprocessing.connection import wait
 from pathlib import Path
 
 from tqdm import tqdm
 
 from pianocomposer.atomic import write_json
-from pianocomposer.config import TOKENS_FILE
+from pianocomposer.config import DEFAULT_TIMEOUT_S, TOKENS_FILE
 from pianocomposer.encodings import get_encoding
-from pianocomposer.encodings.abc import read_book
-from pianocomposer.errors import PianoComposerError, first_line
+from pianocomposer.errors import PianoComposerError
+from pianocomposer.pool import parse_files
 from pianocomposer.tokens import Skipped, Song, TokenData, load_tokens
 
 MAX_FILE_BYTES = 64 * 2**20  # larger files are not songs a user wants to learn from; they are refused unread
-DEFAULT_TIMEOUT_S = 60.0  # per file: one hostile file must not hang the run
-MEMORY_LIMIT_BYTES = 2 * 2**30  # per parsing process; real songs need a few hundred MB
 # Skips that depend on the run (its time-out, a killed parser), not on the file: a later run tries them again.
 RETRY_REASONS = ("parsing took longer than", "parser crashed")
 ENGINES = ("local", "ray")  # where files are parsed: local processes, or tasks on Ray (engines.py)
-WORKER_FILES = 100  # files one parsing process handles before a fresh one takes over
-ABC_BYTES_PER_TIMEOUT = 50_000  # an abc book gets the per-file time-out once per this much text (~150 tunes)
 
 
 def display_name(path: Path, root: Path) -> str:
@@ -71,118 +59,6 @@ def truncation(data: bytes) -> str | None:
     return None
 
 
-def _parse_one(encoding, path: Path) -> list[dict]:
-    """The songs of one file: `{part, tokens, qpm}` each (part names a tune of an abc book, else None), or
-    `{part, error}` for what cannot be used."""
-    try:
-        if path.suffix.lower() == ".abc":
-            return read_book(encoding, path)
-        tokens = encoding.encode_file(path)
-        return [{"part": None, "tokens": tokens, "qpm": encoding.qpm(path)} if tokens
-                else {"part": None, "error": "no pitched notes"}]
-    except MemoryError:
-        return [{"part": None, "error": f"parsing needs more than {MEMORY_LIMIT_BYTES // 2**30} GiB of memory"}]
-    except Exception as exc:
-        kind = "abc" if path.suffix.lower() == ".abc" else "MIDI"
-        return [{"part": None, "error": f"not a readable {kind} file ({type(exc).__name__}: {first_line(exc)})"}]
-
-
-def file_timeout(path: Path, timeout_s: float) -> float:
-    """Seconds allowed for a file: timeout_s, and as much again for every ABC_BYTES_PER_TIMEOUT of an abc book."""
-    if path.suffix.lower() != ".abc":
-        return timeout_s
-    with contextlib.suppress(OSError):
-        return timeout_s * max(1, math.ceil(path.stat().st_size / ABC_BYTES_PER_TIMEOUT))
-    return timeout_s
-
-
-def _worker(conn, encoding_name: str, params: dict) -> None:
-    """Runs in a forked process under a memory limit: parse the files it is sent, one reply each, until None."""
-    warnings.simplefilter("ignore")  # music21 warns on stderr about odd events without naming the file
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-    encoding = get_encoding(encoding_name, params)
-    while (path := conn.recv()) is not None:
-        conn.send_bytes(json.dumps(_parse_one(encoding, path)).encode())
-
-
-class _Worker:
-    """A parsing process and the file it is working on."""
-
-    def __init__(self, ctx, encoding_name: str, params: dict):
-        self.conn, child_end = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child_end, encoding_name, params), daemon=True)
-        self.proc.start()
-        child_end.close()
-        self.job: tuple[int, float, float] | None = None  # (file index, deadline, seconds allowed)
-        self.done = 0
-
-    def send(self, index: int, path: Path, timeout_s: float) -> None:
-        """Start on a file."""
-        self.conn.send(path)
-        allowed = file_timeout(path, timeout_s)
-        self.job = (index, time.monotonic() + allowed, allowed)
-
-    def stop(self, kill: bool = False) -> None:
-        """End the process: politely when idle, by SIGKILL when it hangs or crashed."""
-        if kill:
-            self.proc.kill()
-        else:
-            with contextlib.suppress(OSError):
-                self.conn.send(None)
-        self.proc.join(5)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
-        self.conn.close()
-
-
-def _parse_all(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, timeout_s: float, workers: int,
-               bar: tqdm) -> dict[int, list[dict]]:
-    """Parse files in long-lived forked worker processes; a worker that hangs past timeout_s on a file or crashes
-    is killed and replaced, the file named with the reason, and every worker is renewed after WORKER_FILES files."""
-    # Fork from a clean single-threaded server with music21 preloaded: cheap per worker, and safe even when the
-    # caller has threads (TensorFlow, BLAS), where a plain fork of the caller can crash the child.
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["music21.converter", "pianocomposer.encodings"])
-    results: dict[int, list[dict]] = {}
-    pending = list(reversed(jobs))
-    pool = [_Worker(ctx, encoding_name, params) for _ in range(min(workers, len(jobs)))]
-    try:
-        while pending or any(w.job for w in pool):
-            for i, worker in enumerate(pool):
-                if worker.job is None and pending:
-                    if worker.done >= WORKER_FILES:  # bound what one process accumulates against its memory limit
-                        worker.stop()
-                        pool[i] = worker = _Worker(ctx, encoding_name, params)
-                    index, path = pending.pop()
-                    worker.send(index, path, timeout_s)
-            busy = {w.conn: w for w in pool if w.job}
-            next_deadline = min(w.job[1] for w in busy.values())
-            for conn in wait(list(busy), timeout=max(0.0, next_deadline - time.monotonic())):
-                worker = busy[conn]
-                index = worker.job[0]
-                try:
-                    results[index] = json.loads(conn.recv_bytes())
-                    worker.job, worker.done = None, worker.done + 1
-                except (EOFError, OSError, ValueError):
-                    worker.proc.join(5)
-                    results[index] = [{"part": None, "error": f"parser crashed (exit code {worker.proc.exitcode})"}]
-                    worker.stop(kill=True)
-                    pool[pool.index(worker)] = _Worker(ctx, encoding_name, params)
-                bar.update()
-            now = time.monotonic()
-            for i, worker in enumerate(pool):
-                if worker.job and now >= worker.job[1]:
-                    results[worker.job[0]] = [{"part": None, "error": f"parsing took longer than {worker.job[2]:g} s"}]
-                    worker.stop(kill=True)
-                    pool[i] = _Worker(ctx, encoding_name, params)
-                    bar.update()
-    finally:
-        for worker in pool:
-            worker.stop(kill=worker.job is not None)
-    return results
-
-
 def _file_of(entry: Song | Skipped) -> str:
     """The file an entry came from (an abc tune's source is its book's name and the tune)."""
     return entry.source[:-len(entry.part) - 1] if entry.part else entry.source
@@ -209,11 +85,11 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", encoding_p
     if not os.access(out_dir, os.W_OK):
         raise PianoComposerError(f"{out_dir}: the output folder is not writable")
 
-    parser = encoder.parser
+    cache_key = encoder.cache_key
     cache: dict[str, list[Song | Skipped]] = {}
     try:
         old = load_tokens(out_dir / TOKENS_FILE)
-        if old.encoding == encoding and old.encoding_params == params and old.parser == parser:
+        if old.encoding == encoding and old.encoding_params == params and old.parser == cache_key:
             for entry in [*old.songs, *old.skipped]:
                 group = cache.setdefault(entry.sha256, [])
                 if not group or _file_of(group[0]) == _file_of(entry):  # identical files: one file's entries
@@ -259,14 +135,14 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", encoding_p
         if to_parse:
             workers = workers or max(1, min(os.cpu_count() or 1, len(to_parse)))
             if engine == "ray":
-                from pianocomposer.engines import parse_all_ray as parse_all
+                from pianocomposer.engines import parse_files_ray as parse_all
             else:
-                parse_all = _parse_all
+                parse_all = parse_files
             for i, replies in parse_all(to_parse, encoding, params, timeout_s, workers, bar).items():
                 entries[i] = [_entry(names[i], hashes[i], reply) for reply in replies]
 
     flat = [e for file_entries in entries for e in file_entries]
-    data = TokenData(encoding=encoding, encoding_params=params, parser=parser, reused=reused,
+    data = TokenData(encoding=encoding, encoding_params=params, parser=cache_key, reused=reused,
                      songs=[e for e in flat if isinstance(e, Song)],
                      skipped=[e for e in flat if isinstance(e, Skipped)])
     if not data.songs:

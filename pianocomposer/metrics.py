@@ -122,3 +122,23 @@ def copy_rate(tokens: Sequence[str], known: set[tuple[str, ...]], n: int = SPAN)
     """Share of the n-token spans of tokens found verbatim in known (NaN if tokens is shorter than n)."""
     found, total = copied_spans(tokens, known, n)
     return found / total if total else math.nan
+
+
+def loop_rate(tokens: list[str], min_repeats: int = 8, max_period: int = 4) -> float:
+    """Share of tokens inside a stretch where one token, or a cycle of up to max_period, repeats min_repeats+ times."""
+    n = len(tokens)
+    looped = np.zeros(n, dtype=bool)
+    for period in range(1, max_period + 1):
+        i = period
+        while i < n:
+            if tokens[i] != tokens[i - period]:
+                i += 1
+                continue
+            j = i
+            while j < n and tokens[j] == tokens[j - period]:
+                j += 1
+            start = i - period  # tokens[start:j] is the cycle tokens[start:i] repeated
+            if (j - start) >= min_repeats * period:
+                looped[start:j] = True
+            i = j
+    return float(looped.mean()) if n else 0.0

@@ -39,7 +39,7 @@ from pianocomposer.bundle import (
     save_meta,
     save_model,
 )
-from pianocomposer.config import PRESETS, ModelConfig, TrainOptions, default_preset
+from pianocomposer.config import PRESETS, ModelConfig, TrainOptions
 from pianocomposer.dataset import make_windows, split_songs, transpose_songs
 from pianocomposer.devices import Placement, default_placement
 from pianocomposer.encodings import Encoding, get_encoding
@@ -423,7 +423,8 @@ def train(data: Path, weights: Path, *, resume: bool = False, epochs: int = 50, 
         state = plan_resume(read_meta(weights), tokens, {**changes, **({"preset": preset} if preset else {})},
                             weights)
     else:
-        state = plan_new(tokens, preset or default_preset(tokens.encoding), changes)
+        state = plan_new(tokens, preset or get_encoding(tokens.encoding, tokens.encoding_params).default_preset,
+                         changes)
     encoding = get_encoding(state.encoding, state.encoding_params)
     train_ids, validation = prepare_data(tokens, state, encoding, Path(data))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from music21 import corpus
 
-from pianocomposer.encodings.abc import split_tunes
+from pianocomposer.abc_notation import split_tunes
 
 # music21 corpus folder -> (book, year, transcription credit as the files give it)
 BOOKS = {

@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pianocomposer.abc_notation import AbcError, normalise, parse_tune, split_tunes
+from pianocomposer.compose import Sampler, continue_sequences
 from pianocomposer.config import shipped_bundle
 from pianocomposer.encodings import get_encoding
-from pianocomposer.encodings.abc import END, AbcError, detokenize, normalise, parse_tune, split_tunes, tokenize
+from pianocomposer.encodings.abc import END, detokenize, tokenize
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.extract import extract
-from pianocomposer.generate import Sampler, continue_sequences, generate
+from pianocomposer.generate import generate
 from pianocomposer.model import StepModel
 from tests.conftest import REPO, run_cli
 

@@ -9,8 +9,7 @@ import pytest
 from pianocomposer.bundle import load_bundle
 from pianocomposer.encodings import get_encoding
 from pianocomposer.evaluate import evaluate
-from pianocomposer.generate import loop_rate
-from pianocomposer.metrics import copy_rate, histogram_distance, histograms, music_statistics, token_spans
+from pianocomposer.metrics import copy_rate, histogram_distance, histograms, loop_rate, music_statistics, token_spans
 from tests.conftest import PHRASES, run_cli
 
 CPC = get_encoding("cpc")

@@ -4,10 +4,12 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from pianocomposer.bundle import load_bundle
+from pianocomposer.bundle import load_bundle, resolve_weights
+from pianocomposer.compose import Composer, Sampler, continue_sequences
 from pianocomposer.config import DEFAULT_WEIGHTS_DIR, shipped_bundle
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.generate import Composer, Sampler, continue_sequences, generate, loop_rate, resolve_weights
+from pianocomposer.generate import generate
+from pianocomposer.metrics import loop_rate
 from tests.conftest import PHRASES, write_song
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from pianocomposer.bundle import load_bundle
+from pianocomposer.compose import prime
 from pianocomposer.config import PRESETS
-from pianocomposer.generate import prime
 from pianocomposer.model import build_model
 from pianocomposer.train import train
 

@@ -78,7 +78,7 @@ def test_a_timed_bundle_trains_reloads_and_generates_timed_music(midi_dir, tmp_p
     assert all(s["qpm"] == 120.0 for s in saved["songs"]) and data.songs[0].tokens[0].startswith("Pitch_")
     train(tmp_path / "data", tmp_path / "w", preset="quick", epochs=2, transpose=(-1, 1), progress=False)
     bundle = read_bundle(tmp_path / "w")
-    assert bundle.meta["qpm"] == 120.0 and bundle.encoder.params == data.encoding_params
+    assert bundle.meta["qpm"] == 120.0 and bundle.encoding.params == data.encoding_params
     primer = write_midi(tmp_path / "primer.mid", NOTES[:4])
     result = generate(tmp_path / "w", tmp_path / "out", length=60, num_outputs=2, seed=0, primer=primer, wav=False,
                       progress=False)

@@ -8,9 +8,11 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from fractions import Fraction
-from pathlib import Path
 
 import pretty_midi
+
+from pianocomposer.encodings.base import Encoding
+from pianocomposer.readers import Music
 
 STEP_QUARTERS = 0.5  # offset between consecutive tokens when decoding (the original's 0.5 quarter)
 NOTE_QUARTERS = 1.0  # duration of every decoded note (the original's default quarter note)
@@ -100,7 +102,7 @@ def quantize_onset(quarters: float) -> Fraction:
     return min(candidates)[2]
 
 
-class CpcEncoding:
+class CpcEncoding(Encoding):
     """Pitch names and pitch-class chords, all pitched parts merged, drum parts skipped.
 
     Files are read by music21 (the original's reader, exact) or by symusic (`reader="symusic"`: the same onset
@@ -108,8 +110,7 @@ class CpcEncoding:
     """
 
     name = "cpc"
-    suffixes = (".mid", ".midi", ".abc")  # abc books: every tune as music21 plays it
-    end_token = None  # pieces have no end: they run to the length asked for
+    description = "pitch names and pitch-class chords"
 
     def __init__(self, reader: str = "music21"):
         if reader not in READERS:
@@ -122,26 +123,22 @@ class CpcEncoding:
         return {} if self.reader == "music21" else {"reader": self.reader}
 
     @property
-    def parser(self) -> str:
+    def cache_key(self) -> str:
         """The library whose reading the tokens are, for extract's cache."""
         from importlib.metadata import version
 
         return f"{self.reader} {version(self.reader)}"
 
-    def qpm(self, path: Path) -> None:
-        """The original timing is fixed (a token every half quarter at 120 qpm): no tempo is read."""
-        return None
+    def encode(self, music: Music) -> list[str]:
+        """One token per note/chord onset of a piece's MIDI (no tempo: the original timing is fixed)."""
+        return self._read_symusic(music.midi) if self.reader == "symusic" else self._read_music21(music.midi)
 
-    def encode_file(self, path: Path) -> list[str]:
-        """Parse a MIDI file and return one token per note/chord onset."""
-        return self._read_symusic(path) if self.reader == "symusic" else self._read_music21(path)
-
-    def _read_symusic(self, path: Path) -> list[str]:
+    def _read_symusic(self, data: bytes) -> list[str]:
         """music21's reading of onsets, re-done on symusic's notes: per track, a note that starts and ends within
         a sixteenth of an earlier one joins its chord at that note's onset; onsets are then quantised."""
         from symusic import Score
 
-        score = Score(str(path))
+        score = Score.from_midi(data)
         per_quarter = score.ticks_per_quarter
         tolerance = per_quarter / max(QUANTIZE_DIVISORS)
         onsets: dict[Fraction, set[int]] = defaultdict(set)
@@ -164,13 +161,13 @@ class CpcEncoding:
                 onsets[quantize_onset(first.time / per_quarter)].update(chord)
         return onsets_to_tokens(onsets)
 
-    def _read_music21(self, path: Path) -> list[str]:
+    def _read_music21(self, data: bytes) -> list[str]:
         """The original's reading: music21's MIDI import, tied continuations not counted as onsets."""
         from music21 import chord, converter, instrument, note
 
-        # forceSource: music21 otherwise caches parsed files as pickles under a predictable temp path and
+        # From bytes, never a file name: music21 caches parsed files as pickles under a predictable temp path and
         # loads them back, which would both run planted code and return stale tokens for edited files.
-        score = converter.parse(str(path), format="midi", forceSource=True)
+        score = converter.parse(data, format="midi", forceSource=True)
         onsets: dict[Fraction, set[int]] = defaultdict(set)
         for part in score.parts:
             inst = part.getInstrument(returnDefault=False)

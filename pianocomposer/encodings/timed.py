@@ -13,9 +13,11 @@ import bisect
 import functools
 from collections.abc import Sequence
 from importlib.metadata import version
-from pathlib import Path
 
 import pretty_midi
+
+from pianocomposer.encodings.base import Encoding
+from pianocomposer.readers import Music
 
 LAYOUTS = ("tsd", "remi")
 # Ticks per quarter note for durations and time shifts in [0, 4) and [4, 12) quarters: sixteenths and eighth-note
@@ -32,12 +34,12 @@ def token_quarters(token: str) -> float:
     return int(beat) + int(tick) / int(per_quarter)
 
 
-class TimedEncoding:
+class TimedEncoding(Encoding):
     """MidiTok TSD or REMI tokens with durations and time shifts; see the module docstring."""
 
     name = "timed"
-    suffixes = (".mid", ".midi", ".abc")  # abc books: every tune as music21 plays it
-    end_token = None  # pieces have no end: they run to the length asked for
+    description = ("MidiTok tokens for each note's pitch with its octave, its duration and the time to the next "
+                   "event")
 
     def __init__(self, layout: str = "tsd", grid: dict[str, int] | None = None):
         if layout not in LAYOUTS:
@@ -56,7 +58,7 @@ class TimedEncoding:
         return {"layout": self.layout, "grid": self.grid}
 
     @property
-    def parser(self) -> str:
+    def cache_key(self) -> str:
         """The libraries whose output the tokens are, for extract's cache."""
         return f"miditok {version('miditok')}, symusic {version('symusic')}"
 
@@ -71,11 +73,11 @@ class TimedEncoding:
                                  use_time_signatures=False, use_programs=False, special_tokens=[])
         return {"tsd": TSD, "remi": REMI}[self.layout](config)
 
-    def _score(self, path: Path):
-        """The file as one symusic track of every pitched note (drums dropped)."""
+    def _score(self, music: Music):
+        """The piece as one symusic track of every pitched note (drums dropped)."""
         from symusic import Score, Track
 
-        score = Score(str(path))
+        score = Score.from_midi(music.midi)
         merged = Track(name="merged", program=0, is_drum=False)
         for track in score.tracks:
             if not track.is_drum:
@@ -84,19 +86,19 @@ class TimedEncoding:
         score.tracks = [merged] if len(merged.notes) else []
         return score
 
-    def encode_file(self, path: Path) -> list[str]:
-        """Every pitched note of a MIDI file as pitch, duration and time-shift tokens (empty if none)."""
-        score = self._score(path)
+    def encode(self, music: Music) -> list[str]:
+        """Every pitched note of a piece as pitch, duration and time-shift tokens (empty if none)."""
+        score = self._score(music)
         if not score.tracks:
             return []
         (sequence,) = self.tokenizer.encode(score)
         return list(sequence.tokens)
 
-    def qpm(self, path: Path) -> float | None:
-        """The tempo in force for most of the file, in quarter notes per minute."""
+    def tempo(self, music: Music) -> float | None:
+        """The tempo in force for most of the piece, in quarter notes per minute."""
         from symusic import Score
 
-        score = Score(str(path))
+        score = Score.from_midi(music.midi)
         tempos = sorted(score.tempos, key=lambda t: t.time)
         if not tempos:
             return None

@@ -1,0 +1,133 @@
+"""Worker processes, in one place: forked from a clean single-threaded server with the heavy modules imported once
+(cheap per worker, and safe even when the caller has threads, TensorFlow's or BLAS's, where a plain fork of the
+caller can crash the child). `parse_files` reads music files in sandboxed workers (time-out, memory limit, killed
+and replaced on a hang or crash) for extract and its Ray engine; `process_pool` is a plain pool for generate and
+demos."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import resource
+import time
+import warnings
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.connection import wait
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pianocomposer.readers import time_allowed
+
+MEMORY_LIMIT_BYTES = 2 * 2**30  # per parsing process; real songs need a few hundred MB
+WORKER_FILES = 100  # files one parsing process handles before a fresh one takes over
+PRELOAD = ("music21.converter", "pianocomposer.encodings")  # what every worker needs
+
+
+def forkserver(preload: Iterable[str] = ()) -> multiprocessing.context.BaseContext:
+    """The forkserver context, its server importing PRELOAD and `preload` once for every worker it forks."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([*PRELOAD, *preload])
+    return ctx
+
+
+def process_pool(workers: int, preload: Iterable[str] = ()) -> ProcessPoolExecutor:
+    """A pool of `workers` processes forked from the clean server."""
+    return ProcessPoolExecutor(workers, mp_context=forkserver(preload))
+
+
+def read_songs_limited(encoding, path: Path) -> list[dict]:
+    """encoding.read_songs(path), with running out of memory (the worker's limit) as the file's reason."""
+    try:
+        return encoding.read_songs(path)
+    except MemoryError:
+        return [{"part": None, "error": f"parsing needs more than {MEMORY_LIMIT_BYTES // 2**30} GiB of memory"}]
+
+
+def _worker(conn, encoding_name: str, params: dict) -> None:
+    """Runs in a forked process under a memory limit: parse the files it is sent, one reply each, until None."""
+    from pianocomposer.encodings import get_encoding
+
+    warnings.simplefilter("ignore")  # music21 warns on stderr about odd events without naming the file
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+    encoding = get_encoding(encoding_name, params)
+    while (path := conn.recv()) is not None:
+        conn.send_bytes(json.dumps(read_songs_limited(encoding, path)).encode())
+
+
+class _Worker:
+    """A parsing process and the file it is working on."""
+
+    def __init__(self, ctx, encoding_name: str, params: dict):
+        self.conn, child_end = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker, args=(child_end, encoding_name, params), daemon=True)
+        self.proc.start()
+        child_end.close()
+        self.job: tuple[int, float, float] | None = None  # (file index, deadline, seconds allowed)
+        self.done = 0
+
+    def send(self, index: int, path: Path, timeout_s: float) -> None:
+        """Start on a file."""
+        self.conn.send(path)
+        allowed = time_allowed(path, timeout_s)
+        self.job = (index, time.monotonic() + allowed, allowed)
+
+    def stop(self, kill: bool = False) -> None:
+        """End the process: politely when idle, by SIGKILL when it hangs or crashed."""
+        if kill:
+            self.proc.kill()
+        else:
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+
+
+def parse_files(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, timeout_s: float, workers: int,
+                bar: tqdm) -> dict[int, list[dict]]:
+    """Each file's songs (Encoding.read_songs), parsed in long-lived workers; a worker that hangs past its time on a
+    file or crashes is killed and replaced, the file named with the reason, and every worker is renewed after
+    WORKER_FILES files."""
+    ctx = forkserver()
+    results: dict[int, list[dict]] = {}
+    pending = list(reversed(jobs))
+    pool = [_Worker(ctx, encoding_name, params) for _ in range(min(workers, len(jobs)))]
+    try:
+        while pending or any(w.job for w in pool):
+            for i, worker in enumerate(pool):
+                if worker.job is None and pending:
+                    if worker.done >= WORKER_FILES:  # bound what one process accumulates against its memory limit
+                        worker.stop()
+                        pool[i] = worker = _Worker(ctx, encoding_name, params)
+                    index, path = pending.pop()
+                    worker.send(index, path, timeout_s)
+            busy = {w.conn: w for w in pool if w.job}
+            next_deadline = min(w.job[1] for w in busy.values())
+            for conn in wait(list(busy), timeout=max(0.0, next_deadline - time.monotonic())):
+                worker = busy[conn]
+                index = worker.job[0]
+                try:
+                    results[index] = json.loads(conn.recv_bytes())
+                    worker.job, worker.done = None, worker.done + 1
+                except (EOFError, OSError, ValueError):
+                    worker.proc.join(5)
+                    results[index] = [{"part": None, "error": f"parser crashed (exit code {worker.proc.exitcode})"}]
+                    worker.stop(kill=True)
+                    pool[pool.index(worker)] = _Worker(ctx, encoding_name, params)
+                bar.update()
+            now = time.monotonic()
+            for i, worker in enumerate(pool):
+                if worker.job and now >= worker.job[1]:
+                    results[worker.job[0]] = [{"part": None, "error": f"parsing took longer than {worker.job[2]:g} s"}]
+                    worker.stop(kill=True)
+                    pool[i] = _Worker(ctx, encoding_name, params)
+                    bar.update()
+    finally:
+        for worker in pool:
+            worker.stop(kill=worker.job is not None)
+    return results
