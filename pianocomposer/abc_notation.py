@@ -12,14 +12,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import pretty_midi
 
-from pianocomposer.errors import Unplayable
+from pianocomposer.errors import PianoComposerError, Unplayable
 
 DEFAULT_QPM = 120.0  # a tune without a Q: tempo
 VELOCITY, CHORD_VELOCITY = 90, 60
-TEXT_FORM = 1  # the version of normalise(): extract's cache holds tokens of this form only
+TEXT_FORM = 2  # the version of normalise(): extract's cache holds tokens of this form only (2: the repairs)
 HEADER_ORDER = ("R", "M", "L", "K")  # kept header fields besides X and T, in this order (K must be last)
 KEPT_INLINE = set("KLM")
 
@@ -29,6 +30,14 @@ CHORD_SYMBOL = re.compile(r'"[A-G][#b]?(m|min|maj|dim|aug|sus|M|\+|o)?[0-9]*(/[A
 KEY = re.compile(r"([A-G][#b]?)\s*([A-Za-z]*)")
 MODES = {"": "", "m": "m", "min": "m", "maj": "", "ion": "", "aeo": "aeo", "dor": "dor", "mix": "mix",
          "phr": "phr", "lyd": "lyd", "loc": "loc"}
+# Single-letter decorations (staccato, roll, fermata, accent, mordents, coda, segno, trill, bowings): performance
+# marks that abc2midi misreads where they stand before a bar line or inside a broken rhythm. Quoted chord symbols and
+# inline fields are matched first and kept.
+LETTER_DECORATION = re.compile(r'("[^"]*"|\[[KLM]:[^\]]*\])|[.~HLMOPSTuv]')
+# A tie and the note it ties to: O'Neill's transcriptions write slurs between different notes as ties (`G3-A`),
+# which abc2midi rejects ("Could not find note to be tied").
+TIE = re.compile(r"[_^=]*([A-Ga-g][,']*)[\d/]*-(?=[\s|:\](]*[_^=]*([A-Ga-g][,']*))")
+HORNPIPE_METRES = {"2/4", "4/4", "C"}  # abc2midi plays R:hornpipe with swing, and only in these metres
 COMMENT = re.compile(r"(?<!\\)%.*")
 FIELD = re.compile(r"^([A-Za-z]):\s*(.*)$")
 
@@ -81,8 +90,22 @@ def canonical_key(value: str) -> str:
     return value if mode is None else match.group(1) + mode
 
 
-def normalise(text: str) -> str:
-    """A tune's text as the model learns it (see the module docstring); raises AbcError without a metre or key."""
+def repair_line(line: str, repairs: list[str]) -> str:
+    """A body line with its mechanical faults mended: letter decorations dropped, ties between different notes
+    dropped (they are slurs); the name of each kind of repair made is added to repairs."""
+    mended = LETTER_DECORATION.sub(lambda m: m.group(1) or "", line)
+    if mended != line:
+        repairs.append("decorations")
+    untied = TIE.sub(lambda m: m.group(0)[:-1] if m.group(1) != m.group(2) else m.group(0), mended)
+    if untied != mended:
+        repairs.append("ties between different notes")
+    return untied
+
+
+def normalise(text: str, repairs: list[str] | None = None) -> str:
+    """A tune's text as the model learns it (see the module docstring), mechanical faults repaired (named in
+    `repairs` if given); raises AbcError without a metre or key."""
+    repairs = [] if repairs is None else repairs
     header: dict[str, str] = {}
     body: list[str] = []
     in_body = False
@@ -110,7 +133,7 @@ def normalise(text: str) -> str:
         line = DECORATION.sub("", line).replace("\\", " ")
         line = QUOTED.sub(lambda m: m.group(0) if CHORD_SYMBOL.fullmatch(m.group(0)) else "", line)  # annotations
         line = re.sub(r"\[([A-Za-z]):[^\]]*\]", lambda m: m.group(0) if m.group(1) in KEPT_INLINE else "", line)
-        line = " ".join(line.split())
+        line = " ".join(repair_line(line, repairs).split())
         if line:
             body.append(line)
     if "M" not in header:
@@ -120,6 +143,9 @@ def normalise(text: str) -> str:
     if not body:
         raise AbcError("no music after the K: line")
     header.setdefault("L", default_unit_length(header["M"]))
+    if "hornpipe" in header.get("R", "").lower() and header["M"] not in HORNPIPE_METRES:
+        del header["R"]
+        repairs.append("hornpipe rhythm in another metre")
     lines = ["X:1"] + ([f"T:{header['T']}"] if "T" in header else [])
     lines += [f"{name}:{header[name]}" for name in HEADER_ORDER if name in header]
     return "\n".join(lines + body) + "\n"
@@ -187,3 +213,25 @@ def score_to_midi(score, chord_symbols: bool = True, program: int = 0) -> pretty
     return midi
 
 
+
+
+BAR_LENGTH = re.compile(r"Bar \d+ has [\d/]+ time units while the time signature has [\d/]+")
+
+
+def abc2midi_problems(text: str) -> list[str]:
+    """What abcMIDI's abc2midi (the independent check) says is wrong with a tune: its `Error` lines and its
+    bar-length warnings (a bar whose notes do not fill the metre), read from its messages, since it exits 0 and
+    writes a MIDI file even for junk. Raises PianoComposerError when abc2midi is not installed."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("abc2midi") is None:
+        raise PianoComposerError("abc2midi is not installed (Debian/Ubuntu: apt-get install abcmidi)")
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "t.abc").write_text(text, encoding="utf-8")
+        proc = subprocess.run(["abc2midi", "t.abc", "-o", "t.mid"], cwd=folder, capture_output=True, text=True,
+                              timeout=60)
+    lines = (proc.stdout + proc.stderr).splitlines()
+    problems = [line.strip() for line in lines if line.startswith("Error") or BAR_LENGTH.search(line)]
+    return problems or ([f"abc2midi exited with code {proc.returncode}"] if proc.returncode else [])

@@ -1,15 +1,19 @@
-"""Build the shipped abc corpus `abc_tunes/` from the public-domain abc tune books bundled with music21."""
+"""Build the shipped abc corpus `abc_tunes/` from the public-domain abc tune books bundled with music21, and report
+per book how many tunes extract keeps as they are, keeps repaired, and drops, and why (the same checks: music21 and
+abc2midi). music21's Nottingham collection is left out: it is the independent test of how a model generalises."""
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import re
+from collections import Counter
 from importlib.metadata import version
 from pathlib import Path
 
 from music21 import corpus
 
-from pianocomposer.abc_notation import split_tunes
+from pianocomposer.abc_notation import AbcError, abc2midi_problems, normalise, parse_tune, split_tunes
 
 # music21 corpus folder -> (book, year, transcription credit as the files give it)
 BOOKS = {
@@ -19,7 +23,14 @@ BOOKS = {
     "ryansMammoth": ("William Bradbury Ryan, Ryan's Mammoth Collection", 1883,
                      "contributed by Ray Davies, Bob Puckette, John Walsh and others (credited in each tune's Z: "
                      "field); some from Cole's 1000 Fiddle Tunes, M. M. Cole's 1940 reprint of the book"),
+    "airdsAirs": ("James Aird, A Selection of Scotch, English, Irish and Foreign Airs, volumes 1-6", 1782,
+                  "transcribed from the printed volumes (the file headers name the volumes and printers)"),
+    "miscFolk": ("Colonial and Civil War American fife music; Bruce and Stokoe, Northumbrian Minstrelsy", 1882,
+                 "transcribed by Jack Campin and others (named in the file headers)"),
+    "essenFolksong": ("The Essen Folksong Collection (German, European and Chinese folk songs)", 1995,
+                      "encoded by Helmut Schaffrath and the EsAC project, abc by music21's corpus"),
 }
+HELD_OUT = "nottingham-dataset"  # never copied: the model is tested on it (BENCHMARKS.md)
 
 
 def build(out: Path) -> list[tuple[Path, int, str]]:
@@ -37,6 +48,32 @@ def build(out: Path) -> list[tuple[Path, int, str]]:
     return written
 
 
+def tune_health(path: Path) -> tuple[int, int, Counter]:
+    """How extract's abc encoding will take a book's tunes: (kept unchanged, kept repaired, why the rest drop)."""
+    kept = repaired = 0
+    dropped: Counter = Counter()
+    for tune in split_tunes(path.read_bytes().decode("utf-8", errors="replace")):
+        repairs: list[str] = []
+        try:
+            text = normalise(tune.text, repairs)
+            parse_tune(text)
+        except AbcError as exc:
+            dropped[str(exc).split(" (")[0]] += 1
+            continue
+        except Exception as exc:
+            dropped[f"music21: {type(exc).__name__}"] += 1
+            continue
+        problems = abc2midi_problems(text)
+        if problems:  # named by kind: the message without its line, bar and numbers
+            kind = re.sub(r"\d+(/\d+)?", "N", problems[0].split(" : ", 1)[-1]).strip()
+            dropped[f"abc2midi: {kind}"] += 1
+        elif repairs:
+            repaired += 1
+        else:
+            kept += 1
+    return kept, repaired, dropped
+
+
 def provenance(out: Path, written: list[tuple[Path, int, str]]) -> str:
     """The provenance note: sources, licence, counts and a checksum per file."""
     lines = ["# abc_tunes/ provenance", "",
@@ -46,10 +83,28 @@ def provenance(out: Path, written: list[tuple[Path, int, str]]) -> str:
              "music21 distributes these abc transcriptions with its corpus (see music21/corpus/license.txt: "
              "\"out of copyright in the United States or licensed for use\"). Transcribers are credited in each "
              "tune's own fields, which are kept in the files.", "",
+             f"music21's `{HELD_OUT}/` is not copied: it is the collection the abc model never sees, on which its "
+             "generalisation is measured (BENCHMARKS.md).", "",
              "| folder | book | printed | transcriptions | files | tunes |", "| --- | --- | --- | --- | --- | --- |"]
     for folder, (book, year, credit) in BOOKS.items():
         rows = [w for w in written if w[0].parent.name == folder]
         lines.append(f"| `{folder}/` | {book} | {year} | {credit} | {len(rows)} | {sum(w[1] for w in rows)} |")
+    lines += ["", "## What extract keeps (`--encoding abc`)", "",
+              "Every tune is normalised (`pianocomposer/abc_notation.py`), mechanical faults repaired (letter "
+              "decorations dropped; ties between different notes, which are slurs, dropped; R:hornpipe dropped "
+              "where the metre is not 2/4 or 4/4), then checked: music21 must read it with a metre, a key and "
+              "notes, and abc2midi must report no error and no bar of the wrong length. The rest are dropped, "
+              "named with the reason.", "",
+              "| folder | tunes | kept as they are | kept repaired | dropped | why dropped (most common) |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for folder in BOOKS:
+        counts = [tune_health(w[0]) for w in written if w[0].parent.name == folder]
+        kept, repaired = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        dropped = sum((c[2] for c in counts), Counter())
+        total = kept + repaired + sum(dropped.values())
+        why = "; ".join(f"{reason} ({n})" for reason, n in dropped.most_common(4))
+        lines.append(f"| `{folder}/` | {total} | {kept} | {repaired} | {sum(dropped.values())} "
+                     f"({sum(dropped.values()) / max(total, 1):.0%}) | {why} |")
     lines += ["", "## Files (sha256)", ""]
     lines += [f"- `{w[0].relative_to(out)}`: {w[1]} tunes, `{w[2]}`" for w in written]
     return "\n".join(lines) + "\n"

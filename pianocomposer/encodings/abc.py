@@ -11,7 +11,16 @@ from collections.abc import Sequence
 import numpy as np
 import pretty_midi
 
-from pianocomposer.abc_notation import DEFAULT_QPM, FIELD, TEXT_FORM, AbcError, normalise, parse_tune, score_to_midi
+from pianocomposer.abc_notation import (
+    DEFAULT_QPM,
+    FIELD,
+    TEXT_FORM,
+    AbcError,
+    abc2midi_problems,
+    normalise,
+    parse_tune,
+    score_to_midi,
+)
 from pianocomposer.encodings.base import Encoding
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.readers import ABC_SUFFIXES, Music
@@ -101,11 +110,16 @@ class AbcEncoding(Encoding):
         return f"music21 {_music21_version()}, abc text form {TEXT_FORM}"
 
     def encode(self, music: Music) -> list[str]:
-        """A tune's tokens, normalised and ended (raises AbcError if it is not abc or music21 cannot play it)."""
+        """A tune's tokens, normalised (mechanical faults repaired) and ended; raises AbcError if it is not abc,
+        music21 cannot play it, or abc2midi reports an error or a bar of the wrong length (the model learns only
+        clean tunes)."""
         if music.text is None:
             raise AbcError("the abc encoding reads abc tunes only")
         normal = normalise(music.text)
         parse_tune(normal)
+        problems = abc2midi_problems(normal)
+        if problems:
+            raise AbcError(f"abc2midi: {problems[0].split(' : ', 1)[-1]}")
         return tokenize(normal, self.unit)
 
     def primer_from_text(self, text: str) -> list[str]:
