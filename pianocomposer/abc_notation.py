@@ -231,7 +231,7 @@ def abc2midi_problems(text: str) -> list[str]:
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "t.abc").write_text(text, encoding="utf-8")
         proc = subprocess.run(["abc2midi", "t.abc", "-o", "t.mid"], cwd=folder, capture_output=True, text=True,
-                              timeout=60)
+                              errors="replace", timeout=60)
     lines = (proc.stdout + proc.stderr).splitlines()
     problems = [line.strip() for line in lines if line.startswith("Error") or BAR_LENGTH.search(line)]
     return problems or ([f"abc2midi exited with code {proc.returncode}"] if proc.returncode else [])

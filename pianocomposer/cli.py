@@ -181,6 +181,8 @@ def generate(
                                               show_default=False)] = None,
     wav: Annotated[bool, typer.Option("--wav/--no-wav", help="Render WAV audio with FluidSynth.")] = True,
     soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont for the WAV.")] = None,
+    metre: Annotated[bool, typer.Option("--metre/--no-metre", help="abc models: write only bars of the metre's "
+                                        "length (--no-metre: any length, for comparison).")] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Compose new pieces and write them as MIDI (and WAV)."""
@@ -190,7 +192,7 @@ def generate(
     result = run(weights, out, length=length, num_outputs=num_outputs, seed=seed,
                  sampler=Sampler(temperature, top_k, top_p, greedy), primer=primer, primer_tokens=primer_tokens,
                  primer_text=primer_text, program=program, qpm=qpm, wav=wav, soundfont=soundfont,
-                 progress=not as_json)
+                 progress=not as_json, constrained=metre)
     s = result.seconds
     lines = []
     for p in result.pieces:

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from pianocomposer.bundle import Bundle, read_bundle, resolve_weights
 from pianocomposer.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from pianocomposer.encodings import Constraint
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.model import StepModel
 
@@ -40,12 +41,16 @@ class Sampler:
         if not 0 < self.top_p <= 1:
             raise PianoComposerError(f"--top-p must be in (0, 1] (got {self.top_p})")
 
-    def __call__(self, probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One token id per row of probs (batch, vocab)."""
+    def __call__(self, probs: np.ndarray, rng: np.random.Generator, allowed: np.ndarray | None = None) -> np.ndarray:
+        """One token id per row of probs (batch, vocab), drawn only among the allowed ones (a bool mask) if given."""
+        if allowed is not None:
+            probs = np.where(allowed, probs, 0.0)
         if self.greedy:
             return probs.argmax(axis=1)
         logp = np.log(np.maximum(probs, 1e-30)) / self.temperature
         p = np.exp(logp - logp.max(axis=1, keepdims=True))
+        if allowed is not None:
+            p = np.where(allowed, p, 0.0)
         p /= p.sum(axis=1, keepdims=True)
         order = np.argsort(-p, axis=1)
         sorted_p = np.take_along_axis(p, order, axis=1)
@@ -80,14 +85,18 @@ def prime(net: StepModel, primers: list[np.ndarray]) -> tuple[np.ndarray, list[n
 
 
 def continue_sequences(net: StepModel, primers: list[np.ndarray], length: int, sampler: Sampler,
-                       rng: np.random.Generator, progress: bool = False, stop_id: int | None = None) -> np.ndarray:
+                       rng: np.random.Generator, progress: bool = False, stop_id: int | None = None,
+                       constraint: Constraint | None = None) -> np.ndarray:
     """Prime the network with each primer, then sample `length` tokens per row, carrying the recurrent states;
-    with stop_id, stop early once every row has drawn it (the columns after that are cut off)."""
+    with stop_id, stop early once every row has drawn it (the columns after that are cut off); with a constraint
+    (already started on the primers), draw only what it allows."""
     probs, state = prime(net, primers)
     out = np.zeros((len(primers), length), np.int32)
     stopped = np.zeros(len(primers), bool)
     for t in tqdm(range(length), desc="generate", unit="token", disable=not progress or None):
-        out[:, t] = sampler(probs, rng)
+        out[:, t] = sampler(probs, rng, None if constraint is None else constraint.mask())
+        if constraint is not None:
+            constraint.advance(out[:, t])
         if stop_id is not None:
             stopped |= out[:, t] == stop_id
             if stopped.all():
@@ -142,13 +151,17 @@ def encode_primer(bundle: Bundle, primer: Path | None, primer_tokens: str | None
 
 
 def compose_tokens(bundle: Bundle, net: StepModel, primers: list[list[str]], length: int, sampler: Sampler,
-                   rng: np.random.Generator, progress: bool = False) -> list[list[str]]:
-    """Continue each primer by `length` tokens; each piece as its encoding finishes it (with an end token, abc's:
-    the primer and what follows up to and including the end, a whole tune)."""
+                   rng: np.random.Generator, progress: bool = False, constrained: bool = True) -> list[list[str]]:
+    """Continue each primer by `length` tokens, within the encoding's constraint unless `constrained` is False
+    (abc: bars of the metre's length); each piece as its encoding finishes it (with an end token, abc's: the
+    primer and what follows up to and including the end, a whole tune)."""
     encoding, vocabulary = bundle.encoding, bundle.vocabulary
     end = encoding.end_token
+    constraint = encoding.constraint(vocabulary.tokens) if constrained else None
+    if constraint is not None:
+        constraint.start(primers)
     ids = continue_sequences(net, [vocabulary.encode(p) for p in primers], length, sampler, rng, progress,
-                             None if end is None else vocabulary.index[end])
+                             None if end is None else vocabulary.index[end], constraint)
     return [encoding.finish(p, vocabulary.decode(row)) for p, row in zip(primers, ids, strict=True)]
 
 
@@ -168,7 +181,7 @@ class Composer:
 
     def compose(self, length: int, num_outputs: int = 1, *, rng: np.random.Generator, sampler: Sampler,
                 primer: Path | None = None, primer_tokens: str | None = None, primer_text: str | None = None,
-                progress: bool = False) -> list[tuple[list[str], str]]:
+                progress: bool = False, constrained: bool = True) -> list[tuple[list[str], str]]:
         """num_outputs pieces of `length` tokens in one batch, each with a label naming what started it: the primer
         given, else the encoding's start (a seed window of the training songs; abc: the start of a tune, `X:1`).
 
@@ -182,7 +195,7 @@ class Composer:
         else:
             primers, labels = self.encoding.start(bundle.seeds, num_outputs, rng)
         with threadpool_limits(blas_threads(), "blas"):
-            pieces = compose_tokens(bundle, self.net, primers, length, sampler, rng, progress)
+            pieces = compose_tokens(bundle, self.net, primers, length, sampler, rng, progress, constrained)
         return list(zip(pieces, labels, strict=True))
 
     def to_midi(self, tokens: list[str], program: int = 0, qpm: float | None = None) -> pretty_midi.PrettyMIDI:

@@ -84,12 +84,13 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
              num_outputs: int = 1, seed: int | None = None, sampler: Sampler | None = None,
              primer: Path | None = None, primer_tokens: str | None = None, primer_text: str | None = None,
              program: int = 0, qpm: float | None = None, wav: bool = True, soundfont: Path | None = None,
-             progress: bool = True) -> GenerateResult:
+             progress: bool = True, constrained: bool = True) -> GenerateResult:
     """Generate num_outputs pieces of `length` tokens (default: the encoding's) in one batch and write each as MIDI
     (and WAV), with its text form where the encoding has one; a piece that does not play is named with the reason.
 
     `weights` is a bundle folder, or a Composer that already holds one (no load time). `qpm` is the tempo of timed
-    encodings (default: the training songs' median, stored in the bundle).
+    encodings (default: the training songs' median, stored in the bundle). `constrained=False` lets the sampler
+    draw what the encoding's constraint would mask (abc: bars of any length), for comparison.
     """
     sampler = sampler or Sampler()
     sampler.check()
@@ -111,7 +112,7 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
     t0 = time.perf_counter()
     composed = composer.compose(length, num_outputs, rng=np.random.default_rng(seed), sampler=sampler,
                                 primer=primer, primer_tokens=primer_tokens, primer_text=primer_text,
-                                progress=progress)
+                                progress=progress, constrained=constrained)
     seconds["generate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -4,12 +4,12 @@ parameters. An encoding is one module: a subclass of `Encoding` (base.py) regist
 from __future__ import annotations
 
 from pianocomposer.encodings.abc import AbcEncoding
-from pianocomposer.encodings.base import Encoding
+from pianocomposer.encodings.base import Constraint, Encoding
 from pianocomposer.encodings.cpc import CpcEncoding
 from pianocomposer.encodings.timed import TimedEncoding
 from pianocomposer.errors import PianoComposerError
 
-__all__ = ["ENCODINGS", "Encoding", "get_encoding"]
+__all__ = ["ENCODINGS", "Constraint", "Encoding", "get_encoding"]
 
 # name -> the class; its keyword arguments are the encoding's parameters.
 ENCODINGS: dict[str, type[Encoding]] = {cls.name: cls for cls in (CpcEncoding, TimedEncoding, AbcEncoding)}

@@ -21,6 +21,7 @@ from pianocomposer.abc_notation import (
     parse_tune,
     score_to_midi,
 )
+from pianocomposer.encodings.abc_metre import MetreConstraint
 from pianocomposer.encodings.base import Encoding
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.readers import ABC_SUFFIXES, Music
@@ -131,6 +132,10 @@ class AbcEncoding(Encoding):
     def start(self, seeds: list[list[str]], n: int, rng: np.random.Generator) -> tuple[list[list[str]], list[str]]:
         """Every tune starts from `X:1` (a tune's own beginning, not a window of another tune)."""
         return [self.primer_from_text(TUNE_START)] * n, [TUNE_START.strip()] * n
+
+    def constraint(self, vocabulary: Sequence[str]) -> MetreConstraint:
+        """The metre-aware sampler: every bar the metre's length, by construction (abc_metre.py)."""
+        return MetreConstraint(vocabulary, END)
 
     def text(self, tokens: Sequence[str], number: int = 1) -> str:
         """The tune's abc text, numbered X:number."""

@@ -5,9 +5,10 @@ It follows `M:` and `L:` (in the header, on a body line or inline), every note's
 `A/`), broken rhythm (`A>B`: both notes must have the same length, as abc2midi requires), tuplets (`(3abc`), chords
 (`[CEG]2`: the first note's length times the chord's), grace notes (`{g}`: no time), chord symbols and
 decorations (no time), multi-bar rests (`Z`), repeats and endings. A bar line may be written only where the bar is
-full, a note only where it fits. A section (the tune, or what follows `||`, `|:`, `:|`, `::`, `|]`) may start with
-a short bar, the pickup; then its last bar, before a section-ending bar line, must make a full bar with the pickup
-(abc2midi's rule). A repeat opened with `|:` must be closed before the tune ends, and a tune ends after a bar line.
+full, a note only where it fits, so no bar is short: not even a pickup (anacrusis). abc2midi accepts a pickup only
+where every section's pickup and closing bar make full bars together, across repeats and endings (measured in
+BENCHMARKS.md): a tune that starts on the beat is always right. A repeat opened with `|:` must be closed before
+the tune ends, and a tune ends after a bar line.
 
 A length is decided at the character that ends it: after `A` the sampler may write `2` or `/` only if some length
 they lead to fits the bar, and the character after the note only if its length as written fits.
@@ -16,8 +17,8 @@ they lead to fits the bar, and the character after the note only if its length a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from fractions import Fraction
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,6 +28,7 @@ ACCIDENTALS = set("^_=")
 OCTAVE_MARKS = set(",'")
 LENGTH_CHARS = set("0123456789/")
 BODY_FIELDS = set("KLM")  # field lines (and inline fields) a normalised tune body keeps
+INERT = set(" \n)-")  # characters of a tune body that take no time and end a note: space, line end, slur end, tie
 # Every written length a note may take: the corpus's own (1, 2, /, 3, /2, 4, /4, 6, 3/2, //, 3/4, 8, ...) and their
 # kin. Longer or odder lengths are masked: a tune written with these is what a fiddler reads.
 LENGTHS = {num + suffix for num in ["", "1", "2", "3", "4", "5", "6", "7", "8", "12", "16"]
@@ -45,61 +47,66 @@ def length_value(text: str) -> Fraction:
     return value / 2 ** rest.count("/")
 
 
-REACH: dict[str, tuple[Fraction, ...]] = {}  # a length being written -> every value it can still become, ascending
+# Time is counted in integer ticks (Fractions cost ~100x more in the sampler's inner loop): a whole note has
+# WHOLE ticks, divisible by every unit length down to 1/64, by eighths of it, and by tuplet ratios up to 9.
+WHOLE = 2**14 * 315
+EIGHTHS = {text: int(length_value(text) * 8) for text in LENGTHS}  # a written length in eighths of the unit
+REACH: dict[str, tuple[int, ...]] = {}  # a length being written -> every value (eighths) it may become, ascending
 for _text in LENGTHS:
     for _i in range(len(_text) + 1):
-        REACH.setdefault(_text[:_i], ())
-        REACH[_text[:_i]] = tuple(sorted({*REACH[_text[:_i]], length_value(_text)}))
-SMALLEST = min(REACH[""])
+        REACH[_text[:_i]] = tuple(sorted({*REACH.get(_text[:_i], ()), EIGHTHS[_text]}))
+REACH_SETS = {text: frozenset(values) for text, values in REACH.items()}
 
 
-def parse_metre(value: str) -> Fraction | None:
-    """A bar's length in whole notes from an M: value ('6/8', 'C', 'C|'), or None (free metre, or unreadable)."""
+def parse_metre(value: str) -> int | None:
+    """A bar's length in ticks from an M: value ('6/8', 'C', 'C|'), or None (free metre, or unreadable)."""
     value = value.strip()
     if value in ("C", "C|"):
-        return Fraction(1)
+        return WHOLE
     num, slash, den = value.partition("/")
     try:
         bar = Fraction(sum(int(n) for n in num.split("+")), int(den)) if slash else None
     except (ValueError, ZeroDivisionError):
         return None
-    return bar if bar and bar > 0 else None
+    return int(bar * WHOLE) if bar and bar > 0 and (bar * WHOLE).denominator == 1 else None
 
 
-def parse_unit(value: str) -> Fraction | None:
-    """The unit note length of an L: value ('1/8'), or None."""
+def parse_unit(value: str) -> int | None:
+    """The unit note length of an L: value ('1/8') in ticks, or None."""
     try:
         unit = Fraction(value.strip())
     except (ValueError, ZeroDivisionError):
         return None
-    return unit if unit > 0 else None
+    return int(unit * WHOLE) if unit > 0 and (unit * WHOLE / 64).denominator == 1 else None
 
 
-@dataclass(frozen=True)
-class BarState:
-    """Where the writing of a tune stands, as far as bar lengths go (immutable: `feed` returns the next state)."""
+class BarState(NamedTuple):
+    """Where the writing of a tune stands, as far as bar lengths go (immutable: `feed` returns the next state; a
+    named tuple, as it is copied at every character and hashed for the mask cache)."""
 
     mode: str = "header"  # header | field | body | quote | grace | decoration | bracket | chord
     line: str = ""  # the field line being written (header or body field, inline field)
-    bar: Fraction | None = None  # the metre's bar length in whole notes (None: free, nothing is checked)
-    unit: Fraction = Fraction(1, 8)
+    bar: int | None = None  # the metre's bar length in ticks (None: free, nothing is checked)
+    unit: int = WHOLE // 8
     at_line_start: bool = True
-    used: Fraction = Fraction(0)  # the bar's written time so far, in whole notes
+    used: int = 0  # the bar's written time so far, in ticks
     note: str | None = None  # the length being written after a note, rest or chord ('' just after the letter)
-    note_base: Fraction = Fraction(1)  # a chord's first note's value, times which the chord's own length counts
+    note_base: int = 8  # a chord's first note's length (eighths of the unit), times which the chord's own counts
     chord_first: str | None = None  # the first note's length inside a chord
     chord_notes: int = 0
     multirest: bool = False  # the note being written is `Z`: its digits count bars
+    accidentals: int = 0  # accidentals written before the coming note
+    pitch: str = ""  # the note being written or just written: its letter and octave marks ('' for a rest or chord)
+    tie: str | None = None  # after `-`: the pitch the next note must have
     tuplet_left: int = 0
-    tuplet_ratio: Fraction = Fraction(1)
-    last: Fraction | None = None  # the last note's duration, while a broken-rhythm mark may follow it
-    broken: Fraction | None = None  # the duration the note after `>`/`<` must have
+    tuplet_q: int = 1  # a tuplet's notes take q/p of their written time
+    tuplet_p: int = 1
+    last: int | None = None  # the last note's duration, while a broken-rhythm mark may follow it
+    broken: int | None = None  # the duration the note after `>`/`<` must have
+    marks: int = 0  # `>` or `<` written in a row (at most two)
     paren: bool = False  # just after `(`: a digit makes a tuplet
     run: str = ""  # the bar line being written (`|`, `:|`, `||`, `|1`, ...)
-    section_first: bool = True  # the bar is its section's first: it may be a pickup
     bar_started: bool = False  # anything with time in this bar yet
-    pickup: Fraction = Fraction(0)  # the section's pickup length
-    need_section_end: bool = False  # a short bar that completes the pickup: only a section end may close it
     repeat_open: bool = False
     stuck: bool = False  # the bar's remaining time cannot be filled: its bar line is allowed anyway
 
@@ -117,18 +124,18 @@ class BarState:
     def _step(self, ch: str) -> BarState | None:
         if self.mode == "header":
             if ch != "\n":
-                return replace(self, line=self.line + ch)
+                return self._replace(line=self.line + ch)
             return self._field_line(self.line, header=True)
         if self.mode == "field":
             if ch != "\n":
-                return replace(self, line=self.line + ch)
+                return self._replace(line=self.line + ch)
             return self._field_line(self.line, header=False)
         if self.mode in ("quote", "grace", "decoration"):
             closing = {"quote": '"', "grace": "}", "decoration": "!"}[self.mode]
-            return replace(self, mode="body") if ch == closing else self
+            return self._replace(mode="body") if ch == closing else self
         if self.mode == "inline":
-            return replace(self, mode="body", line="")._field_line(self.line, header=False, inline=True) \
-                if ch == "]" else replace(self, line=self.line + ch)
+            return self._replace(mode="body", line="")._field_line(self.line, header=False, inline=True) \
+                if ch == "]" else self._replace(line=self.line + ch)
         if self.bar is None:
             return self._free(ch)
         if self.mode == "bracket":
@@ -140,25 +147,25 @@ class BarState:
     def _free(self, ch: str) -> BarState:
         """Free metre (no M:, or M:none): only fields are followed, in case a metre comes."""
         if self.at_line_start and ch in BODY_FIELDS:
-            return replace(self, mode="field", line=ch, at_line_start=False)
+            return self._replace(mode="field", line=ch, at_line_start=False)
         if ch == "[":
-            return replace(self, mode="bracket")
+            return self._replace(mode="bracket")
         if self.mode == "bracket":
-            return replace(self, mode="inline", line=ch) if ch in BODY_FIELDS else replace(self, mode="body")
-        return replace(self, at_line_start=ch == "\n")
+            return self._replace(mode="inline", line=ch) if ch in BODY_FIELDS else self._replace(mode="body")
+        return self._replace(at_line_start=ch == "\n")
 
     def _field_line(self, line: str, header: bool, inline: bool = False) -> BarState | None:
         """A finished field line: M: and L: change the metre and unit, K: ends the header."""
         name, _, value = line.partition(":")
-        state = replace(self, line="", mode="header" if header else "body", at_line_start=not inline)
+        state = self._replace(line="", mode="header" if header else "body", at_line_start=not inline)
         if name == "M":
-            state = replace(state, bar=parse_metre(value))
+            state = state._replace(bar=parse_metre(value))
             if state.bar is not None and not header and (self.used or self.note is not None):
                 return None  # a metre change inside a bar
         elif name == "L":
-            state = replace(state, unit=parse_unit(value) or state.unit)
+            state = state._replace(unit=parse_unit(value) or state.unit)
         elif name == "K" and header:
-            state = replace(state, mode="body")
+            state = state._replace(mode="body")
         return state
 
     def _body(self, ch: str) -> BarState | None:
@@ -173,112 +180,145 @@ class BarState:
         if self.note is not None:
             if ch in LENGTH_CHARS:
                 return self._lengthen(ch)
-            if ch in OCTAVE_MARKS and self.note == "" and self.chord_notes == 0:
-                return self
+            if ch in OCTAVE_MARKS and self.note == "" and self.chord_notes == 0 and self.pitch:
+                return self._replace(pitch=self.pitch + ch)
             state = self._finish_note()
             if state is None:
                 return None
             return state._after_note(ch)
         if self.paren:
             if ch in "23456789":
-                return self._tuplet(int(ch))
-            return replace(self, paren=False)._body(ch)
+                return self._tuplet(int(ch))  # None where it would nest, or its notes cannot fit
+            return self._replace(paren=False)._body(ch)
         return self._after_note(ch)
 
     def _after_note(self, ch: str) -> BarState | None:
         """A character that is not part of a note's length."""
+        if self.accidentals:  # an accidental belongs to the note it stands before
+            if ch in NOTES:
+                return self._replace(accidentals=0)._start_note(ch)
+            return self._replace(accidentals=self.accidentals + 1) if ch in ACCIDENTALS and self.accidentals < 2 \
+                else None
+        if ch in '([{"' and not self.note_fits():
+            return None  # a slur, chord, grace note or chord symbol leads to a note, and none fits the bar
         if ch in "><":
-            if self.last is None and self.broken is None:
-                return None  # a broken rhythm needs a note before it
-            return replace(self, broken=self.last if self.last is not None else self.broken, last=None)
+            if (self.last is None and self.broken is None) or self.marks >= 2:
+                return None  # a broken rhythm needs a note before it, and has one or two marks
+            return self._replace(broken=self.last if self.last is not None else self.broken, last=None,
+                           marks=self.marks + 1)
         # a slur's end may stand between a note and its broken-rhythm mark: `(AB)>c`
-        state = replace(self, last=self.last if ch == ")" else None, at_line_start=ch == "\n")
+        state = self._replace(last=self.last if ch == ")" else None, at_line_start=ch == "\n")
         if self.broken is not None and ch in "|:]\n ":
             return None  # a broken rhythm's second note must follow
         if self.at_line_start and ch in BODY_FIELDS:
-            return replace(state, mode="field", line=ch)
+            return state._replace(mode="field", line=ch)
+        if ch == "-":
+            return state._replace(tie=self.pitch) if self.pitch and self.tie is None else None
+        if self.tie is not None and ch not in NOTES and ch not in " |":
+            return None  # a tie leads to the same note
         if ch in NOTES or ch in RESTS:
-            return state._start_note("")
+            return state._start_note(ch if ch in NOTES else "")
         if ch == "Z":
             if self.used or self.broken is not None:
                 return None  # a multi-bar rest fills whole bars
-            return replace(state, note="", multirest=True, bar_started=True)
+            return state._replace(note="", multirest=True, bar_started=True)
         if ch in ACCIDENTALS:
-            return state
+            return state._replace(accidentals=1) if state._start_note("") is not None else None
         if ch in "|:":
             return state._bar_run(ch)
         if ch == "[":
-            return replace(state, mode="bracket")
+            return state._replace(mode="bracket")
         if ch == "(":
-            return replace(state, paren=True)
+            return state._replace(paren=True)
         if ch == '"':
-            return replace(state, mode="quote")
+            return state._replace(mode="quote")
         if ch == "{":
-            return replace(state, mode="grace")
-        if ch == "!":
-            return replace(state, mode="decoration")
-        if ch in LENGTH_CHARS:
-            return None  # a length with no note before it
+            return state._replace(mode="grace")
+        if ch in LENGTH_CHARS or ch not in INERT:
+            return None  # a length with no note before it, or a character a normalised tune body does not have
         return state
 
-    def _start_note(self, length: str) -> BarState | None:
-        """A note or rest letter: it must fit the bar at its shortest."""
-        if self.remaining() < SMALLEST * self.unit * self.multiplier():
+    def note_fits(self) -> bool:
+        """Whether a note fits the bar at its shortest."""
+        return self.remaining() >= self.duration(1)
+
+    def _start_note(self, letter: str) -> BarState | None:
+        """A note letter (or a rest: ''): it must fit the bar at its shortest, and be the tied note after a tie."""
+        if not self.note_fits() or (self.tie is not None and self.tie[:1] != letter):
             return None
-        return replace(self, note=length, note_base=Fraction(1), bar_started=True)
+        return self._replace(note="", note_base=8, bar_started=True, pitch=letter)
 
-    def multiplier(self) -> Fraction:
-        """What the next note's written length is multiplied by (a tuplet's ratio)."""
-        return self.tuplet_ratio if self.tuplet_left else Fraction(1)
+    def duration(self, eighths: int) -> int:
+        """Ticks of the next note written with this length (eighths of the unit), times its base and tuplet."""
+        q, p = (self.tuplet_q, self.tuplet_p) if self.tuplet_left else (1, 1)
+        return eighths * self.note_base * self.unit * q // (64 * p)
 
-    def remaining(self) -> Fraction:
-        """Time left in the bar, in whole notes."""
+    def remaining(self) -> int:
+        """Time left in the bar, in ticks."""
         return self.bar - self.used
 
-    def _fits(self, value: Fraction) -> bool:
-        """Whether a note of this written value (times its base) fits the bar, and matches a broken rhythm."""
-        duration = value * self.note_base * self.unit * self.multiplier()
+    def _fits(self, eighths: int) -> bool:
+        """Whether a note of this written length (times its base) fits the bar, and matches a broken rhythm."""
+        duration = self.duration(eighths)
         if self.broken is not None and duration != self.broken:
             return False
         return duration <= self.remaining()
+
+    def _can_fit(self, text: str) -> bool:
+        """Whether some length that `text` (a length being written) leads to fits (the shortest, unless a broken
+        rhythm asks for one exact length)."""
+        if self.broken is None:
+            return self._fits(REACH[text][0])
+        unit_duration = self.duration(1)
+        return self.broken % unit_duration == 0 and self.broken // unit_duration in REACH_SETS[text]
 
     def _lengthen(self, ch: str) -> BarState | None:
         """A digit or `/` of the length being written: some length it leads to must fit."""
         text = self.note + ch
         if self.multirest:
             return self if ch.isdigit() else None  # Z's digits count bars, not length
-        if text not in REACH or not any(self._fits(v) for v in REACH[text]):
+        if text not in REACH or not self._can_fit(text):
             return None
-        return replace(self, note=text)
+        return self._replace(note=text)
 
     def _finish_note(self) -> BarState | None:
         """The length as written is final: the note takes its time from the bar."""
         if self.multirest:
-            return replace(self, note=None, multirest=False, used=self.bar)  # Z: whole bars
-        if self.note not in LENGTHS or not self._fits(length_value(self.note)):
+            return self._replace(note=None, multirest=False, used=self.bar)  # Z: whole bars
+        if self.note not in LENGTHS or not self._fits(EIGHTHS[self.note]):
             return None
-        duration = length_value(self.note) * self.note_base * self.unit * self.multiplier()
+        if self.tie is not None and self.tie != self.pitch:
+            return None
+        duration = self.duration(EIGHTHS[self.note])
         tuplet_left = max(0, self.tuplet_left - 1)
-        return replace(self, note=None, note_base=Fraction(1), chord_first=None, used=self.used + duration,
-                       last=duration if self.broken is None else None, broken=None, tuplet_left=tuplet_left,
-                       tuplet_ratio=self.tuplet_ratio if tuplet_left else Fraction(1))
+        return self._replace(note=None, note_base=8, chord_first=None, used=self.used + duration,
+                       last=duration if self.broken is None else None, broken=None, marks=0, tuplet_left=tuplet_left,
+                       tie=None,
+                       tuplet_q=self.tuplet_q if tuplet_left else 1, tuplet_p=self.tuplet_p if tuplet_left else 1)
 
-    def _tuplet(self, p: int) -> BarState:
-        """`(p`: the next p notes take the time of q (3 for 2, 2 for 3, 3 for 4; else 3 in compound metres, 2)."""
-        compound = self.bar is not None and self.bar.numerator % 3 == 0 and self.bar.numerator > 3
+    def _tuplet(self, p: int) -> BarState | None:
+        """`(p`: the next p notes take the time of q (3 for 2, 2 for 3, 3 for 4; else 3 in compound metres, 2);
+        not inside another tuplet, and only where p notes of the shortest length fit."""
+        compound = self.bar_numerator() % 3 == 0 and self.bar_numerator() > 3
         q = {2: 3, 3: 2, 4: 3, 6: 2, 8: 3}.get(p, 3 if compound else 2)
-        return replace(self, paren=False, tuplet_left=p, tuplet_ratio=Fraction(q, p))
+        if self.tuplet_left or self.remaining() < q * self.unit // 8:
+            return None
+        return self._replace(paren=False, tuplet_left=p, tuplet_q=q, tuplet_p=p)
+
+    def bar_numerator(self) -> int:
+        """The metre's numerator (6 of 6/8), as the bar's length counts in eighth notes or quarters."""
+        return Fraction(self.bar, WHOLE).numerator
 
     def _after_bracket(self, ch: str) -> BarState | None:
         """After `[`: a chord, an inline field, an ending (`[1`) or a bar line (`[|`)."""
         if ch in BODY_FIELDS:
-            return replace(self, mode="inline", line=ch)
+            return self._replace(mode="inline", line=ch)
         if ch.isdigit():
-            return replace(self, mode="body")._bar_run_ending()
+            return self._replace(mode="body")._bar_run_ending()
         if ch == "|":
-            return replace(self, mode="body")._bar_run(ch)
+            return self._replace(mode="body")._bar_run(ch)
         if ch in NOTES or ch in ACCIDENTALS or ch in RESTS:
-            return replace(self, mode="chord", chord_first=None, chord_notes=0)._in_chord(ch)
+            return self._replace(mode="chord", chord_first=None, chord_notes=0)._in_chord(ch)
         return None
 
     def _in_chord(self, ch: str) -> BarState | None:
@@ -289,57 +329,42 @@ class BarState:
             first = self.note if self.chord_first is None else self.chord_first
             if first is None or first not in LENGTHS:
                 return None
-            state = replace(self, mode="body", note="", note_base=length_value(first), chord_first=None,
-                            chord_notes=0, bar_started=True)
-            return state if any(state._fits(v) for v in REACH[""]) else None
+            state = self._replace(mode="body", note="", note_base=EIGHTHS[first], chord_first=None,
+                            chord_notes=0, bar_started=True, pitch="")
+            return state if state._can_fit("") else None
         if ch in NOTES or ch in RESTS:
             first = self.chord_first if self.chord_notes != 1 else self.note
-            return replace(self, note="", chord_notes=self.chord_notes + 1,
+            return self._replace(note="", chord_notes=self.chord_notes + 1,
                            chord_first=first if self.chord_notes else None)
         if ch in LENGTH_CHARS and self.note is not None:
-            return replace(self, note=self.note + ch) if self.note + ch in REACH else None
+            return self._replace(note=self.note + ch) if self.note + ch in REACH else None
         if ch in ACCIDENTALS or ch in OCTAVE_MARKS or ch == "-":
             return self
         return None
 
     def _bar_run(self, ch: str) -> BarState | None:
-        """A character of a bar line. Its first one decides: the bar must be full (or a pickup, or complete one)."""
+        """A character of a bar line. Its first one decides: the bar must be full (or empty)."""
         if self.run:
-            if self.need_section_end and self.run == "|" and ch not in "|]":
-                return None
-            return replace(self, run=self.run + ch, need_section_end=False)
+            return self._replace(run=self.run + ch)
         if self.broken is not None or self.note is not None or self.tuplet_left:
             return None
-        state = replace(self, run=ch)
-        if self.used == self.bar or not self.bar_started or self.stuck:
-            return state
-        if self.section_first:
-            return replace(state, pickup=self.used)
-        if self.pickup and self.used + self.pickup == self.bar:
-            return state if ch == ":" else replace(state, need_section_end=True)
-        if self.remaining() < SMALLEST * self.unit:
-            return state  # a remainder no note can fill (left by a tuplet): let the bar go
+        if self.used == self.bar or not self.bar_started or self.stuck or self.remaining() < self.unit // 8:
+            return self._replace(run=ch)  # full, empty (`|:` after `:|`), or a remainder no note can fill
         return None
 
     def _bar_run_ending(self) -> BarState | None:
         """`[1`: an ending, at the start of a bar."""
         if self.used or self.note is not None:
             return None
-        return replace(self, run="[1")
+        return self._replace(run="[1")
 
     def _end_run(self) -> BarState | None:
-        """The bar line is written: a new bar starts (a new section after `||`, `|:`, `:|`, `::`, `|]`)."""
+        """The bar line is written: a new bar starts; `|:` opens a repeat, `:|` closes it, `::` does both."""
         run = self.run
-        if self.need_section_end:
-            return None
-        section_end = any(mark in run for mark in ("||", ":", "|]", "[|"))
         opens = run.endswith(":") or "|:" in run or "::" in run
         closes = run.startswith(":") or ":|" in run or "::" in run
-        repeat_open = (self.repeat_open and not closes) or opens
-        section_first = section_end or (self.section_first and not self.bar_started)
-        return replace(self, run="", used=Fraction(0), bar_started=False, section_first=section_first,
-                       pickup=Fraction(0) if section_end else self.pickup, repeat_open=repeat_open, stuck=False,
-                       at_line_start=False)
+        return self._replace(run="", used=0, bar_started=False, stuck=False, at_line_start=False,
+                       repeat_open=(self.repeat_open and not closes) or opens)
 
     def can_end(self) -> bool:
         """Whether the tune may end here: in the body, after a bar line (its bar full), no repeat left open."""
@@ -349,7 +374,29 @@ class BarState:
             return True
         state = self._end_run() if self.run else self
         return (state is not None and not state.bar_started and state.note is None and not state.repeat_open
-                and state.mode == "body")
+                and state.tie is None and state.mode == "body")
+
+
+def behaviour(token: str) -> str:
+    """A token with each character replaced by one that the tracker treats alike (any note letter by `A`, any
+    rest by `z`, any accidental by `^`, a character with no part in bars by `~`), so that tokens that behave alike
+    share one check."""
+    out = []
+    for ch in token:
+        if ch in NOTES:
+            out.append("A")
+        elif ch in RESTS:
+            out.append("z")
+        elif ch in ACCIDENTALS:
+            out.append("^")
+        elif ch in LENGTH_CHARS or ch in BODY_FIELDS or ch in OCTAVE_MARKS or ch in '|:][(){}"!><\n -Z':
+            out.append(ch)
+        else:
+            out.append("~")
+    return "".join(out)
+
+
+BODY_MODES = ("body", "bracket", "chord")  # where a token can break a bar; elsewhere (fields, quotes) none can
 
 
 class MetreConstraint:
@@ -361,6 +408,9 @@ class MetreConstraint:
     def __init__(self, vocabulary: Sequence[str], end_token: str):
         self.tokens = list(vocabulary)
         self.end = self.tokens.index(end_token) if end_token in self.tokens else None
+        kinds = [behaviour(t) for t in self.tokens]
+        self.kinds = sorted(set(kinds))  # each kind is checked once per state
+        self.kind_of = np.array([self.kinds.index(k) for k in kinds])
         self.cache: dict[BarState, np.ndarray] = {}
         self.states: list[BarState] = []
         self.unconstrained = 0  # steps where nothing fitted and the mask was lifted
@@ -379,20 +429,28 @@ class MetreConstraint:
         return np.stack([self._mask(state) for state in self.states])
 
     def _mask(self, state: BarState) -> np.ndarray:
-        if state.mode == "header":
-            mask = np.ones(len(self.tokens), bool)
-            if self.end is not None:
-                mask[self.end] = False
-            return mask
-        cached = self.cache.get(state)
+        # The mask depends on the last note's pitch only through a tie, and on its duration only through whether
+        # there is one (a broken-rhythm mark may follow): states that differ only there share a mask.
+        key = state._replace(last=state.last is not None, pitch=state.pitch if state.tie else bool(state.pitch)) \
+            if state.mode in BODY_MODES else state.mode  # elsewhere only the end is checked
+        cached = self.cache.get(key)
         if cached is None:
-            cached = np.array([state.feed(t) is not None for t in self.tokens], bool)
-            if self.end is not None:
-                cached[self.end] = state.can_end()
+            cached = self._allowed(state)
             if not cached.any():  # nothing fits: let this bar go rather than stop the tune
-                cached = np.array([replace(state, stuck=True).feed(t) is not None for t in self.tokens], bool)
-            self.cache[state] = cached
+                cached = self._allowed(state._replace(stuck=True, tie=None))
+            if not cached.any():
+                cached = np.ones(len(self.tokens), bool)
+            self.cache[key] = cached
         return cached
+
+    def _allowed(self, state: BarState) -> np.ndarray:
+        if state.mode in BODY_MODES:
+            mask = np.array([state.feed(kind) is not None for kind in self.kinds], bool)[self.kind_of]
+        else:
+            mask = np.ones(len(self.tokens), bool)
+        if self.end is not None:
+            mask[self.end] = state.can_end()
+        return mask
 
     def advance(self, ids: np.ndarray) -> None:
         """Take each tune's drawn token."""
@@ -404,7 +462,7 @@ class MetreConstraint:
             nxt = state.feed(token)
             if nxt is None:  # drawn with the mask lifted: go on from a fresh bar
                 self.unconstrained += 1
-                nxt = replace(state, used=Fraction(0), note=None, run="", broken=None, last=None,
-                              need_section_end=False, tuplet_left=0, stuck=False)
+                nxt = state._replace(used=0, note=None, run="", broken=None, last=None, tuplet_left=0,
+                              stuck=False)
                 nxt = nxt.feed(token) or nxt
             self.states[row] = nxt

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 import pretty_midi
@@ -13,6 +13,19 @@ import pretty_midi
 from pianocomposer.config import DEFAULT_LENGTH, DEFAULT_PRESET
 from pianocomposer.errors import PianoComposerError, Unplayable, first_line
 from pianocomposer.readers import ABC_SUFFIXES, MIDI_SUFFIXES, Music, Unreadable, kind, read_file
+
+
+class Constraint(Protocol):
+    """What a sampler may draw next, for each piece of a batch (abc: bars of the metre's length)."""
+
+    def start(self, primers: list[list[str]]) -> None:
+        """Read each piece's primer."""
+
+    def mask(self) -> np.ndarray:
+        """(batch, vocabulary) True where a token may come next."""
+
+    def advance(self, ids: np.ndarray) -> None:
+        """Take each piece's drawn token id."""
 
 
 class Encoding:
@@ -142,6 +155,10 @@ class Encoding:
     def excerpt(self, tokens: list[str], n: int) -> list[str]:
         """A piece cut to n tokens, to set beside corpus songs of that length (a piece that ends itself is whole)."""
         return tokens if self.end_token is not None else tokens[:n]
+
+    def constraint(self, vocabulary: Sequence[str]) -> Constraint | None:
+        """What the sampler must keep to while writing pieces of this encoding (None: nothing)."""
+        return None
 
     def piece_lengths(self, corpus_lengths: list[int], n: int, rng: np.random.Generator) -> list[int]:
         """Token counts for n pieces to set beside the corpus: corpus songs' own lengths, or, where pieces end
