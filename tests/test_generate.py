@@ -1,5 +1,8 @@
 """Stage 3: incremental generation, sampling, primers, loop rate."""
 
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pretty_midi
 import pytest
@@ -8,7 +11,7 @@ from pianocomposer.bundle import load_bundle, resolve_weights
 from pianocomposer.compose import Composer, Sampler, continue_sequences
 from pianocomposer.config import DEFAULT_WEIGHTS_DIR, shipped_bundle
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.generate import generate
+from pianocomposer.generate import generate, reserve_stems
 from pianocomposer.metrics import loop_rate
 from tests.conftest import PHRASES, write_song
 
@@ -84,7 +87,19 @@ def test_a_composer_loads_once_and_composes_as_generate_does(bundle_dir, tmp_pat
     assert first.bundle == again.bundle == composer.folder == bundle_dir
 
 
-def test_a_shipped_bundle_is_found_by_name(tmp_path):
-    assert resolve_weights(None) in (DEFAULT_WEIGHTS_DIR, shipped_bundle())
+def test_a_shipped_bundle_is_found_by_name(bundle_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no weights/ here: the shipped default
+    assert resolve_weights(None) == shipped_bundle()
+    shutil.copytree(bundle_dir, tmp_path / DEFAULT_WEIGHTS_DIR)  # a model trained into weights/ comes first
+    assert resolve_weights(None) == DEFAULT_WEIGHTS_DIR
     assert resolve_weights("timed") == shipped_bundle("timed")
     assert resolve_weights(tmp_path / "timed") == tmp_path / "timed"  # a path is never replaced
+
+
+def test_runs_at_once_never_take_the_same_file_names(tmp_path):
+    with ThreadPoolExecutor(8) as pool:  # eight runs in the same second, five pieces each
+        runs = list(pool.map(lambda _: reserve_stems(tmp_path, "piece-x", 5, (".mid", ".wav")), range(8)))
+    stems = [stem for run in runs for stem in run]
+    assert len(set(stems)) == 40 and all((tmp_path / f"{stem}.mid").is_file() for stem in stems)
+    (tmp_path / "piece-x-41.wav").write_bytes(b"")  # a name used by any of the suffixes is not taken
+    assert reserve_stems(tmp_path, "piece-x", 1, (".mid", ".wav")) == ["piece-x-42"]

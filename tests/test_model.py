@@ -9,20 +9,38 @@ from pianocomposer.config import PRESETS
 from pianocomposer.model import build_model
 from pianocomposer.train import train
 
+KINDS = [("lstm", False), ("lstm", True), ("gru", False), ("gru", True)]
 
-@pytest.fixture(scope="module", params=[("lstm", False), ("lstm", True), ("gru", False), ("gru", True)],
-                ids=["lstm-float32", "lstm-float16", "gru-float32", "gru-float16"])
-def bundle(request, data_dir, tmp_path_factory):
-    """A bundle trained for one epoch with the cell and stored dtype of the parameter."""
-    cell, float16 = request.param
-    folder = tmp_path_factory.mktemp(f"{cell}{int(float16)}")
-    train(data_dir, folder, preset="quick", epochs=1, cell=cell, rnn_layers=3, float16=float16, progress=False)
-    return load_bundle(folder)
+
+@pytest.fixture(scope="module")
+def folders(data_dir, tmp_path_factory):
+    """A bundle trained for one epoch for every cell and stored dtype."""
+    made = {}
+    for cell, float16 in KINDS:
+        made[cell, float16] = tmp_path_factory.mktemp(f"{cell}{int(float16)}")
+        train(data_dir, made[cell, float16], preset="quick", epochs=1, cell=cell, rnn_layers=3, float16=float16,
+              progress=False)
+    return made
+
+
+@pytest.fixture(scope="module", params=KINDS, ids=["lstm-float32", "lstm-float16", "gru-float32", "gru-float16"])
+def bundle(request, folders):
+    """The bundle of one cell and stored dtype, loaded with Keras; request.param says which was asked for."""
+    loaded = load_bundle(folders[request.param])
+    loaded.meta["asked_float16"] = request.param[1]
+    return loaded
 
 
 def test_stored_dtype_is_the_one_asked_for(bundle):
-    stored = {w.dtype.name for w in bundle.model.get_weights()}
-    assert stored == {bundle.meta["weights_dtype"]}
+    asked = "float16" if bundle.meta["asked_float16"] else "float32"
+    assert {w.dtype.name for w in bundle.model.get_weights()} == {asked}
+    assert bundle.meta["weights_dtype"] == asked
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_float16_halves_the_model_file(folders, cell):
+    half, full = ((folders[cell, f16] / "model.keras").stat().st_size for f16 in (True, False))
+    assert 0.45 < half / full < 0.6, (half, full)
 
 
 def test_step_model_equals_keras_step_by_step_with_ragged_primers(bundle):
