@@ -220,6 +220,8 @@ def evaluate(
                                         "songs).")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed for the generated pieces.")] = 0,
     out: Annotated[Path, typer.Option(help="Folder (or .png path) for the histogram plot.")] = DEFAULT_OUTPUT_DIR,
+    metre: Annotated[bool, typer.Option("--metre/--no-metre", help="abc models: sample with the metre-aware "
+                                        "sampler (--no-metre: without, for comparison).")] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Judge a bundle: held-out likelihood, and music statistics of new pieces next to the corpus's."""
@@ -227,7 +229,7 @@ def evaluate(
     from pianocomposer.evaluate import evaluate as run
 
     result = run(resolve_weights(weights), data, generate=n_generate, length=length, seed=seed, out=out,
-                 progress=not as_json)
+                 progress=not as_json, constrained=metre)
     _emit(as_json, result.to_json(), result.table())
 
 

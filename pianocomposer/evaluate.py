@@ -37,6 +37,7 @@ from pianocomposer.tokens import load_tokens
 
 SCORE_BATCH = 256  # sequences scored together; bounds memory on large held-out sets
 MAX_CORPUS_SONGS = 500  # corpus statistics of a larger corpus come from a fixed sample of this many songs
+MAX_CHECKED_SONGS = 100  # corpus songs judged by the encoding's own rules (abc: abc2midi and music21 per tune)
 
 
 @dataclass
@@ -94,6 +95,7 @@ class EvaluationResult:
     histograms: dict[str, dict]
     loop_rate: dict[str, Summary | None]
     copy_rate: dict[str, float | None]
+    checks: dict[str, dict] = field(default_factory=dict)  # the encoding's own rules: label, corpus, generated
     pieces: list[dict] = field(default_factory=list)
     plot: Path | None = None
     notes: list[str] = field(default_factory=list)
@@ -133,6 +135,8 @@ class EvaluationResult:
             "corpus_source": self.corpus_source, "statistics": stats, "histograms": self.histograms,
             "loop_rate": {k: asdict(v) if v else None for k, v in self.loop_rate.items()},
             "copy_rate": self.copy_rate,
+            "checks": {k: {side: asdict(v) if isinstance(v, Summary) else v for side, v in sides.items()}
+                       for k, sides in self.checks.items()},
             "pieces": self.pieces, "plot": self.plot, "notes": self.notes, "seconds": self.seconds})
 
     def table(self) -> list[str]:
@@ -167,6 +171,8 @@ class EvaluationResult:
         def pct(v: float | None) -> str:
             return "-" if v is None else f"{v:.1%}"
 
+        for sides in self.checks.values():
+            lines.append(f"  {sides['label']:<32}{pair(sides['corpus']):>20}{pair(sides['generated']):>22}")
         copy_label = f"copy rate ({self.copy_rate['span_tokens']}-token spans)"
         lines.append(f"  {copy_label:<32}{pct(self.copy_rate['heldout']) + ' held-out':>20}"
                      f"{pct(self.copy_rate['generated']):>22}")
@@ -336,8 +342,10 @@ def plot_path(out: Path) -> Path:
 
 
 def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, length: int = 0, seed: int = 0,
-             out: Path | None = DEFAULT_OUTPUT_DIR, progress: bool = True) -> EvaluationResult:
-    """Score held-out songs and compare the statistics of `generate` new pieces with the training corpus's."""
+             out: Path | None = DEFAULT_OUTPUT_DIR, progress: bool = True,
+             constrained: bool = True) -> EvaluationResult:
+    """Score held-out songs and compare the statistics of `generate` new pieces (sampled within the encoding's
+    constraint unless `constrained` is False) with the training corpus's."""
     if generate < 0:
         raise PianoComposerError(f"--generate must be >= 0 (got {generate})")
     if length < 0:
@@ -416,7 +424,7 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
         primers, labels = encoding.start(bundle.seeds, generate, rng)
         lengths = [length] * generate if length else encoding.piece_lengths([len(s) for s in corpus_songs],
                                                                             generate, rng)
-        pieces_made = compose_tokens(bundle, net, primers, max(lengths), Sampler(), rng, progress)
+        pieces_made = compose_tokens(bundle, net, primers, max(lengths), Sampler(), rng, progress, constrained)
         excerpts = [(label, encoding.excerpt(p, n)) for label, p, n in zip(labels, pieces_made, lengths, strict=True)]
         kept = [(label, p) for label, p in excerpts if encoding.incomplete(p, len(p)) is None and _plays(encoding, p)]
         labels, generated_tokens = [k[0] for k in kept], [k[1] for k in kept]
@@ -447,9 +455,14 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
                      # all pieces pooled against all corpus songs pooled
                      "distance": histogram_distance(gen_hist[k], corpus_hist[k]) if gen_hist else None}
                  for k in labels}
+    corpus_checks = [encoding.check(song) for song in corpus_songs[:MAX_CHECKED_SONGS]]
+    piece_checks = [encoding.check(p) for _, p in excerpts] if generate else []  # every piece, whole or not
+    checks = {name: {"label": label, "meaning": meaning, "corpus": Summary.of([c[name] for c in corpus_checks]),
+                     "generated": Summary.of([c[name] for c in piece_checks]) if piece_checks else None}
+              for name, (label, meaning) in encoding.checks.items()}
     return EvaluationResult(
         bundle=Path(weights), data=data, likelihood=likelihood, corpus_source=corpus_source,
         corpus=summarise(corpus_rows), generated=generated, histograms=hist_json,
         loop_rate={"corpus": Summary.of([loop_rate(s) for s in corpus_songs]), "generated": gen_loop},
         copy_rate={"generated": gen_copy, "heldout": pooled_copy(heldout) if training else None, "span_tokens": span},
-        pieces=pieces, plot=plot, notes=notes, seconds={k: round(v, 3) for k, v in seconds.items()})
+        pieces=pieces, plot=plot, notes=notes, checks=checks, seconds={k: round(v, 3) for k, v in seconds.items()})

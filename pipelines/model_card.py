@@ -13,6 +13,7 @@ from pianocomposer.atomic import write_text
 from pianocomposer.bundle import load_bundle, read_meta
 from pianocomposer.config import ModelConfig
 from pianocomposer.dataset import make_windows
+from pianocomposer.encodings import get_encoding
 from pianocomposer.model import build_model
 from pianocomposer.tokens import load_tokens
 from pianocomposer.train import compile_model
@@ -32,19 +33,18 @@ def stored_weights_scores(folder: Path, data: Path) -> dict:
 
 
 CHORALES = "It knows four-part Bach chorale harmony and nothing else; "
-# encoding -> (what its tokens are, how generate picks the bundle, what the model cannot do)
-ENCODINGS = {
-    "cpc": ("pitch names and pitch-class chords", "`pianocomposer generate` uses it when you have not trained a model "
-            "of your own.", CHORALES + "it has no rhythm (every token lasts the same time, as in the original "
-            "encoding) and chord octaves are lost by the encoding."),
-    "timed": ("MidiTok tokens for each note's pitch with its octave, its duration and the time to the next event",
-              "`pianocomposer generate --weights timed` uses it.", CHORALES + "its grid is the sixteenth and the "
+# shipped bundle -> (how generate picks it, what the model cannot do); what its tokens are is the encoding's own
+SHIPPED = {
+    "default": ("`pianocomposer generate` uses it when you have not trained a model of your own.",
+                CHORALES + "it has no rhythm (every token lasts the same time, as in the original encoding) and chord "
+                "octaves are lost by the encoding."),
+    "timed": ("`pianocomposer generate --weights timed` uses it.", CHORALES + "its grid is the sixteenth and the "
               "eighth-note triplet; dynamics (velocity), tempo changes and instruments are not modelled."),
-    "abc": ("the normalised abc text of whole folk tunes (title, rhythm, metre, note length, key, then the music)",
-            "`pianocomposer generate --weights abc` uses it: each tune starts from `X:1` (or `--primer-text`) and "
-            "ends with the end-of-tune token.", "It knows 19th-century Irish and American dance tunes and nothing "
-            "else; a tune it writes may not parse (generate checks each with music21 and says why), and bar "
-            "lengths are not checked."),
+    "abc": ("`pianocomposer generate --weights abc` uses it: each tune starts from `X:1` (or `--primer-text`) and "
+            "ends with the end-of-tune token, and the metre-aware sampler keeps every bar the metre's length.",
+            "It knows the folk tunes of the books it read (Irish, Scottish, American, German and Chinese) and "
+            "nothing else; it writes no pickup bar (anacrusis), and a tune may still fail a check that is not about "
+            "bars (generate checks each with music21 and says why)."),
 }
 
 
@@ -60,7 +60,8 @@ def model_card(folder: Path, command: str, data_note: str, data: Path) -> str:
     hours = sum(h["seconds"] for h in history) / 3600
     stored = stored_weights_scores(folder, data)
     size_mb = sum(f.stat().st_size for f in folder.iterdir() if f.name != "last.keras") / 1e6
-    tokens_are, used_by, limits = ENCODINGS[meta["encoding"]]
+    tokens_are = get_encoding(meta["encoding"], meta.get("encoding_params")).description
+    used_by, limits = SHIPPED[folder.name]
     params = f", parameters `{meta['encoding_params']}`" if meta.get("encoding_params") else ""
     return f"""# Model card: `{folder.name}`
 

@@ -2,17 +2,17 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
 
 import pytest
 
 from pianocomposer.bundle import read_meta
 from pianocomposer.devices import Placement, placement_for
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.train import train
 from tests.conftest import REPO
 
 # Runs in a fresh process: the device count must be set before the backend starts.
@@ -21,7 +21,6 @@ import json, sys
 import numpy as np
 from pianocomposer.bundle import LAST_MODEL, load_bundle
 from pianocomposer.devices import placement_for
-from pianocomposer.train import train
 data, out = sys.argv[1], sys.argv[2]
 placement = placement_for("all")
 one = train(data, out + "/one", preset="quick", epochs=3, progress=False)
@@ -92,13 +91,48 @@ def test_two_processes_train_as_one_process_does_and_stop_together(data_dir, tmp
         assert [h[key] for h in together["history"]] == pytest.approx([h[key] for h in single["history"]], rel=1e-4)
 
 
-def test_a_stop_asked_on_another_process_ends_the_epoch_after_the_same_batch(data_dir, tmp_path):
-    @dataclass(frozen=True)
-    class OtherProcessSignalled(Placement):
-        def agree(self, reason):
-            return reason or "interrupted by SIGTERM"
+def _cluster() -> dict[str, str]:
+    return {"KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{_free_port()}", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
 
-    result = train(data_dir, tmp_path / "w", preset="quick", batch_size=8, epochs=3, progress=False,
-                   placement=OtherProcessSignalled())
-    assert result.stopped == "interrupted by SIGTERM" and result.epochs == 1 and result.history[0]["partial"]
-    assert read_meta(tmp_path / "w")["training"]["steps"] == 1
+
+def _report(proc: subprocess.Popen, timeout: float = 240) -> dict:
+    out, err = proc.communicate(timeout=timeout)
+    assert "{" in out, err[-3000:]
+    return {**json.loads(out[out.index("{"):]), "returncode": proc.returncode}  # gloo prints a line to stdout first
+
+
+def test_a_time_budget_spent_on_one_process_stops_both_after_the_same_batch(data_dir, tmp_path):
+    cluster = _cluster()
+    procs = [_start_jax_training(data_dir, tmp_path / "p0", "--devices", "all", "--epochs", "50", **cluster,
+                                 KERAS_DISTRIBUTION_PROCESS_ID="0"),
+             _start_jax_training(data_dir, tmp_path / "p1", "--devices", "all", "--epochs", "50", "--max-minutes",
+                                 "0.0001", **cluster, KERAS_DISTRIBUTION_PROCESS_ID="1")]
+    try:
+        p0, p1 = (_report(proc) for proc in procs)
+    finally:
+        for proc in procs:
+            proc.kill()
+    assert p0["stopped"] == p1["stopped"] == "time budget spent" and p0["epochs"] == p1["epochs"] == 1
+    history = read_meta(tmp_path / "p0")["training"]
+    assert history["history"][0]["partial"] and history["steps"] == 1  # both stopped after the first batch
+
+
+def test_sigterm_to_one_process_stops_both_after_the_same_batch(data_dir, tmp_path):
+    cluster = _cluster()
+    procs = [_start_jax_training(data_dir, tmp_path / "p0", "--devices", "all", "--epochs", "500", **cluster,
+                                 KERAS_DISTRIBUTION_PROCESS_ID="0"),
+             _start_jax_training(data_dir, tmp_path / "p1", "--devices", "all", "--epochs", "500", **cluster,
+                                 KERAS_DISTRIBUTION_PROCESS_ID="1")]
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "p0" / "bundle.json").is_file():  # process 0 wrote its first epoch: both train
+            assert time.monotonic() < deadline and procs[0].poll() is None, procs[0].stderr.read()[-3000:]
+            time.sleep(0.2)
+        procs[1].send_signal(signal.SIGTERM)
+        p0, p1 = (_report(proc) for proc in procs)
+    finally:
+        for proc in procs:
+            proc.kill()
+    assert p0["stopped"] == p1["stopped"] == "interrupted by SIGTERM"
+    assert p0["returncode"] == p1["returncode"] == 130 and p0["epochs"] == p1["epochs"] < 500
+    assert read_meta(tmp_path / "p0")["training"]["epochs"] == p0["epochs"]  # process 0 wrote where both stopped

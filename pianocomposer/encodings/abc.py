@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import pretty_midi
@@ -94,6 +95,9 @@ class AbcEncoding(Encoding):
     text_suffix = ".abc"
     default_preset = "abc"
     default_length = MAX_TUNE_TOKENS
+    checks: ClassVar[dict[str, tuple[str, str]]] = {
+        "abc2midi_clean": ("clean under abc2midi", "no error and no bar of the wrong length (abcMIDI)"),
+        "full_bars": ("bars of the metre's length", "share of bars as long as the metre (music21's reading)")}
 
     def __init__(self, unit: str = "char"):
         if unit not in UNITS:
@@ -132,6 +136,17 @@ class AbcEncoding(Encoding):
     def start(self, seeds: list[list[str]], n: int, rng: np.random.Generator) -> tuple[list[list[str]], list[str]]:
         """Every tune starts from `X:1` (a tune's own beginning, not a window of another tune)."""
         return [self.primer_from_text(TUNE_START)] * n, [TUNE_START.strip()] * n
+
+    def check(self, tokens: Sequence[str]) -> dict[str, float]:
+        """Bar health: whether abc2midi reports the tune clean, and its share of bars as long as the metre (a pickup
+        or a tune's short last bar counts as not); a tune music21 cannot read scores 0 on both."""
+        text = detokenize(tokens)
+        try:
+            measures = list(parse_tune(text).recurse().getElementsByClass("Measure"))
+        except AbcError:
+            return {"abc2midi_clean": 0.0, "full_bars": 0.0}
+        full = [m.duration.quarterLength == m.barDuration.quarterLength for m in measures]
+        return {"abc2midi_clean": float(not abc2midi_problems(text)), "full_bars": sum(full) / max(len(full), 1)}
 
     def constraint(self, vocabulary: Sequence[str]) -> MetreConstraint:
         """The metre-aware sampler: every bar the metre's length, by construction (abc_metre.py)."""

@@ -39,6 +39,7 @@ class Encoding:
     text_suffix: ClassVar[str | None] = None  # a piece's text form is written with this suffix (abc: .abc)
     default_preset: ClassVar[str] = DEFAULT_PRESET  # the network `train` builds when no preset is asked for
     default_length: ClassVar[int] = DEFAULT_LENGTH  # tokens per piece (with an end token: the most a piece may take)
+    checks: ClassVar[dict[str, tuple[str, str]]] = {}  # rules a piece is judged by: name -> (label, what it means)
 
     @property
     def params(self) -> dict:
@@ -155,6 +156,10 @@ class Encoding:
     def excerpt(self, tokens: list[str], n: int) -> list[str]:
         """A piece cut to n tokens, to set beside corpus songs of that length (a piece that ends itself is whole)."""
         return tokens if self.end_token is not None else tokens[:n]
+
+    def check(self, tokens: Sequence[str]) -> dict[str, float]:
+        """A piece judged by the encoding's own rules (`checks`): each a share from 0 (none kept) to 1 (all)."""
+        return {}
 
     def constraint(self, vocabulary: Sequence[str]) -> Constraint | None:
         """What the sampler must keep to while writing pieces of this encoding (None: nothing)."""
