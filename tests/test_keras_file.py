@@ -16,14 +16,14 @@ from pianocomposer.errors import PianoComposerError
 from pianocomposer.keras_file import read_layer_weights
 from pianocomposer.model import keras_layer_weights
 from pianocomposer.train import train
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY
 
 
 @pytest.fixture(scope="module")
 def gru16(data_dir, tmp_path_factory):
     """A GRU bundle with float16 weights."""
     folder = tmp_path_factory.mktemp("gru16")
-    train(data_dir, folder, preset="quick", epochs=1, cell="gru", float16=True, progress=False)
+    train(data_dir, folder, preset="quick", epochs=1, cell="gru", float16=True, progress=False, **TINY)
     return folder
 
 

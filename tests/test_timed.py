@@ -12,6 +12,7 @@ from pianocomposer.evaluate import evaluate
 from pianocomposer.extract import extract
 from pianocomposer.generate import generate
 from pianocomposer.train import train
+from tests.conftest import TINY
 
 QUARTER = 0.5  # seconds at 120 qpm
 # (pitch, start, length) in quarter notes: chords spread over octaves, a dotted quarter, eighth-note triplets, a rest,
@@ -76,7 +77,7 @@ def test_a_timed_bundle_trains_reloads_and_generates_timed_music(midi_dir, tmp_p
     saved = json.loads((tmp_path / "data" / "tokens.json").read_text())
     assert saved["encoding"] == "timed" and saved["encoding_params"]["layout"] == "tsd"
     assert all(s["qpm"] == 120.0 for s in saved["songs"]) and data.songs[0].tokens[0].startswith("Pitch_")
-    train(tmp_path / "data", tmp_path / "w", preset="quick", epochs=2, transpose=(-1, 1), progress=False)
+    train(tmp_path / "data", tmp_path / "w", preset="quick", epochs=2, transpose=(-1, 1), progress=False, **TINY)
     bundle = read_bundle(tmp_path / "w")
     assert bundle.meta["qpm"] == 120.0 and bundle.encoding.params == data.encoding_params
     primer = write_midi(tmp_path / "primer.mid", NOTES[:4])

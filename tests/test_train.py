@@ -23,7 +23,7 @@ from pianocomposer.errors import PianoComposerError
 from pianocomposer.model import build_model
 from pianocomposer.tokens import load_tokens
 from pianocomposer.train import TrainingState, epoch_windows, plan_new, prepare_data, train
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, TINY, run_cli
 
 
 def test_tiny_training_loss_falls_and_bundle_is_complete(bundle_dir):
@@ -51,7 +51,7 @@ def test_resume_continues_epochs_and_history(bundle_dir, data_dir, tmp_path):
 
 
 def test_last_objective_supervises_only_each_windows_last_token(data_dir, tmp_path):
-    result = train(data_dir, tmp_path / "w", preset="quick", epochs=1, objective="last", progress=False)
+    result = train(data_dir, tmp_path / "w", preset="quick", epochs=1, objective="last", progress=False, **TINY)
     state = TrainingState.from_meta(read_meta(tmp_path / "w"))
     assert state.options.objective == "last" and result.tokens_per_s > 0
     train_ids, _ = prepare_data(load_tokens(data_dir), state, get_encoding("cpc"), data_dir)
@@ -79,8 +79,8 @@ def test_transposition_trains_on_every_shifted_copy(data_dir):
 
 
 def test_two_epochs_plus_a_resumed_two_train_exactly_as_four(data_dir, tmp_path):
-    straight = train(data_dir, tmp_path / "four", preset="quick", epochs=4, val_split=0.2, progress=False)
-    train(data_dir, tmp_path / "two", preset="quick", epochs=2, val_split=0.2, progress=False)
+    straight = train(data_dir, tmp_path / "four", preset="quick", epochs=4, val_split=0.2, progress=False, **TINY)
+    train(data_dir, tmp_path / "two", preset="quick", epochs=2, val_split=0.2, progress=False, **TINY)
     resumed = train(data_dir, tmp_path / "two", epochs=2, resume=True, progress=False)
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in straight.history], rel=1e-5)
     a = load_bundle(tmp_path / "four", LAST_MODEL).model.get_weights()
