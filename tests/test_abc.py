@@ -13,6 +13,7 @@ from pianocomposer.bundle import read_bundle
 from pianocomposer.compose import Sampler, continue_sequences
 from pianocomposer.config import shipped_bundle
 from pianocomposer.encodings.abc import END, detokenize, tokenize
+from pianocomposer.encodings.abc_metre import BarState, MetreConstraint
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.extract import extract
 from pianocomposer.generate import generate
@@ -175,3 +176,34 @@ def test_generate_cli_reports_each_tune_as_json(tmp_path):
 def test_a_primer_text_needs_a_text_model(bundle_dir, tmp_path):
     with pytest.raises(PianoComposerError, match="--primer-text is for text encodings"):
         generate(bundle_dir, tmp_path, primer_text="X:1\n", wav=False, progress=False)
+
+
+def _written(text: str):
+    """The tracker's state after text, or None where it breaks a bar."""
+    return BarState().feed(text)
+
+
+def test_the_bar_tracker_follows_lengths_and_refuses_a_bar_that_is_not_full():
+    head = "X:1\nM:6/8\nL:1/8\nK:D\n"
+    assert _written(head + "dfa afd|B2c d>ef|(3gfe d3 z|[DF]3 {g}a3|Z|\n").can_end()
+    assert _written(head + "dfa af|") is None  # a bar one eighth short
+    assert _written(head + "dfa afdd") is None  # a seventh eighth does not fit
+    assert _written(head + "dfa af3 ") is None  # a note whose written length overfills the bar
+    assert _written(head + "d2>f a3|") is None  # a broken rhythm of unequal notes (abc2midi's error)
+    assert _written(head + "d2-e4|") is None  # a tie to another note
+    assert not _written(head + "|:dfa afd|").can_end()  # a repeat left open
+    assert _written("X:1\nM:4/4\nL:1/16\nK:G\n" + "A8 [M:3/4] B8|") is None  # a metre change inside a bar
+    assert _written("X:1\nM:C|\nL:1/8\nK:G\n" + "A8|[M:3/4]B6|\nL:1/4\nB3|").can_end()
+
+
+def test_the_metre_mask_lets_only_full_bars_be_written():
+    vocabulary = [*"X:1\nMLK/68Dabcdefg|23 ", END]
+
+    def allowed_after(written: str) -> set[str]:
+        constraint = MetreConstraint(vocabulary, END)
+        constraint.start([tokenize("X:1\nM:6/8\nL:1/8\nK:D\n" + written, "char")[:-1]])
+        return {t for t, ok in zip(vocabulary, constraint.mask()[0], strict=True) if ok}
+
+    assert {"f", "2", "3", " "} <= allowed_after("abc de") and not {"|", END} & allowed_after("abc de")
+    assert "/" in allowed_after("abc de3") and " " not in allowed_after("abc de3")  # e3 overfills; e3/2 fits
+    assert allowed_after("abc def ") & {"|", "a", "2"} == {"|"}  # the bar is full: a bar line, no more notes

@@ -166,4 +166,4 @@ def test_abc_tunes_show_their_text_on_their_cards(tmp_path):
         assert text.startswith("X:1\n") and "\nK:" in text
         assert html.escape(text) in page  # a valid tune's card and a failed one's alike
         assert (f"href='{piece.stem}.abc'" in page) == (piece.error is None)
-    assert sum(p.error is None for p in result.pieces) >= 1 and page.count("<pre class=abc>") == 2
+    assert sum(p.error is None for p in result.pieces) >= 1 and page.count("<pre class=text>") == 2
