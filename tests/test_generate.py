@@ -103,3 +103,13 @@ def test_runs_at_once_never_take_the_same_file_names(tmp_path):
     assert len(set(stems)) == 40 and all((tmp_path / f"{stem}.mid").is_file() for stem in stems)
     (tmp_path / "piece-x-41.wav").write_bytes(b"")  # a name used by any of the suffixes is not taken
     assert reserve_stems(tmp_path, "piece-x", 1, (".mid", ".wav")) == ["piece-x-42"]
+
+
+def test_a_musicxml_primer_starts_the_piece(bundle_dir, tmp_path):
+    from music21 import note, stream
+
+    melody = stream.Stream([note.Note(p, quarterLength=1) for p in ("C4", "E4", "G4", "C5")])
+    melody.write("musicxml", fp=tmp_path / "primer.musicxml")
+    result = generate(bundle_dir, tmp_path, length=10, primer=tmp_path / "primer.musicxml", seed=1, wav=False,
+                      progress=False)
+    assert result.pieces[0].primer == str(tmp_path / "primer.musicxml") and len(result.pieces[0].tokens) == 10

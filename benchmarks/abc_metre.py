@@ -1,0 +1,115 @@
+"""Bars of the right length: an abc bundle's tunes with and without the metre-aware sampler, beside the corpus.
+
+For each sampler setting, `pianocomposer generate --weights BUNDLE --num-outputs N --no-wav` is timed from process
+start, and every tune it writes is judged: music21 reads it (generate's own check), abc2midi reports no `Error` and
+no `Bar ... has ... time units` warning (clean), and its share of bars as long as the metre (music21's measures).
+The corpus line judges the raw books' tunes the same way (normalised and repaired, before extract drops any).
+Held-out likelihood: the bundle's validation tunes, and every tune of music21's Nottingham collection, which no
+model here has seen (nats per character, the end-of-tune token included):
+
+    .venv/bin/python benchmarks/abc_metre.py --bundle weights/abc --data data/abc --tunes 100 --examples 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+from benchmarks.train_speed import cpu_name
+from pianocomposer.abc_notation import abc2midi_problems, normalise, split_tunes
+from pianocomposer.encodings import get_encoding
+from pianocomposer.encodings.abc import tokenize
+
+
+def judge_texts(texts: list[str]) -> dict:
+    """Shares of tunes clean under abc2midi and their bars of the metre's length, with the commonest problems."""
+    encoding = get_encoding("abc")
+    problems = [abc2midi_problems(text) for text in texts]
+    checks = [encoding.check(tokenize(text, "char")) for text in texts]
+    kinds = Counter(p[0].split(" : ", 1)[-1].split(" Bar ")[0][:60] for p in problems if p)
+    return {"tunes": len(texts), "clean": sum(not p for p in problems) / max(len(texts), 1),
+            "full_bars": sum(c["full_bars"] for c in checks) / max(len(checks), 1),
+            "problems": kinds.most_common(5)}
+
+
+def generated(bundle: str, tunes: int, seed: int, metre: bool) -> tuple[dict, list[str]]:
+    """Run generate from a fresh process; its timing, validity and the tunes' texts."""
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "pianocomposer", "generate", "--weights", bundle, "--num-outputs",
+                               str(tunes), "--seed", str(seed), "--no-wav", "--out", out, "--json",
+                               "--metre" if metre else "--no-metre"], capture_output=True, text=True, check=True)
+        seconds = time.perf_counter() - started
+        report = json.loads(proc.stdout)
+        texts = [Path(p["abc"]).read_text(encoding="utf-8") for p in report["pieces"]]
+    return {"seconds_from_start": round(seconds, 2), "generate_s": report["seconds"]["generate"],
+            "music21_valid": report["valid"] / tunes}, texts
+
+
+def corpus_texts(root: Path, count: int, seed: int) -> list[str]:
+    """A fixed sample of the raw books' tunes, normalised and repaired as extract does before its checks."""
+    texts = []
+    for path in sorted(root.rglob("*.abc")):
+        for tune in split_tunes(path.read_text(encoding="utf-8", errors="replace")):
+            try:
+                texts.append(normalise(tune.text))
+            except ValueError:
+                continue
+    return random.Random(seed).sample(texts, min(count, len(texts)))
+
+
+def likelihoods(bundle: str, data: Path) -> dict:
+    """Nats per character on the bundle's validation tunes and on the unseen Nottingham collection."""
+    from music21 import corpus
+
+    from pianocomposer.bundle import read_bundle
+    from pianocomposer.evaluate import score_likelihood
+    from pianocomposer.extract import extract
+    from pianocomposer.tokens import load_tokens
+
+    loaded = read_bundle(bundle)
+    net = loaded.step_model()
+    val = set(loaded.meta["split"]["val"])
+    heldout = [s.tokens for s in load_tokens(data).songs if s.source in val]
+    with tempfile.TemporaryDirectory() as tmp:
+        unseen = extract(Path(corpus.__file__).parent / "nottingham-dataset", Path(tmp), encoding="abc",
+                         encoding_params=loaded.meta["encoding_params"], progress=False)
+    out = {}
+    for name, songs in (("validation", heldout), ("nottingham", [s.tokens for s in unseen.songs])):
+        scored = score_likelihood(net, loaded, songs, name)
+        out[name] = {"tunes": len(songs), "nats_per_char": round(scored.full.cross_entropy, 4),
+                     "unknown_chars": scored.unknown}
+    out["nottingham"]["skipped"] = len(unseen.skipped)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", default="weights/abc")
+    parser.add_argument("--data", type=Path, default=Path("data/abc"), help="the bundle's tokens (validation split)")
+    parser.add_argument("--corpus", type=Path, default=Path("abc_tunes"))
+    parser.add_argument("--tunes", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--examples", type=int, default=3, help="clean tunes to print from the metre-aware run")
+    args = parser.parse_args()
+    result = {"date": date.today().isoformat(), "cpu": cpu_name(), "bundle": args.bundle}
+    for metre in (True, False):
+        timing, texts = generated(args.bundle, args.tunes, args.seed, metre)
+        result["metre" if metre else "no_metre"] = {**timing, **judge_texts(texts)}
+        if metre:
+            result["examples"] = [t for t in texts if not abc2midi_problems(t)][:args.examples]
+    result["corpus"] = judge_texts(corpus_texts(args.corpus, args.tunes * 3, args.seed))
+    result["likelihood"] = likelihoods(args.bundle, args.data)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
