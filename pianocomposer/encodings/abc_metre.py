@@ -3,8 +3,9 @@ time, and says which next tokens keep every bar the metre's length. The abc enco
 
 It follows `M:` and `L:` (in the header, on a body line or inline), every note's and rest's length (`A3/2`, `z2`,
 `A/`), broken rhythm (`A>B`: both notes must have the same length, as abc2midi requires), tuplets (`(3abc`), chords
-(`[CEG]2`: the first note's length times the chord's), grace notes (`{g}`: no time), chord symbols and
-decorations (no time), multi-bar rests (`Z`), repeats and endings. A bar line may be written only where the bar is
+(`[CEG]2`: the first note's length times the chord's), grace notes (`{g}`: no time), chord symbols (no time),
+multi-bar rests (`Z`), ties (to the same note only), repeats and endings; characters a normalised tune body does
+not have (decorations, stray letters) are masked. A bar line may be written only where the bar is
 full, a note only where it fits, so no bar is short: not even a pickup (anacrusis). abc2midi accepts a pickup only
 where every section's pickup and closing bar make full bars together, across repeats and endings (measured in
 BENCHMARKS.md): a tune that starts on the beat is always right. A repeat opened with `|:` must be closed before
@@ -84,7 +85,7 @@ class BarState(NamedTuple):
     """Where the writing of a tune stands, as far as bar lengths go (immutable: `feed` returns the next state; a
     named tuple, as it is copied at every character and hashed for the mask cache)."""
 
-    mode: str = "header"  # header | field | body | quote | grace | decoration | bracket | chord
+    mode: str = "header"  # header | field | inline | body | quote | grace | bracket | chord
     line: str = ""  # the field line being written (header or body field, inline field)
     bar: int | None = None  # the metre's bar length in ticks (None: free, nothing is checked)
     unit: int = WHOLE // 8
@@ -130,8 +131,8 @@ class BarState(NamedTuple):
             if ch != "\n":
                 return self._replace(line=self.line + ch)
             return self._field_line(self.line, header=False)
-        if self.mode in ("quote", "grace", "decoration"):
-            closing = {"quote": '"', "grace": "}", "decoration": "!"}[self.mode]
+        if self.mode in ("quote", "grace"):
+            closing = '"' if self.mode == "quote" else "}"
             return self._replace(mode="body") if ch == closing else self
         if self.mode == "inline":
             return self._replace(mode="body", line="")._field_line(self.line, header=False, inline=True) \
