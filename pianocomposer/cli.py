@@ -169,7 +169,8 @@ def generate(
     top_p: Annotated[float, typer.Option(help="Sample from the smallest set holding this probability mass.")]
     = DEFAULT_TOP_P,
     greedy: Annotated[bool, typer.Option(help="Always take the most likely token (the original; loops).")] = False,
-    primer: Annotated[Path | None, typer.Option(help="A MIDI, MusicXML or abc file whose music starts every piece.")] = None,
+    primer: Annotated[Path | None, typer.Option(help="A MIDI, MusicXML or abc file whose music starts every "
+                                                "piece.")] = None,
     primer_tokens: Annotated[str | None, typer.Option(help='Tokens that start every piece, e.g. "C4 E4 G4".')]
     = None,
     primer_text: Annotated[str | None, typer.Option(help='abc models: the start of every tune, e.g. '
