@@ -139,11 +139,15 @@ def _read_meta_parts(folder: Path) -> tuple[dict, ModelConfig, Vocabulary, Encod
         encoding = get_encoding(name, meta.get("encoding_params"))
     except PianoComposerError as exc:
         raise PianoComposerError(f"{folder / BUNDLE_FILE}: {exc}") from None
+    return meta, config, vocabulary, encoding
+
+
+def _check_seeds(meta: dict, vocabulary: Vocabulary, folder: Path) -> None:
+    """Every stored seed window must be in the vocabulary (generation starts from them)."""
     missing = {t for seed in meta["seeds"] for t in seed} - set(vocabulary.tokens)
     if missing:
         raise PianoComposerError(f"{folder / BUNDLE_FILE}: seed tokens {sorted(missing)[:3]} are not in the "
                                  "bundle's vocabulary; the bundle is inconsistent")
-    return meta, config, vocabulary, encoding
 
 
 def _model_file(folder: Path, which: str) -> Path:
@@ -163,6 +167,7 @@ def read_bundle(folder: Path, which: str = BEST_MODEL) -> Bundle:
     path = _model_file(folder, which)
     layers = read_layer_weights(path)
     _check_weights(layers, len(vocabulary), config, path)
+    _check_seeds(meta, vocabulary, folder)
     return Bundle(folder, meta, config, vocabulary, encoding, layer_weights=layers)
 
 
@@ -177,6 +182,7 @@ def load_bundle(folder: Path, which: str = BEST_MODEL, compile: bool = False) ->
     except Exception as exc:
         raise PianoComposerError(f"{path}: cannot load the Keras model ({first_line(exc)})") from None
     _check_weights(keras_layer_weights(model), len(vocabulary), config, path)
+    _check_seeds(meta, vocabulary, folder)
     return Bundle(folder, meta, config, vocabulary, encoding, model)
 
 

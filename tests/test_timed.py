@@ -48,7 +48,7 @@ def test_octaves_dotted_notes_triplets_and_rests_survive_the_round_trip(layout, 
     timed = get_encoding("timed", {"layout": layout})
     path = write_midi(tmp_path / "rhythm.mid", split_tracks=True)  # two pitched tracks merged, drums dropped
     tokens = timed.encode_file(path)
-    assert timed.qpm(path) == 120.0
+    assert timed.read_songs(path)[0]["qpm"] == 120.0
     expected = sorted((p, round(s * QUARTER, 3), round((s + d) * QUARTER, 3)) for p, s, d in NOTES)
     assert notes_of(timed.decode(tokens, qpm=120)) == expected
     slower = notes_of(timed.decode(tokens, qpm=60))
