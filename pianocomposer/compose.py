@@ -88,20 +88,23 @@ def continue_sequences(net: StepModel, primers: list[np.ndarray], length: int, s
                        rng: np.random.Generator, progress: bool = False, stop_id: int | None = None,
                        constraint: Constraint | None = None) -> np.ndarray:
     """Prime the network with each primer, then sample `length` tokens per row, carrying the recurrent states;
-    with stop_id, stop early once every row has drawn it (the columns after that are cut off); with a constraint
-    (already started on the primers), draw only what it allows."""
+    with stop_id, a row that draws it is done (its later columns stay 0, and the network steps only the rows still
+    writing) and the columns after the last row's are cut off; with a constraint (already started on the primers),
+    draw only what it allows."""
     probs, state = prime(net, primers)
     out = np.zeros((len(primers), length), np.int32)
-    stopped = np.zeros(len(primers), bool)
+    alive = np.arange(len(primers))  # the rows still writing
     for t in tqdm(range(length), desc="generate", unit="token", disable=not progress or None):
-        out[:, t] = sampler(probs, rng, None if constraint is None else constraint.mask())
+        ids = sampler(probs, rng, None if constraint is None else constraint.mask(alive))
+        out[alive, t] = ids
         if constraint is not None:
-            constraint.advance(out[:, t])
-        if stop_id is not None:
-            stopped |= out[:, t] == stop_id
-            if stopped.all():
+            constraint.advance(alive, ids)
+        if stop_id is not None and (ids == stop_id).any():
+            going = ids != stop_id
+            if not going.any():
                 return out[:, :t + 1]
-        probs, state = net.step(out[:, t], state)
+            alive, ids, state = alive[going], ids[going], [s[going] for s in state]
+        probs, state = net.step(ids, state)
     return out
 
 

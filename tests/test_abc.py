@@ -202,7 +202,7 @@ def test_the_metre_mask_lets_only_full_bars_be_written():
     def allowed_after(written: str) -> set[str]:
         constraint = MetreConstraint(vocabulary, END)
         constraint.start([tokenize("X:1\nM:6/8\nL:1/8\nK:D\n" + written, "char")[:-1]])
-        return {t for t, ok in zip(vocabulary, constraint.mask()[0], strict=True) if ok}
+        return {t for t, ok in zip(vocabulary, constraint.mask(np.array([0]))[0], strict=True) if ok}
 
     assert {"f", "2", "3", " "} <= allowed_after("abc de") and not {"|", END} & allowed_after("abc de")
     assert "/" in allowed_after("abc de3") and " " not in allowed_after("abc de3")  # e3 overfills; e3/2 fits
@@ -213,5 +213,5 @@ def test_the_metre_mask_works_on_folk_rnn_tokens_too():
     tune = tokenize("X:1\nM:2/4\nL:1/8\nK:G\nAB cd|e2 d2|\n", "token")
     constraint = MetreConstraint(sorted(set(tune) | {"3", "|:"}), END)
     constraint.start([tune[:13]])  # ... "A" "B" " " "c" "d": the bar is full
-    allowed = {t for t, ok in zip(constraint.tokens, constraint.mask()[0], strict=True) if ok}
+    allowed = {t for t, ok in zip(constraint.tokens, constraint.mask(np.array([0]))[0], strict=True) if ok}
     assert tune[12] == "d" and {"|", "|:"} <= allowed and not {"e", "A"} & allowed  # a bar line, no more notes

@@ -9,7 +9,7 @@ not have (decorations, stray letters) are masked. A bar line may be written only
 full, a note only where it fits, so no bar is short: not even a pickup (anacrusis). abc2midi accepts a pickup only
 where every section's pickup and closing bar make full bars together, across repeats and endings (measured in
 BENCHMARKS.md): a tune that starts on the beat is always right. A repeat opened with `|:` must be closed before
-the tune ends, and a tune ends after a bar line.
+the tune ends, and a tune ends after a bar line or a full bar.
 
 A length is decided at the character that ends it: after `A` the sampler may write `2` or `/` only if some length
 they lead to fits the bar, and the character after the note only if its length as written fits.
@@ -99,6 +99,7 @@ class BarState(NamedTuple):
     accidentals: int = 0  # accidentals written before the coming note
     pitch: str = ""  # the note being written or just written: its letter and octave marks ('' for a rest or chord)
     tie: str | None = None  # after `-`: the pitch the next note must have
+    gap: bool = False  # the last character was a space or a line end (a normalised body has no two in a row)
     tuplet_left: int = 0
     tuplet_q: int = 1  # a tuplet's notes take q/p of their written time
     tuplet_p: int = 1
@@ -139,11 +140,15 @@ class BarState(NamedTuple):
                 if ch == "]" else self._replace(line=self.line + ch)
         if self.bar is None:
             return self._free(ch)
+        if ch in " \n" and self.gap:
+            return None  # no run of spaces, no blank line (which would end the tune)
         if self.mode == "bracket":
-            return self._after_bracket(ch)
-        if self.mode == "chord":
-            return self._in_chord(ch)
-        return self._body(ch)
+            state = self._after_bracket(ch)
+        elif self.mode == "chord":
+            state = self._in_chord(ch)
+        else:
+            state = self._body(ch)
+        return state if state is None or state.gap == (ch in " \n") else state._replace(gap=ch in " \n")
 
     def _free(self, ch: str) -> BarState:
         """Free metre (no M:, or M:none): only fields are followed, in case a metre comes."""
@@ -167,6 +172,8 @@ class BarState(NamedTuple):
             state = state._replace(unit=parse_unit(value) or state.unit)
         elif name == "K" and header:
             state = state._replace(mode="body")
+        if not inline:
+            state = state._replace(gap=True)  # the line ended
         return state
 
     def _body(self, ch: str) -> BarState | None:
@@ -209,13 +216,14 @@ class BarState(NamedTuple):
                            marks=self.marks + 1)
         # a slur's end may stand between a note and its broken-rhythm mark: `(AB)>c`
         state = self._replace(last=self.last if ch == ")" else None, at_line_start=ch == "\n")
-        if self.broken is not None and ch in "|:]\n ":
+        if self.broken is not None and ch not in NOTES and ch not in RESTS and ch not in ACCIDENTALS \
+                and ch not in '([{"':
             return None  # a broken rhythm's second note must follow
         if self.at_line_start and ch in BODY_FIELDS:
             return state._replace(mode="field", line=ch)
         if ch == "-":
             return state._replace(tie=self.pitch) if self.pitch and self.tie is None else None
-        if self.tie is not None and ch not in NOTES and ch not in " |":
+        if self.tie is not None and ch not in NOTES and ch not in ACCIDENTALS and ch not in " |":
             return None  # a tie leads to the same note
         if ch in NOTES or ch in RESTS:
             return state._start_note(ch if ch in NOTES else "")
@@ -226,7 +234,7 @@ class BarState(NamedTuple):
         if ch in ACCIDENTALS:
             return state._replace(accidentals=1) if state._start_note("") is not None else None
         if ch in "|:":
-            return state._bar_run(ch)
+            return state._replace(at_line_start=self.at_line_start)._bar_run(ch)
         if ch == "[":
             return state._replace(mode="bracket")
         if ch == "(":
@@ -349,8 +357,9 @@ class BarState(NamedTuple):
             return self._replace(run=self.run + ch)
         if self.broken is not None or self.note is not None or self.tuplet_left:
             return None
-        if self.used == self.bar or not self.bar_started or self.stuck or self.remaining() < self.unit // 8:
-            return self._replace(run=ch)  # full, empty (`|:` after `:|`), or a remainder no note can fill
+        empty_line_start = not self.bar_started and self.at_line_start  # `|:` opening a line after `:|`
+        if self.used == self.bar or empty_line_start or self.stuck or self.remaining() < self.unit // 8:
+            return self._replace(run=ch)  # full, opening a line, or a remainder no note can fill
         return None
 
     def _bar_run_ending(self) -> BarState | None:
@@ -368,14 +377,14 @@ class BarState(NamedTuple):
                        repeat_open=(self.repeat_open and not closes) or opens)
 
     def can_end(self) -> bool:
-        """Whether the tune may end here: in the body, after a bar line (its bar full), no repeat left open."""
+        """Whether the tune may end here: in the body, after a bar line or a full last bar, no repeat left open."""
         if self.mode == "header":
             return False
         if self.bar is None:
             return True
         state = self._end_run() if self.run else self
-        return (state is not None and not state.bar_started and state.note is None and not state.repeat_open
-                and state.tie is None and state.mode == "body")
+        return (state is not None and (not state.bar_started or state.used == state.bar) and state.note is None
+                and not state.repeat_open and state.tie is None and state.broken is None and state.mode == "body")
 
 
 def behaviour(token: str) -> str:
@@ -425,9 +434,9 @@ class MetreConstraint:
                 state = state.feed(token) or state  # a primer that breaks a bar is taken as it is
             self.states.append(state)
 
-    def mask(self) -> np.ndarray:
-        """(batch, vocabulary) True where a token may come next."""
-        return np.stack([self._mask(state) for state in self.states])
+    def mask(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), vocabulary) True where a token may come next in each of these tunes."""
+        return np.stack([self._mask(self.states[row]) for row in rows])
 
     def _mask(self, state: BarState) -> np.ndarray:
         # The mask depends on the last note's pitch only through a tie, and on its duration only through whether
@@ -439,8 +448,8 @@ class MetreConstraint:
             cached = self._allowed(state)
             if not cached.any():  # nothing fits: let this bar go rather than stop the tune
                 cached = self._allowed(state._replace(stuck=True, tie=None))
-            if not cached.any():
-                cached = np.ones(len(self.tokens), bool)
+            if not cached.any():  # still nothing: a bar line, from which the tracker starts a fresh bar
+                cached = np.array([t.startswith("|") for t in self.tokens], bool)
             self.cache[key] = cached
         return cached
 
@@ -453,9 +462,9 @@ class MetreConstraint:
             mask[self.end] = state.can_end()
         return mask
 
-    def advance(self, ids: np.ndarray) -> None:
-        """Take each tune's drawn token."""
-        for row, token_id in enumerate(ids):
+    def advance(self, rows: np.ndarray, ids: np.ndarray) -> None:
+        """Take the drawn token of each of these tunes."""
+        for row, token_id in zip(rows, ids, strict=True):
             token = self.tokens[int(token_id)]
             state = self.states[row]
             if token_id == self.end:
@@ -463,7 +472,8 @@ class MetreConstraint:
             nxt = state.feed(token)
             if nxt is None:  # drawn with the mask lifted: go on from a fresh bar
                 self.unconstrained += 1
-                nxt = state._replace(used=0, note=None, run="", broken=None, last=None, tuplet_left=0,
-                              stuck=False)
+                nxt = state._replace(mode="body", used=0, note=None, run="", broken=None, last=None, marks=0,
+                                     tuplet_left=0, tie=None, accidentals=0, paren=False, stuck=False, gap=False,
+                                     chord_notes=0, chord_first=None, multirest=False)
                 nxt = nxt.feed(token) or nxt
             self.states[row] = nxt

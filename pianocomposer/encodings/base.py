@@ -21,11 +21,11 @@ class Constraint(Protocol):
     def start(self, primers: list[list[str]]) -> None:
         """Read each piece's primer."""
 
-    def mask(self) -> np.ndarray:
-        """(batch, vocabulary) True where a token may come next."""
+    def mask(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), vocabulary) True where a token may come next in each of these pieces."""
 
-    def advance(self, ids: np.ndarray) -> None:
-        """Take each piece's drawn token id."""
+    def advance(self, rows: np.ndarray, ids: np.ndarray) -> None:
+        """Take the drawn token id of each of these pieces."""
 
 
 class Encoding:
