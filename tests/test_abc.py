@@ -215,3 +215,11 @@ def test_the_metre_mask_works_on_folk_rnn_tokens_too():
     constraint.start([tune[:13]])  # ... "A" "B" " " "c" "d": the bar is full
     allowed = {t for t, ok in zip(constraint.tokens, constraint.mask(np.array([0]))[0], strict=True) if ok}
     assert tune[12] == "d" and {"|", "|:"} <= allowed and not {"e", "A"} & allowed  # a bar line, no more notes
+
+
+def test_after_a_tie_the_mask_allows_only_the_tied_note():
+    vocabulary = [*"X:1\nMLK/68Dabcdefg|23 ", END]
+    constraint = MetreConstraint(vocabulary, END)
+    constraint.start([tokenize("X:1\nM:6/8\nL:1/8\nK:D\nabc d3-| ", "char")[:-1]])
+    allowed = {t for t, ok in zip(vocabulary, constraint.mask(np.array([0]))[0], strict=True) if ok}
+    assert allowed & set("abcdefgD") == {"d"}

@@ -189,7 +189,8 @@ class BarState(NamedTuple):
             if ch in LENGTH_CHARS:
                 return self._lengthen(ch)
             if ch in OCTAVE_MARKS and self.note == "" and self.chord_notes == 0 and self.pitch:
-                return self._replace(pitch=self.pitch + ch)
+                # `,` lowers an upper-case note, `'` raises a lower-case one (abc2midi refuses `e,`)
+                return self._replace(pitch=self.pitch + ch) if self.pitch[0].isupper() == (ch == ",") else None
             state = self._finish_note()
             if state is None:
                 return None
@@ -354,6 +355,8 @@ class BarState(NamedTuple):
     def _bar_run(self, ch: str) -> BarState | None:
         """A character of a bar line. Its first one decides: the bar must be full (or empty)."""
         if self.run:
+            if ch == ":" and self.run.endswith("|") and ":" not in self.run and self.repeat_open:
+                return None  # `|:` inside an open repeat (abc2midi: another |: after a |:)
             return self._replace(run=self.run + ch)
         if self.broken is not None or self.note is not None or self.tuplet_left:
             return None
@@ -454,7 +457,9 @@ class MetreConstraint:
         return cached
 
     def _allowed(self, state: BarState) -> np.ndarray:
-        if state.mode in BODY_MODES:
+        if state.mode in BODY_MODES and state.tie is not None:  # a tie asks for one letter: every token itself
+            mask = np.array([state.feed(token) is not None for token in self.tokens], bool)
+        elif state.mode in BODY_MODES:
             mask = np.array([state.feed(kind) is not None for kind in self.kinds], bool)[self.kind_of]
         else:
             mask = np.ones(len(self.tokens), bool)
