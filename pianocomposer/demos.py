@@ -398,9 +398,8 @@ def _card(piece: DemoPiece) -> str:
     text = f"<pre class=text>{e(info['text'])}</pre>" if "text" in info else ""  # an abc tune, valid or not
     if piece.error:
         return f"<section class='card failed'>{head}<p class=error>failed: {e(piece.error)}</p>{text}</section>"
-    text_file = (info["text_suffix"][1:], info["text_suffix"])
-    files = (text_file,) * ("text" in info) + (("MIDI", ".mid"), ("WAV", ".wav"), ("MusicXML", ".musicxml"),
-                                                     ("sheet (SVG)", ".svg"))
+    files = ((info["text_suffix"][1:], info["text_suffix"]),) if "text" in info else ()
+    files += (("MIDI", ".mid"), ("WAV", ".wav"), ("MusicXML", ".musicxml"), ("sheet (SVG)", ".svg"))
     links = " · ".join(f"<a href='{_link(stem, s)}'>{name}</a>" for name, s in files)
     return (f"<section class=card>{head}"
             f"<audio controls preload=metadata src='{_link(stem, '.ogg')}'></audio>"

@@ -223,3 +223,13 @@ def test_after_a_tie_the_mask_allows_only_the_tied_note():
     constraint.start([tokenize("X:1\nM:6/8\nL:1/8\nK:D\nabc d3-| ", "char")[:-1]])
     allowed = {t for t, ok in zip(vocabulary, constraint.mask(np.array([0]))[0], strict=True) if ok}
     assert allowed & set("abcdefgD") == {"d"}
+
+
+def test_an_octave_mark_is_allowed_only_against_its_letters_case_even_from_the_mask_cache():
+    vocabulary = [*"X:1\nMLK/68Dabcdefg|23 ,'", END]
+    constraint = MetreConstraint(vocabulary, END)
+    head = "X:1\nM:6/8\nL:1/8\nK:D\n"
+    constraint.start([tokenize(head + text, "char")[:-1] for text in ("abc D", "abc d")])
+    masks = [{t for t, ok in zip(vocabulary, row, strict=True) if ok} for row in constraint.mask(np.array([0, 1]))]
+    assert "," in masks[0] and "'" not in masks[0]  # D, is an octave lower; D' is abc2midi's error
+    assert "'" in masks[1] and "," not in masks[1]  # d' is an octave higher; d, is abc2midi's error

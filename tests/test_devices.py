@@ -21,6 +21,7 @@ import json, sys
 import numpy as np
 from pianocomposer.bundle import LAST_MODEL, load_bundle
 from pianocomposer.devices import placement_for
+from pianocomposer.train import train
 data, out = sys.argv[1], sys.argv[2]
 placement = placement_for("all")
 one = train(data, out + "/one", preset="quick", epochs=3, progress=False)

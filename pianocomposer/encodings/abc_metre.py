@@ -442,9 +442,11 @@ class MetreConstraint:
         return np.stack([self._mask(self.states[row]) for row in rows])
 
     def _mask(self, state: BarState) -> np.ndarray:
-        # The mask depends on the last note's pitch only through a tie, and on its duration only through whether
-        # there is one (a broken-rhythm mark may follow): states that differ only there share a mask.
-        key = state._replace(last=state.last is not None, pitch=state.pitch if state.tie else bool(state.pitch)) \
+        # The mask depends on the last note's pitch only through a tie and its letter's case (which octave mark
+        # may follow), and on its duration only through whether there is one (a broken-rhythm mark may follow):
+        # states that differ only there share a mask.
+        pitch = state.pitch if state.tie else state.pitch[:1].isupper() if state.pitch else None
+        key = state._replace(last=state.last is not None, pitch=pitch) \
             if state.mode in BODY_MODES else state.mode  # elsewhere only the end is checked
         cached = self.cache.get(key)
         if cached is None:
