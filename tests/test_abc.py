@@ -12,6 +12,7 @@ from pianocomposer.abc_notation import AbcError, abc2midi_problems, normalise, p
 from pianocomposer.bundle import read_bundle
 from pianocomposer.compose import Sampler, continue_sequences
 from pianocomposer.config import shipped_bundle
+from pianocomposer.encodings import get_encoding
 from pianocomposer.encodings.abc import END, detokenize, tokenize
 from pianocomposer.encodings.abc_metre import BarState, MetreConstraint
 from pianocomposer.errors import PianoComposerError
@@ -233,3 +234,19 @@ def test_an_octave_mark_is_allowed_only_against_its_letters_case_even_from_the_m
     masks = [{t for t, ok in zip(vocabulary, row, strict=True) if ok} for row in constraint.mask(np.array([0, 1]))]
     assert "," in masks[0] and "'" not in masks[0]  # D, is an octave lower; D' is abc2midi's error
     assert "'" in masks[1] and "," not in masks[1]  # d' is an octave higher; d, is abc2midi's error
+
+
+def test_a_broken_rhythm_needs_room_for_its_second_note_and_grace_notes_hold_notes_only():
+    head = "X:1\nM:6/8\nL:1/8\nK:D\n"
+    assert _written(head + "dfa f2>") is None  # one eighth left: no room for the second note of `f2>`
+    assert _written(head + "dfa a>fd|") is not None
+    assert _written(head + "dfa {a>f}") is None and _written(head + "dfa {a{") is None  # abc2midi's errors
+    assert _written(head + "dfa {^a'/}afd|") is not None
+
+
+def test_a_tune_that_did_not_end_in_time_is_cut_back_to_its_last_full_bar():
+    encoding = get_encoding("abc")
+    tokens = tokenize("X:1\nM:6/8\nL:1/8\nK:D\ndfa afd|:B2c d>ef:|dfa af", "char")[:-1]  # no END: cut short
+    assert detokenize(encoding.finish([], tokens)) == "X:1\nM:6/8\nL:1/8\nK:D\ndfa afd|:B2c d>ef:|"
+    opened = tokenize("X:1\nM:6/8\nL:1/8\nK:D\ndfa afd|:B2c d>ef|dfa", "char")[:-1]  # the repeat never closes
+    assert detokenize(encoding.finish([], opened)) == "X:1\nM:6/8\nL:1/8\nK:D\ndfa afd|"

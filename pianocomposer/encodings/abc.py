@@ -22,7 +22,7 @@ from pianocomposer.abc_notation import (
     parse_tune,
     score_to_midi,
 )
-from pianocomposer.encodings.abc_metre import MetreConstraint
+from pianocomposer.encodings.abc_metre import MetreConstraint, last_ending
 from pianocomposer.encodings.base import Encoding
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.readers import ABC_SUFFIXES, Music
@@ -151,6 +151,14 @@ class AbcEncoding(Encoding):
     def constraint(self, vocabulary: Sequence[str]) -> MetreConstraint:
         """The metre-aware sampler: every bar the metre's length, by construction (abc_metre.py)."""
         return MetreConstraint(vocabulary, END)
+
+    def finish(self, primer: list[str], continuation: list[str]) -> list[str]:
+        """The whole tune; one that did not end within its length is cut back to its last full bar (no repeat left
+        open) and ended there, if it has one."""
+        tokens = super().finish(primer, continuation)
+        if tokens[-1:] != [END] and (cut := last_ending(tokens)) is not None:
+            return [*tokens[:cut], END]
+        return tokens
 
     def text(self, tokens: Sequence[str], number: int = 1) -> str:
         """The tune's abc text, numbered X:number."""

@@ -132,9 +132,10 @@ class BarState(NamedTuple):
             if ch != "\n":
                 return self._replace(line=self.line + ch)
             return self._field_line(self.line, header=False)
-        if self.mode in ("quote", "grace"):
-            closing = '"' if self.mode == "quote" else "}"
-            return self._replace(mode="body") if ch == closing else self
+        if self.mode == "quote":
+            return self._replace(mode="body") if ch == '"' else self
+        if self.mode == "grace":
+            return self._grace(ch)
         if self.mode == "inline":
             return self._replace(mode="body", line="")._field_line(self.line, header=False, inline=True) \
                 if ch == "]" else self._replace(line=self.line + ch)
@@ -211,10 +212,10 @@ class BarState(NamedTuple):
         if ch in '([{"' and not self.note_fits():
             return None  # a slur, chord, grace note or chord symbol leads to a note, and none fits the bar
         if ch in "><":
-            if (self.last is None and self.broken is None) or self.marks >= 2:
-                return None  # a broken rhythm needs a note before it, and has one or two marks
-            return self._replace(broken=self.last if self.last is not None else self.broken, last=None,
-                           marks=self.marks + 1)
+            second = self.last if self.last is not None else self.broken
+            if second is None or self.marks >= 2 or second > self.remaining():
+                return None  # a broken rhythm needs a note before it, one or two marks, and room for its second note
+            return self._replace(broken=second, last=None, marks=self.marks + 1)
         # a slur's end may stand between a note and its broken-rhythm mark: `(AB)>c`
         state = self._replace(last=self.last if ch == ")" else None, at_line_start=ch == "\n")
         if self.broken is not None and ch not in NOTES and ch not in RESTS and ch not in ACCIDENTALS \
@@ -247,6 +248,14 @@ class BarState(NamedTuple):
         if ch in LENGTH_CHARS or ch not in INERT:
             return None  # a length with no note before it, or a character a normalised tune body does not have
         return state
+
+    def _grace(self, ch: str) -> BarState | None:
+        """Inside `{...}`: grace notes only (no time, no broken rhythm, no nesting), at least one before `}`."""
+        if ch == "}":
+            return self._replace(mode="body", line="") if any(c in NOTES for c in self.line) else None
+        if ch in NOTES or ch in ACCIDENTALS or ch in OCTAVE_MARKS or ch in LENGTH_CHARS:
+            return self._replace(line=self.line + ch) if len(self.line) < 8 else None
+        return None
 
     def note_fits(self) -> bool:
         """Whether a note fits the bar at its shortest."""
@@ -379,6 +388,13 @@ class BarState(NamedTuple):
         return self._replace(run="", used=0, bar_started=False, stuck=False, at_line_start=False,
                        repeat_open=(self.repeat_open and not closes) or opens)
 
+    def recover(self, text: str) -> BarState:
+        """The state after text that broke a bar (drawn where nothing fitted): a fresh bar from there."""
+        state = self._replace(mode="body", line="", used=0, note=None, run="", broken=None, last=None, marks=0,
+                              tuplet_left=0, tie=None, accidentals=0, paren=False, stuck=False, gap=False,
+                              chord_notes=0, chord_first=None, multirest=False)
+        return state.feed(text) or state
+
     def can_end(self) -> bool:
         """Whether the tune may end here: in the body, after a bar line or a full last bar, no repeat left open."""
         if self.mode == "header":
@@ -409,7 +425,7 @@ def behaviour(token: str) -> str:
     return "".join(out)
 
 
-BODY_MODES = ("body", "bracket", "chord")  # where a token can break a bar; elsewhere (fields, quotes) none can
+BODY_MODES = ("body", "bracket", "chord", "grace")  # where a token can break a bar; elsewhere (fields, quotes) none can
 
 
 class MetreConstraint:
@@ -479,8 +495,17 @@ class MetreConstraint:
             nxt = state.feed(token)
             if nxt is None:  # drawn with the mask lifted: go on from a fresh bar
                 self.unconstrained += 1
-                nxt = state._replace(mode="body", used=0, note=None, run="", broken=None, last=None, marks=0,
-                                     tuplet_left=0, tie=None, accidentals=0, paren=False, stuck=False, gap=False,
-                                     chord_notes=0, chord_first=None, multirest=False)
-                nxt = nxt.feed(token) or nxt
+                nxt = state.recover(token)
             self.states[row] = nxt
+
+
+def last_ending(tokens: Sequence[str]) -> int | None:
+    """How many of a tune's tokens it may end after, at the latest (None: nowhere): where a tune cut short (by a
+    length limit) ends whole, at a full bar with no repeat left open."""
+    state, last, music = BarState(), None, False
+    for i, token in enumerate(tokens, 1):
+        state = state.feed(token) or state.recover(token)
+        music = music or state.bar_started
+        if music and state.can_end():
+            last = i
+    return last
