@@ -187,7 +187,7 @@ def _written(text: str):
 def test_the_bar_tracker_follows_lengths_and_refuses_a_bar_that_is_not_full():
     head = "X:1\nM:6/8\nL:1/8\nK:D\n"
     assert _written(head + "dfa afd|B2c d>ef|(3gfe d3 z|[DF]3 {g}a3|Z|\n").can_end()
-    assert _written(head + "dfa af|") is None  # a bar one eighth short
+    assert _written(head + "dfa afd|dfa af|") is None  # a bar one eighth short (not the first: a pickup)
     assert _written(head + "dfa afdd") is None  # a seventh eighth does not fit
     assert _written(head + "dfa af3 ") is None  # a note whose written length overfills the bar
     assert _written(head + "d2>f a3|") is None  # a broken rhythm of unequal notes (abc2midi's error)
@@ -205,9 +205,10 @@ def test_the_metre_mask_lets_only_full_bars_be_written():
         constraint.start([tokenize("X:1\nM:6/8\nL:1/8\nK:D\n" + written, "char")[:-1]])
         return {t for t, ok in zip(vocabulary, constraint.mask(np.array([0]))[0], strict=True) if ok}
 
-    assert {"f", "2", "3", " "} <= allowed_after("abc de") and not {"|", END} & allowed_after("abc de")
-    assert "/" in allowed_after("abc de3") and " " not in allowed_after("abc de3")  # e3 overfills; e3/2 fits
-    assert allowed_after("abc def ") & {"|", "a", "2"} == {"|"}  # the bar is full: a bar line, no more notes
+    bar = "dfa afd|"  # a first bar may be a pickup: these are the second
+    assert {"f", "2", "3", " "} <= allowed_after(bar + "abc de") and not {"|", END} & allowed_after(bar + "abc de")
+    assert "/" in allowed_after(bar + "abc de3") and " " not in allowed_after(bar + "abc de3")  # e3/2 fits, e3 not
+    assert allowed_after(bar + "abc def ") & {"|", "a", "2"} == {"|"}  # the bar is full: a bar line, no more notes
 
 
 def test_the_metre_mask_works_on_folk_rnn_tokens_too():
@@ -250,3 +251,52 @@ def test_a_tune_that_did_not_end_in_time_is_cut_back_to_its_last_full_bar():
     assert detokenize(encoding.finish([], tokens)) == "X:1\nM:6/8\nL:1/8\nK:D\ndfa afd|:B2c d>ef:|"
     opened = tokenize("X:1\nM:6/8\nL:1/8\nK:D\ndfa afd|:B2c d>ef|dfa", "char")[:-1]  # the repeat never closes
     assert detokenize(encoding.finish([], opened)) == "X:1\nM:6/8\nL:1/8\nK:D\ndfa afd|"
+
+
+def test_endings_come_in_order_and_a_tied_note_keeps_its_octave():
+    head = "X:1\nM:2/4\nL:1/8\nK:D\n"
+    assert _written(head + "|:dfaf|1 d4:|2 d2z2|]").can_end()
+    assert _written(head + "|:dfaf|1 d4:|[2 d2z2||").can_end()
+    assert _written(head + "|:dfaf:|2 d4|]") is None  # a second ending with no first (abc2midi's error)
+    assert _written(head + "|:dfaf:|1 d4|]") is None  # a first ending after the repeat has closed
+    assert _written(head + "|:dfaf|1 d4||\n") is None  # a first ending not closed by :|
+    assert not _written(head + "|:dfaf|1 d4|").can_end()
+    assert _written(head + "dfa F-|F,4|") is None and _written(head + "dfa F,-|F,4|").can_end()
+
+
+def test_key_metre_and_unit_fields_take_only_values_abc2midi_knows():
+    head = "X:1\nM:2/4\nL:1/8\nK:D\n"
+    assert _written(head + "dfaf|\nK:Ador\nABcd|[L:1/16]A8|").can_end()
+    assert _written(head + "dfaf|\nK:G/") is None  # abc2midi: Unknown mode '/2A2|]'
+    assert _written(head + "dfaf|[M:3/") is not None and _written(head + "dfaf|[M:3/x") is None
+    assert _written("X:1\nM:2/4\nL:1/8\nK:Q\n") is None and _written("X:1\nT:Kitty's Reel\nM:6/8\nL:1/8\nK:Gm\n")
+
+
+def test_a_pickup_is_completed_by_the_bar_that_closes_its_section():
+    head = "X:1\nM:6/8\nL:1/8\nK:D\n"
+    assert _written(head + "A|dfa afd|B2c d2:|").can_end()  # 1 + 5: the repeat plays full bars
+    assert _written(head + "A|dfa afd|B2c d2:|e|dfa afd|B2c d2|]").can_end()  # the next section's pickup
+    assert _written(head + "A|dfa afd|B2c d2:|dfa") is None  # a full bar after the short one (abc2midi: 11 units)
+    assert _written(head + "A|dfa afd|B2c d2|dfa") is None  # a short bar that closes no section
+    assert _written(head + "dfa afd|B2c d2|") is None  # no pickup: every bar full
+    assert _written(head + "A|dfa afd|B2c d|") is None  # 1 + 4 is not a bar
+
+
+def test_a_repeated_section_that_starts_with_a_pickup_closes_short_and_one_that_does_not_closes_full():
+    head = "X:1\nM:6/8\nL:1/8\nK:D\n"
+    assert _written(head + "A|dfa afd|B2c d3:|") is None  # played again: a lone pickup (abc2midi: Bar 0 ...)
+    assert _written(head + "dfa afd|B2c d2:|") is None  # played again: 5 + 6
+    assert _written(head + "A|dfa afd|B2c d2:|\n|:e|dfa afd|B2c d2:|").can_end()  # each section's pickup
+    assert _written(head + "dfa afd:|\n|:A|") is None  # a pickup only where a short bar came before
+    assert _written(head + "A|dfa afd|1 B2c d2:|2 B2c d3|]").can_end()
+    assert _written(head + "A|dfa afd|B2c d2|1") is None  # a short bar is a section's last
+
+
+def test_what_abc2midi_refuses_around_pickups_and_accidentals_is_not_written():
+    head = "X:1\nM:6/8\nL:1/8\nK:D\n"
+    assert _written(head + "z:|") is None  # a lone pickup repeated
+    assert _written(head + "A|dfa afd|B2c d2||\n|A|") is None  # an empty bar between a short bar and its pickup
+    assert _written(head + "A|dfa afd|B2c d2||\n|:A|dfa afd|B2c d2:|").can_end()
+    assert _written(head + "^^f==") is None and _written(head + "^^f__a ^ac =d|").can_end()
+    assert _written("X:1\nR:Hornpipe\nM:6/8") is None and _written("X:1\nR:Hornpipe\nM:C|\n") is None
+    assert _written("X:1\nR:Hornpipe\nM:2/4\nL:1/8\nK:D\n")

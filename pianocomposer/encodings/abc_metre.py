@@ -6,10 +6,11 @@ It follows `M:` and `L:` (in the header, on a body line or inline), every note's
 (`[CEG]2`: the first note's length times the chord's), grace notes (`{g}`: no time), chord symbols (no time),
 multi-bar rests (`Z`), ties (to the same note only), repeats and endings; characters a normalised tune body does
 not have (decorations, stray letters) are masked. A bar line may be written only where the bar is
-full, a note only where it fits, so no bar is short: not even a pickup (anacrusis). abc2midi accepts a pickup only
-where every section's pickup and closing bar make full bars together, across repeats and endings (measured in
-BENCHMARKS.md): a tune that starts on the beat is always right. A repeat opened with `|:` must be closed before
-the tune ends, and a tune ends after a bar line or a full bar.
+full, a note only where it fits. Short bars only where abc2midi (and a musician) expects them: the tune's first bar
+may be a pickup (anacrusis), and then a section may close with a bar that the pickup completes (`A|dfa afd|B2c d2:|`
+in 6/8), after which the next section starts with the pickup again, or the tune ends. A first ending comes before
+its second, a repeat opened with `|:` is closed before the tune ends, and a tune ends after a bar line or a full
+(or pickup-completed) bar. K:, M: and L: fields take only values abc2midi knows.
 
 A length is decided at the character that ends it: after `A` the sampler may write `2` or `/` only if some length
 they lead to fits the bar, and the character after the note only if its length as written fits.
@@ -23,6 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from pianocomposer.abc_notation import HORNPIPE_METRES
+
 NOTES = set("ABCDEFGabcdefg")
 RESTS = set("zx")
 ACCIDENTALS = set("^_=")
@@ -30,6 +33,15 @@ OCTAVE_MARKS = set(",'")
 LENGTH_CHARS = set("0123456789/")
 BODY_FIELDS = set("KLM")  # field lines (and inline fields) a normalised tune body keeps
 INERT = set(" \n)-")  # characters of a tune body that take no time and end a note: space, line end, slur end, tie
+# The values a K:, M: or L: field may take (the corpus's, and their kin): abc2midi refuses others (`K:G/2A2`).
+FIELD_VALUES = {
+    "K": {tonic + accidental + mode for tonic in "ABCDEFG" for accidental in ("", "#", "b")
+          for mode in ("", "m", "min", "maj", "mix", "dor", "phr", "lyd", "loc", "aeo", "ion")},
+    "M": {"C", "C|"} | {f"{n}/{d}" for n in range(1, 13) for d in (1, 2, 4, 8, 16)},
+    "L": {f"1/{d}" for d in (1, 2, 4, 8, 16, 32)}}
+FIELD_LINES = {f"{name}:{value}" for name, values in FIELD_VALUES.items() for value in values}
+FIELD_PREFIXES = {line[:i] for line in FIELD_LINES for i in range(len(line) + 1)}
+BAR_LINES = ("|", "||", "|]", "|:", ":|", "::", "|1", ":|2")  # the corpus's bar lines (`[1`, `[2` apart)
 # Every written length a note may take: the corpus's own (1, 2, /, 3, /2, 4, /4, 6, 3/2, //, 3/4, 8, ...) and their
 # kin. Longer or odder lengths are masked: a tune written with these is what a fiddler reads.
 LENGTHS = {num + suffix for num in ["", "1", "2", "3", "4", "5", "6", "7", "8", "12", "16"]
@@ -96,7 +108,7 @@ class BarState(NamedTuple):
     chord_first: str | None = None  # the first note's length inside a chord
     chord_notes: int = 0
     multirest: bool = False  # the note being written is `Z`: its digits count bars
-    accidentals: int = 0  # accidentals written before the coming note
+    accidental: str = ""  # the accidental written before the coming note (`^`, `^^`, `_`, `__`, `=`)
     pitch: str = ""  # the note being written or just written: its letter and octave marks ('' for a rest or chord)
     tie: str | None = None  # after `-`: the pitch the next note must have
     gap: bool = False  # the last character was a space or a line end (a normalised body has no two in a row)
@@ -110,6 +122,11 @@ class BarState(NamedTuple):
     run: str = ""  # the bar line being written (`|`, `:|`, `||`, `|1`, ...)
     bar_started: bool = False  # anything with time in this bar yet
     repeat_open: bool = False
+    ending: int = 0  # 0 none, 1 in a first ending, 3 just after the first ending's `:|`, 2 in a second ending
+    pickup: int | None = None  # the first bar's time if it was short (an anacrusis), 0 if full, None until it ends
+    owed: int = 0  # after a section's short closing bar: the next bar's time (the pickup again), 0 for a full bar
+    hornpipe: bool = False  # the header's R: is a hornpipe: abc2midi plays it only in 2/4 or 4/4
+    section_pickup: bool = False  # the section a `:|` repeats starts with a pickup (its closing bar is short)
     stuck: bool = False  # the bar's remaining time cannot be filled: its bar line is allowed anyway
 
     # --- the per-character machine; every method returns the next state, or None where the text breaks a bar ---
@@ -124,21 +141,22 @@ class BarState(NamedTuple):
         return state
 
     def _step(self, ch: str) -> BarState | None:
-        if self.mode == "header":
+        if self.mode in ("header", "field"):
             if ch != "\n":
-                return self._replace(line=self.line + ch)
-            return self._field_line(self.line, header=True)
-        if self.mode == "field":
-            if ch != "\n":
-                return self._replace(line=self.line + ch)
-            return self._field_line(self.line, header=False)
+                return self._field_char(ch)
+            if self.line[:1] in FIELD_VALUES and self.line not in FIELD_LINES:
+                return None
+            return self._field_line(self.line, header=self.mode == "header")
         if self.mode == "quote":
             return self._replace(mode="body") if ch == '"' else self
         if self.mode == "grace":
             return self._grace(ch)
         if self.mode == "inline":
-            return self._replace(mode="body", line="")._field_line(self.line, header=False, inline=True) \
-                if ch == "]" else self._replace(line=self.line + ch)
+            if ch != "]":
+                return self._field_char(ch)
+            if self.line not in FIELD_LINES:
+                return None
+            return self._replace(mode="body", line="")._field_line(self.line, header=False, inline=True)
         if self.bar is None:
             return self._free(ch)
         if ch in " \n" and self.gap:
@@ -161,10 +179,25 @@ class BarState(NamedTuple):
             return self._replace(mode="inline", line=ch) if ch in BODY_FIELDS else self._replace(mode="body")
         return self._replace(at_line_start=ch == "\n")
 
+    def _field_char(self, ch: str) -> BarState | None:
+        """A character of a field line: a K:, M: or L: field only on its way to a value abc2midi knows (a
+        hornpipe's metre one it plays them in)."""
+        line = self.line + ch
+        if line[:1] not in FIELD_VALUES:
+            return self._replace(line=line)
+        if line not in FIELD_PREFIXES or (self.hornpipe and line[:1] == "M" and
+                                          not any(f"M:{m}".startswith(line) for m in HORNPIPE_METRES)):
+            return None
+        return self._replace(line=line)
+
     def _field_line(self, line: str, header: bool, inline: bool = False) -> BarState | None:
         """A finished field line: M: and L: change the metre and unit, K: ends the header."""
         name, _, value = line.partition(":")
         state = self._replace(line="", mode="header" if header else "body", at_line_start=not inline)
+        if name == "R" and header:
+            state = state._replace(hornpipe="hornpipe" in value.lower())
+        if name == "M" and self.hornpipe and value.strip() not in HORNPIPE_METRES:
+            return None
         if name == "M":
             state = state._replace(bar=parse_metre(value))
             if state.bar is not None and not header and (self.used or self.note is not None):
@@ -190,8 +223,12 @@ class BarState(NamedTuple):
             if ch in LENGTH_CHARS:
                 return self._lengthen(ch)
             if ch in OCTAVE_MARKS and self.note == "" and self.chord_notes == 0 and self.pitch:
-                # `,` lowers an upper-case note, `'` raises a lower-case one (abc2midi refuses `e,`)
-                return self._replace(pitch=self.pitch + ch) if self.pitch[0].isupper() == (ch == ",") else None
+                # `,` lowers an upper-case note, `'` raises a lower-case one (abc2midi refuses `e,`); a tied
+                # note keeps its octave
+                if self.pitch[0].isupper() != (ch == ",") or not (self.tie or self.pitch + ch).startswith(
+                        self.pitch + ch):
+                    return None
+                return self._replace(pitch=self.pitch + ch)
             state = self._finish_note()
             if state is None:
                 return None
@@ -204,11 +241,10 @@ class BarState(NamedTuple):
 
     def _after_note(self, ch: str) -> BarState | None:
         """A character that is not part of a note's length."""
-        if self.accidentals:  # an accidental belongs to the note it stands before
+        if self.accidental:  # an accidental belongs to the note it stands before; `^^` and `__` are double
             if ch in NOTES:
-                return self._replace(accidentals=0)._start_note(ch)
-            return self._replace(accidentals=self.accidentals + 1) if ch in ACCIDENTALS and self.accidentals < 2 \
-                else None
+                return self._replace(accidental="")._start_note(ch)
+            return self._replace(accidental=self.accidental + ch) if self.accidental == ch in "^_" else None
         if ch in '([{"' and not self.note_fits():
             return None  # a slur, chord, grace note or chord symbol leads to a note, and none fits the bar
         if ch in "><":
@@ -234,7 +270,7 @@ class BarState(NamedTuple):
                 return None  # a multi-bar rest fills whole bars
             return state._replace(note="", multirest=True, bar_started=True)
         if ch in ACCIDENTALS:
-            return state._replace(accidentals=1) if state._start_note("") is not None else None
+            return state._replace(accidental=ch) if state._start_note("") is not None else None
         if ch in "|:":
             return state._replace(at_line_start=self.at_line_start)._bar_run(ch)
         if ch == "[":
@@ -274,7 +310,11 @@ class BarState(NamedTuple):
 
     def remaining(self) -> int:
         """Time left in the bar, in ticks."""
-        return self.bar - self.used
+        return (self.owed or self.bar) - self.used
+
+    def closing_short(self) -> bool:
+        """Whether the bar so far is a section's closing bar that the tune's pickup completes."""
+        return bool(self.pickup) and not self.owed and self.used == self.bar - self.pickup
 
     def _fits(self, eighths: int) -> bool:
         """Whether a note of this written length (times its base) fits the bar, and matches a broken rhythm."""
@@ -333,7 +373,7 @@ class BarState(NamedTuple):
         if ch in BODY_FIELDS:
             return self._replace(mode="inline", line=ch)
         if ch.isdigit():
-            return self._replace(mode="body")._bar_run_ending()
+            return self._replace(mode="body")._bar_run_ending(ch)
         if ch == "|":
             return self._replace(mode="body")._bar_run(ch)
         if ch in NOTES or ch in ACCIDENTALS or ch in RESTS:
@@ -362,36 +402,86 @@ class BarState(NamedTuple):
         return None
 
     def _bar_run(self, ch: str) -> BarState | None:
-        """A character of a bar line. Its first one decides: the bar must be full (or empty)."""
-        if self.run:
-            if ch == ":" and self.run.endswith("|") and ":" not in self.run and self.repeat_open:
-                return None  # `|:` inside an open repeat (abc2midi: another |: after a |:)
-            return self._replace(run=self.run + ch)
-        if self.broken is not None or self.note is not None or self.tuplet_left:
+        """A character of a bar line. Its first one decides where a bar may end (full, a pickup, or a closing bar
+        the pickup completes); every one must lead to a bar line that may end here (see `_end_run`)."""
+        run = self.run + ch
+        if not self.run:
+            if self.broken is not None or self.note is not None or self.tuplet_left:
+                return None
+            empty_line_start = not self.bar_started and self.at_line_start  # `|:` opening a line after `:|`
+            pickup = self.pickup is None and 0 < self.used < self.bar  # the tune's first bar may be short
+            if not (self.remaining() == 0 or pickup or self.closing_short() or empty_line_start or self.stuck
+                    or self.remaining() < self.unit // 8):
+                return None
+        if not any(line.startswith(run) and self._replace(run=line)._end_run() is not None for line in BAR_LINES):
             return None
-        empty_line_start = not self.bar_started and self.at_line_start  # `|:` opening a line after `:|`
-        if self.used == self.bar or empty_line_start or self.stuck or self.remaining() < self.unit // 8:
-            return self._replace(run=ch)  # full, opening a line, or a remainder no note can fill
-        return None
+        return self._replace(run=run)
 
-    def _bar_run_ending(self) -> BarState | None:
-        """`[1`: an ending, at the start of a bar."""
-        if self.used or self.note is not None:
+    def _bar_run_ending(self, digit: str) -> BarState | None:
+        """`[1`, `[2`: an ending, at the start of a bar."""
+        if self.used or self.note is not None or not self._ending_allowed("", digit):
             return None
-        return self._replace(run="[1")
+        return self._replace(run="[" + digit)
+
+    def _ending_allowed(self, run: str, digit: str) -> bool:
+        """Whether a bar line (`run` before the digit) may start this ending: a first ending outside any other, a
+        second one where the first closes (`:|2`) or has just closed (`:|` then `[2`); abc2midi refuses a `2` with
+        no `1`."""
+        closes = ":" in run
+        if digit == "1":
+            return self.ending == 0 and not closes
+        return digit == "2" and ((self.ending == 1 and closes) or (self.ending == 3 and not closes))
 
     def _end_run(self) -> BarState | None:
-        """The bar line is written: a new bar starts; `|:` opens a repeat, `:|` closes it, `::` does both."""
+        """The bar line is written: a new bar starts; `|:` opens a repeat, `:|` closes it, `::` does both. None
+        where abc2midi would object: an ending out of order, `|:` inside an open repeat, a short bar that closes
+        no section, a repeat whose first and last bars do not make a whole bar when played again."""
         run = self.run
         opens = run.endswith(":") or "|:" in run or "::" in run
         closes = run.startswith(":") or ":|" in run or "::" in run
-        return self._replace(run="", used=0, bar_started=False, stuck=False, at_line_start=False,
-                       repeat_open=(self.repeat_open and not closes) or opens)
+        ends_section = opens or "||" in run or "]" in run
+        digit = next((i for i, c in enumerate(run) if c.isdigit()), None)
+        if digit is not None:
+            if not self._ending_allowed(run[:digit], run[digit]):
+                return None
+            ending = int(run[digit])
+        elif self.ending == 1:  # a first ending closes with `:|`, and nothing else ends it
+            if ends_section:
+                return None
+            ending = 3 if closes else 1
+        elif self.ending == 2:  # a second ending runs to the end of its section
+            if closes and not opens:
+                return None
+            ending = 0 if ends_section else 2
+        else:
+            ending = 0
+        if opens and not closes and self.repeat_open:
+            return None  # `|:` inside an open repeat (abc2midi: another |: after a |:)
+        pickup, owed, section_pickup = self.pickup, self.owed if not self.bar_started else 0, self.section_pickup
+        if not self.bar_started and self.owed and not opens:
+            return None  # a bar line with no bar between a short closing bar and its pickup (abc2midi's count)
+        if self.bar_started and pickup is None:
+            pickup = self.used if self.used < self.bar else 0
+            if pickup and closes:
+                return None  # a pickup is no section of its own
+            section_pickup = pickup > 0
+        elif self.bar_started and not self.stuck:
+            short = self.closing_short()
+            if short and not (closes or ends_section):
+                return None  # a short bar only closes a section, and the next section's pickup completes it
+            if closes and short != self.section_pickup:
+                return None  # played again, the section's last bar and its first must make one bar
+            owed = pickup if short and digit is None else 0
+        if opens:
+            section_pickup = owed > 0
+        return self._replace(run="", used=0, bar_started=False, stuck=False, at_line_start=False, ending=ending,
+                             repeat_open=(self.repeat_open and not closes) or opens, pickup=pickup, owed=owed,
+                             section_pickup=section_pickup)
 
     def recover(self, text: str) -> BarState:
         """The state after text that broke a bar (drawn where nothing fitted): a fresh bar from there."""
         state = self._replace(mode="body", line="", used=0, note=None, run="", broken=None, last=None, marks=0,
-                              tuplet_left=0, tie=None, accidentals=0, paren=False, stuck=False, gap=False,
+                              tuplet_left=0, tie=None, accidental="", paren=False, stuck=False, gap=False,
                               chord_notes=0, chord_first=None, multirest=False)
         return state.feed(text) or state
 
@@ -402,7 +492,9 @@ class BarState(NamedTuple):
         if self.bar is None:
             return True
         state = self._end_run() if self.run else self
-        return (state is not None and (not state.bar_started or state.used == state.bar) and state.note is None
+        return (state is not None and (not state.bar_started or state.used == state.bar or state.closing_short())
+                and state.note is None
+                and state.ending != 1
                 and not state.repeat_open and state.tie is None and state.broken is None and state.mode == "body")
 
 
@@ -462,8 +554,10 @@ class MetreConstraint:
         # may follow), and on its duration only through whether there is one (a broken-rhythm mark may follow):
         # states that differ only there share a mask.
         pitch = state.pitch if state.tie else state.pitch[:1].isupper() if state.pitch else None
-        key = state._replace(last=state.last is not None, pitch=pitch) \
-            if state.mode in BODY_MODES else state.mode  # elsewhere only the end is checked
+        if state.mode in BODY_MODES:
+            key = state._replace(last=state.last is not None, pitch=pitch)
+        else:  # a K:, M: or L: field is checked as it is written; elsewhere only the end
+            key = state if state.line[:1] in FIELD_VALUES else state.mode
         cached = self.cache.get(key)
         if cached is None:
             cached = self._allowed(state)
@@ -475,7 +569,8 @@ class MetreConstraint:
         return cached
 
     def _allowed(self, state: BarState) -> np.ndarray:
-        if state.mode in BODY_MODES and state.tie is not None:  # a tie asks for one letter: every token itself
+        if (state.mode in BODY_MODES and state.tie is not None) or state.line[:1] in FIELD_VALUES:
+            # a tie asks for one letter, a field for its values: every token is checked itself
             mask = np.array([state.feed(token) is not None for token in self.tokens], bool)
         elif state.mode in BODY_MODES:
             mask = np.array([state.feed(kind) is not None for kind in self.kinds], bool)[self.kind_of]
