@@ -10,6 +10,7 @@ continuations and runs of spaces removed; the key is spelled one way (`K:Gdor`, 
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -151,12 +152,26 @@ def normalise(text: str, repairs: list[str] | None = None) -> str:
     return "\n".join(lines + body) + "\n"
 
 
+_PARSE_LOCK = threading.Lock()
+
+
+def _no_beams(*args, **kwargs) -> None:
+    """Stands in for music21's Part.makeBeams while a tune is read."""
+
+
 def parse_tune(text: str):
-    """A tune as a music21 score, checked: it must parse, with a metre, a key and at least one note."""
-    from music21 import converter, harmony, meter
+    """A tune as a music21 score, checked: it must parse, with a metre, a key and at least one note. The score has
+    no beams: music21's abc reader spends half its time beaming every measure, which no use here needs (MIDI,
+    measures, the check)."""
+    from music21 import converter, harmony, meter, stream
 
     try:
-        score = converter.parse(text, format="abc")
+        with _PARSE_LOCK:  # the class attribute below is seen by every thread
+            stream.Part.makeBeams = _no_beams
+            try:
+                score = converter.parse(text, format="abc")
+            finally:
+                del stream.Part.makeBeams
     except Exception as exc:  # music21 raises many kinds on bad abc
         message = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise AbcError(f"music21 cannot read it ({type(exc).__name__}: {message})") from None

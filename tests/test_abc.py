@@ -300,3 +300,13 @@ def test_what_abc2midi_refuses_around_pickups_and_accidentals_is_not_written():
     assert _written(head + "^^f==") is None and _written(head + "^^f__a ^ac =d|").can_end()
     assert _written("X:1\nR:Hornpipe\nM:6/8") is None and _written("X:1\nR:Hornpipe\nM:C|\n") is None
     assert _written("X:1\nR:Hornpipe\nM:2/4\nL:1/8\nK:D\n")
+
+
+def test_reading_a_tune_without_beams_leaves_music21_as_it_was():
+    from music21 import stream
+
+    score = parse_tune("X:1\nM:2/4\nL:1/8\nK:D\nAB cd|e2 d2|\n")
+    assert len(score.flatten().notes) == 6 and "makeBeams" not in stream.Part.__dict__
+    with pytest.raises(AbcError):
+        parse_tune("X:1\nK:D\n")
+    assert "makeBeams" not in stream.Part.__dict__
