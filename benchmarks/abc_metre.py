@@ -7,7 +7,7 @@ The corpus line judges the raw books' tunes the same way (normalised and repaire
 Held-out likelihood: the bundle's validation tunes, and every tune of music21's Nottingham collection, which no
 model here has seen (nats per character, the end-of-tune token included):
 
-    .venv/bin/python benchmarks/abc_metre.py --bundle weights/abc --data data/abc --tunes 100 --examples 3
+    .venv/bin/python -m benchmarks.abc_metre --bundle weights/abc --data data/abc --tunes 100 --examples 3
 """
 
 from __future__ import annotations
