@@ -41,10 +41,11 @@ SHIPPED = {
     "timed": ("`pianocomposer generate --weights timed` uses it.", CHORALES + "its grid is the sixteenth and the "
               "eighth-note triplet; dynamics (velocity), tempo changes and instruments are not modelled."),
     "abc": ("`pianocomposer generate --weights abc` uses it: each tune starts from `X:1` (or `--primer-text`) and "
-            "ends with the end-of-tune token, and the metre-aware sampler keeps every bar the metre's length.",
+            "ends with the end-of-tune token, and the metre-aware sampler keeps every bar the metre's length "
+            "(pickups as abc2midi plays them).",
             "It knows the folk tunes of the books it read (Irish, Scottish, American, German and Chinese) and "
-            "nothing else; it writes no pickup bar (anacrusis), and a tune may still fail a check that is not about "
-            "bars (generate checks each with music21 and says why)."),
+            "nothing else; its titles are invented word-like strings, and a tune may still fail a check that is not "
+            "about bars (generate checks each with music21 and says why)."),
 }
 
 
