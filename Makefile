@@ -49,7 +49,7 @@ demos: install
 
 test: install browser-deps
 	$(BIN)/ruff check pianocomposer tests pipelines benchmarks
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 lint: install
 	$(BIN)/ruff check pianocomposer tests pipelines benchmarks

@@ -15,7 +15,8 @@ from pianocomposer.devices import Placement, placement_for
 from pianocomposer.errors import PianoComposerError
 from tests.conftest import REPO
 
-# Runs in a fresh process: the device count must be set before the backend starts.
+# Runs in a fresh process: the device count must be set before the backend starts. The quick preset at a global
+# batch of 8 (several batches an epoch); patience 1 stops it at epoch 2, where the validation loss rises.
 SCRIPT = """
 import json, sys
 import numpy as np
@@ -24,32 +25,13 @@ from pianocomposer.devices import placement_for
 from pianocomposer.train import train
 data, out = sys.argv[1], sys.argv[2]
 placement = placement_for("all")
-one = train(data, out + "/one", preset="quick", epochs=3, progress=False)
-two = train(data, out + "/two", preset="quick", epochs=3, progress=False, placement=placement)
-a, b = (load_bundle(out + name, LAST_MODEL).model.get_weights() for name in ("/one", "/two"))
-print(json.dumps({"replicas": placement.replicas, "one": [h["loss"] for h in one.history],
-                  "two": [h["loss"] for h in two.history],
-                  "max_weight_diff": max(float(np.abs(x - y).max()) for x, y in zip(a, b))}))
+runs = {name: train(data, out + "/" + name, preset="quick", epochs=3, batch_size=8, patience=1, progress=False,
+                    placement=where) for name, where in (("one", None), ("two", placement))}
+a, b = (load_bundle(out + "/" + name, LAST_MODEL).model.get_weights() for name in runs)
+print(json.dumps({"replicas": placement.replicas, "max_weight_diff": max(float(np.abs(x - y).max())
+                                                                         for x, y in zip(a, b)),
+                  **{name: {"stopped": run.stopped, "history": run.history} for name, run in runs.items()}}))
 """
-
-
-def test_two_jax_devices_train_as_one_device_does(data_dir, tmp_path):
-    env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(data_dir), str(tmp_path)], capture_output=True,
-                          text=True, env=env, cwd=REPO, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["replicas"] == 2
-    # one program over both devices: the same loss curve, dropout masks and weights, up to float rounding
-    assert result["two"] == pytest.approx(result["one"], rel=1e-4)
-    assert result["max_weight_diff"] < 1e-3
-    assert (tmp_path / "two" / "bundle.json").is_file()
-
-
-def test_one_device_is_the_default_and_other_backends_are_one_line():
-    assert placement_for(None) == placement_for("1") == Placement()
-    with pytest.raises(PianoComposerError, match="runs on the jax backend"):
-        placement_for("all")  # the tests run on TensorFlow
 
 
 def _free_port() -> int:
@@ -67,29 +49,50 @@ def _start_jax_training(data_dir, weights, *args: str, **env: str) -> subprocess
                             env={**environ, "KERAS_BACKEND": "jax", **env})
 
 
-def test_two_processes_train_as_one_process_does_and_stop_together(data_dir, tmp_path):
-    cluster = {"KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{_free_port()}", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
-    # Only process 1 has patience: the val loss rises at epoch 2, so it asks to stop, and process 0 must agree.
-    procs = [_start_jax_training(data_dir, tmp_path / "one", "--patience", "1"),
+def _same_history(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for key in ("loss", "val_loss", "accuracy"):
+        assert [h[key] for h in a] == pytest.approx([h[key] for h in b], rel=1e-4)
+
+
+def test_two_devices_and_two_processes_train_as_one_device_does_and_stop_together(data_dir, tmp_path):
+    # one process with two devices, and one device alone (the reference); at the same time two processes of one
+    # device each, where only process 1 has patience: it asks to stop at epoch 2, and process 0 must agree
+    devices = subprocess.Popen([sys.executable, "-c", SCRIPT, str(data_dir), str(tmp_path)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=REPO,
+                               env={**os.environ, "KERAS_BACKEND": "jax",
+                                    "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    cluster = _cluster()
+    procs = [devices,
              _start_jax_training(data_dir, tmp_path / "p0", "--devices", "all", **cluster,
                                  KERAS_DISTRIBUTION_PROCESS_ID="0"),
              _start_jax_training(data_dir, tmp_path / "p1", "--devices", "all", "--patience", "1", **cluster,
                                  KERAS_DISTRIBUTION_PROCESS_ID="1")]
     try:
-        outs = [proc.communicate(timeout=240) for proc in procs]
+        outs = [proc.communicate(timeout=300) for proc in procs]
     finally:
         for proc in procs:
             proc.kill()
     for proc, (_, err) in zip(procs, outs, strict=True):
         assert proc.returncode == 0, err[-3000:]
-    one, p0, p1 = (json.loads(out[out.index("{"):]) for out, _ in outs)  # gloo prints a line to stdout first
-    assert one["stopped"] == "no improvement in 1 epochs" and one["epochs"] == 2
+    result = json.loads(outs[0][0].strip().splitlines()[-1])
+    p0, p1 = (json.loads(out[out.index("{"):]) for out, _ in outs[1:])  # gloo prints a line to stdout first
+    # one program over both devices: the same loss curve, dropout masks and weights, up to float rounding
+    assert result["replicas"] == 2 and result["max_weight_diff"] < 1e-3
+    one = result["one"]
+    assert one["stopped"] == result["two"]["stopped"] == "no improvement in 1 epochs" and len(one["history"]) == 2
+    _same_history(result["two"]["history"], one["history"])
     assert p0["stopped"] == p1["stopped"] == one["stopped"] and p0["epochs"] == p1["epochs"] == 2
     assert not (tmp_path / "p1").exists()  # only process 0 writes
-    single, together = (read_meta(tmp_path / name)["training"] for name in ("one", "p0"))
-    assert together["steps"] == single["steps"] > 2
-    for key in ("loss", "val_loss", "accuracy"):
-        assert [h[key] for h in together["history"]] == pytest.approx([h[key] for h in single["history"]], rel=1e-4)
+    together = read_meta(tmp_path / "p0")["training"]
+    assert together["steps"] == read_meta(tmp_path / "one")["training"]["steps"] > 2
+    _same_history(together["history"], one["history"])
+
+
+def test_one_device_is_the_default_and_other_backends_are_one_line():
+    assert placement_for(None) == placement_for("1") == Placement()
+    with pytest.raises(PianoComposerError, match="runs on the jax backend"):
+        placement_for("all")  # the tests run on TensorFlow
 
 
 def _cluster() -> dict[str, str]:
