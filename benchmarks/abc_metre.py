@@ -26,7 +26,7 @@ from pathlib import Path
 from benchmarks.train_speed import cpu_name
 from pianocomposer.abc_notation import abc2midi_problems, normalise, split_tunes
 from pianocomposer.encodings import get_encoding
-from pianocomposer.encodings.abc import tokenize
+from pianocomposer.encodings.abc import END, tokenize
 
 
 def judge_texts(texts: list[str]) -> dict:
@@ -85,8 +85,12 @@ def likelihoods(bundle: str, data: Path) -> dict:
     out = {}
     for name, songs in (("validation", heldout), ("nottingham", [s.tokens for s in unseen.songs])):
         scored = score_likelihood(net, loaded, songs, name)
-        out[name] = {"tunes": len(songs), "nats_per_char": round(scored.full.cross_entropy, 4),
-                     "unknown_chars": scored.unknown}
+        # per character of the scored text (every token but each tune's first; the end token counts as one), so
+        # that models writing characters and folk-rnn tokens compare
+        chars = sum(len(t) if t != END else 1 for song in songs for t in song[1:])
+        out[name] = {"tunes": len(songs), "nats_per_char": round(scored.full.cross_entropy * scored.full.tokens
+                                                                  / chars, 4),
+                     "unknown_tokens": scored.unknown}
     out["nottingham"]["skipped"] = len(unseen.skipped)
     return out
 

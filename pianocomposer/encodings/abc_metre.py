@@ -98,7 +98,7 @@ class BarState(NamedTuple):
     named tuple, as it is copied at every character and hashed for the mask cache)."""
 
     mode: str = "header"  # header | field | inline | body | quote | grace | bracket | chord
-    line: str = ""  # the field line being written (header or body field, inline field)
+    line: str = ""  # the field line being written (header or body field, inline field), or a grace group
     bar: int | None = None  # the metre's bar length in ticks (None: free, nothing is checked)
     unit: int = WHOLE // 8
     at_line_start: bool = True
