@@ -57,6 +57,7 @@ lint: install
 corpus: install
 	$(BIN)/python pipelines/build_corpus.py --out midi_songs
 	$(BIN)/python pipelines/build_abc_corpus.py --out abc_tunes
+	$(BIN)/python pipelines/build_chorale_corpus.py --out chorales
 
 clean:
 	rm -rf data output .pytest_cache .ruff_cache
