@@ -49,7 +49,7 @@ def extract(
     = DEFAULT_MIDI_DIR,
     out: Annotated[Path, typer.Option("--out", "-o", help=f"Folder for {TOKENS_FILE}.")] = DEFAULT_DATA_DIR,
     encoding: Annotated[str, typer.Option(help="Token encoding: " + "; ".join(
-        f"{name} ({cls.description})" for name, cls in ENCODINGS.items()) + ". .abc books are read by all.")]
+        f"{name} ({cls.description}; reads {' '.join(cls.suffixes)})" for name, cls in ENCODINGS.items()) + ".")]
     = "cpc",
     params: Annotated[str | None, typer.Option("--params", help='Encoding parameters as JSON, e.g. '
                                                '\'{"layout": "remi", "grid": {"0-4": 8}}\' for timed, '

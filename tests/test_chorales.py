@@ -1,5 +1,6 @@
 """The four-voice chorale corpus: what the committed script makes, with the voices, keys and fermatas kept."""
 
+import itertools
 import subprocess
 import sys
 
@@ -29,7 +30,7 @@ def test_every_chorale_has_four_single_line_voices_a_key_and_fermatas():
         assert [track.name for track in midi.instruments] == ["Soprano", "Alto", "Tenor", "Bass"], path.name
         for track in midi.instruments:
             notes = sorted(track.notes, key=lambda n: n.start)
-            assert all(a.end <= b.start + 1e-6 for a, b in zip(notes, notes[1:])), (path.name, track.name)
+            assert all(a.end <= b.start + 1e-6 for a, b in itertools.pairwise(notes)), (path.name, track.name)
         soprano, bass = (sum(n.pitch for n in t.notes) / len(t.notes) for t in midi.instruments[::3])
         assert soprano > bass + 12, path.name
         assert len(midi.key_signature_changes) == 1 and midi.time_signature_changes, path.name

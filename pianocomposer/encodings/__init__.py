@@ -7,12 +7,14 @@ from pianocomposer.encodings.abc import AbcEncoding
 from pianocomposer.encodings.base import Constraint, Encoding
 from pianocomposer.encodings.cpc import CpcEncoding
 from pianocomposer.encodings.timed import TimedEncoding
+from pianocomposer.encodings.voices import VoicesEncoding
 from pianocomposer.errors import PianoComposerError
 
 __all__ = ["ENCODINGS", "Constraint", "Encoding", "get_encoding"]
 
 # name -> the class; its keyword arguments are the encoding's parameters.
-ENCODINGS: dict[str, type[Encoding]] = {cls.name: cls for cls in (CpcEncoding, TimedEncoding, AbcEncoding)}
+ENCODINGS: dict[str, type[Encoding]] = {cls.name: cls for cls in (CpcEncoding, TimedEncoding, AbcEncoding,
+                                                                      VoicesEncoding)}
 
 
 def get_encoding(name: str, params: dict | None = None) -> Encoding:

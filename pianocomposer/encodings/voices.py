@@ -1,0 +1,213 @@
+"""The voices encoding: four-part music (Soprano, Alto, Tenor, Bass) on a time grid, for harmonisation.
+
+A piece is `<start>`, its key (`Key_7M`: the tonic's pitch class and M or m), then one frame per grid step (a
+sixteenth by default): the step's place in its bar (`Beat_0` on the downbeat), `Fermata` where one is held, and
+each voice in order S A T B as a new note (`S_67`), the same note held (`S_67~`) or silence (`S_rest`); `<end>`
+ends it. This is BachBot's scheme (Liang et al. 2017) with DeepBach's metadata (beat in the bar, fermata) written
+as tokens, so the one network reads them in order and a harmoniser can fix the soprano at every frame.
+
+Four-voice files are read by track name (`Soprano`, `Alto`, `Tenor`, `Bass`, as `chorales/` has them) or, with
+exactly four pitched tracks, from the highest to the lowest; the key from the file's key signature, else
+estimated from its notes (Krumhansl-Schmuckler); fermatas from `fermata` text or marker events.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from importlib.metadata import version
+
+import numpy as np
+import pretty_midi
+
+from pianocomposer.encodings.base import Encoding
+from pianocomposer.errors import Unplayable
+from pianocomposer.readers import MIDI_SUFFIXES, Music
+
+VOICES = ("Soprano", "Alto", "Tenor", "Bass")
+PREFIXES = tuple(v[0] for v in VOICES)  # S A T B
+# Each voice's compass with a margin (the chorales: S 60-81, A 53-74, T 48-69, B 36-64): transposition keeps a
+# voice inside it.
+RANGES = {"S": (57, 84), "A": (50, 77), "T": (43, 72), "B": (31, 67)}
+START, END, FERMATA, REST, HELD = "<start>", "<end>", "Fermata", "rest", "~"
+DEFAULT_QPM = 100.0
+VELOCITY = 80
+# Krumhansl-Kessler key profiles, from C.
+MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def key_token(tonic: int, minor: bool) -> str:
+    """`Key_7M` for G major, `Key_9m` for A minor."""
+    return f"Key_{tonic % 12}{'m' if minor else 'M'}"
+
+
+def estimate_key(durations: np.ndarray) -> tuple[int, bool]:
+    """(tonic pitch class, minor) whose Krumhansl-Kessler profile best matches 12 pitch-class durations."""
+    scores = [(np.corrcoef(np.roll(profile, tonic), durations)[0, 1], tonic, minor)
+              for minor, profile in ((False, MAJOR), (True, MINOR)) for tonic in range(12)]
+    _, tonic, minor = max(scores)
+    return tonic, minor
+
+
+class VoicesEncoding(Encoding):
+    """Four voices on a grid, frame by frame; see the module docstring."""
+
+    name = "voices"
+    suffixes = MIDI_SUFFIXES
+    description = ("four voices (S A T B) on a time grid: each step's place in the bar, fermatas, and each voice's "
+                   "new, held or silent note, after the piece's key")
+    end_token = END
+    default_length = 6_000  # the most tokens a generated piece may take (the longest chorale: 3,891)
+
+    def __init__(self, grid: int = 4):
+        if grid not in (2, 4, 8):
+            raise ValueError(f"grid must be 2, 4 or 8 steps a quarter note (got {grid!r})")
+        self.grid = grid
+
+    @property
+    def params(self) -> dict:
+        """Steps per quarter note (4: sixteenths)."""
+        return {"grid": self.grid}
+
+    @property
+    def cache_key(self) -> str:
+        """The tokens are read with pretty_midi."""
+        return f"pretty_midi {version('pretty_midi')}"
+
+    def encode(self, music: Music) -> list[str]:
+        """A four-voice piece's tokens (raises Unplayable for one without four voices)."""
+        midi = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
+        tracks = self._voices(midi)
+        def step(seconds: float) -> int:
+            return self._step(midi, seconds)
+
+        frames = max(step(n.end) for t in tracks for n in t.notes)
+        if frames == 0:
+            raise Unplayable("no notes on the grid")
+        parts = []
+        for prefix, track in zip(PREFIXES, tracks, strict=True):
+            column = [f"{prefix}_{REST}"] * frames
+            for note in sorted(track.notes, key=lambda n: n.start):
+                start, end = step(note.start), max(step(note.end), step(note.start) + 1)
+                column[start:end] = [f"{prefix}_{note.pitch}"] + [f"{prefix}_{note.pitch}{HELD}"] * (end - start - 1)
+            parts.append(column[:frames])
+        fermatas = {step(e.time) for e in [*midi.text_events, *midi.lyrics] if e.text.strip().lower() == "fermata"}
+        tokens = [START, key_token(*self._key(midi))]
+        for frame, beat in enumerate(self._beats(midi, frames)):
+            tokens.append(f"Beat_{beat}")
+            if frame in fermatas:
+                tokens.append(FERMATA)
+            tokens.extend(part[frame] for part in parts)
+        return [*tokens, END]
+
+    def _step(self, midi: pretty_midi.PrettyMIDI, seconds: float) -> int:
+        """The grid step nearest a time in the file."""
+        return round(midi.time_to_tick(seconds) / midi.resolution * self.grid)
+
+    def _voices(self, midi: pretty_midi.PrettyMIDI) -> list[pretty_midi.Instrument]:
+        """The S, A, T, B tracks: by name, or four pitched tracks from the highest to the lowest."""
+        pitched = [t for t in midi.instruments if not t.is_drum and t.notes]
+        named = {t.name.strip().lower(): t for t in pitched}
+        if all(v.lower() in named for v in VOICES):
+            return [named[v.lower()] for v in VOICES]
+        if len(pitched) != 4:
+            raise Unplayable(f"not four voices: {len(pitched)} pitched tracks, none named Soprano, Alto, Tenor, Bass")
+        return sorted(pitched, key=lambda t: -np.mean([n.pitch for n in t.notes]))
+
+    @staticmethod
+    def _key(midi: pretty_midi.PrettyMIDI) -> tuple[int, bool]:
+        """The key signature's tonic and mode, else the one its notes suggest."""
+        if midi.key_signature_changes:
+            number = midi.key_signature_changes[0].key_number
+            return number % 12, number >= 12
+        durations = np.zeros(12)
+        for track in midi.instruments:
+            for n in track.notes:
+                durations[n.pitch % 12] += n.end - n.start
+        return estimate_key(durations)
+
+    def _beats(self, midi: pretty_midi.PrettyMIDI, frames: int) -> list[int]:
+        """Each frame's place in its bar, in grid steps, following the time signatures (4/4 where there is none)."""
+        changes = sorted(midi.time_signature_changes, key=lambda ts: ts.time) or [pretty_midi.TimeSignature(4, 4, 0)]
+        starts = [self._step(midi, ts.time) for ts in changes]
+        bars = [max(1, ts.numerator * 4 * self.grid // ts.denominator) for ts in changes]
+        # a first bar of its own short metre before the real one (`1/4` then `4/4`) is a pickup: its steps are the
+        # end of a bar of the real metre
+        offsets = [0] * len(changes)
+        if len(changes) > 1 and starts[1] - starts[0] == bars[0] < bars[1]:
+            offsets[0] = bars[1] - bars[0]
+            bars[0] = bars[1]
+        beats, current = [], 0
+        for frame in range(frames):
+            while current + 1 < len(changes) and starts[current + 1] <= frame:
+                current += 1
+            beats.append((frame - starts[current] + offsets[current]) % bars[current])
+        return beats
+
+    def decode(self, tokens: Sequence[str], program: int = 52, qpm: float | None = None) -> pretty_midi.PrettyMIDI:
+        """Tokens to MIDI with one named track per voice and the key signature (raises Unplayable for no notes)."""
+        qpm = qpm or DEFAULT_QPM
+        seconds = 60.0 / qpm / self.grid
+        midi = pretty_midi.PrettyMIDI(initial_tempo=qpm)
+        tracks = {p: pretty_midi.Instrument(program=program, name=v) for p, v in zip(PREFIXES, VOICES, strict=True)}
+        sounding: dict[str, pretty_midi.Note | None] = dict.fromkeys(PREFIXES)
+        frame = -1
+        for token in tokens:
+            if token.startswith("Key_") and not midi.key_signature_changes:
+                tonic, mode = int(token[4:-1]), token[-1]
+                midi.key_signature_changes.append(pretty_midi.KeySignature(tonic + 12 * (mode == "m"), 0.0))
+            elif token.startswith("Beat_"):
+                frame += 1
+            elif token == FERMATA and frame >= 0:
+                midi.text_events.append(pretty_midi.Text("fermata", frame * seconds))
+            elif token[:2] in {f"{p}_" for p in PREFIXES} and frame >= 0:
+                prefix, value = token[0], token[2:]
+                note = sounding[prefix]
+                if value.endswith(HELD) and note is not None and str(note.pitch) == value[:-1]:
+                    note.end = (frame + 1) * seconds
+                elif value == REST or value.endswith(HELD):
+                    sounding[prefix] = None  # a held note with nothing to hold is silence
+                else:
+                    sounding[prefix] = pretty_midi.Note(VELOCITY, int(value), frame * seconds, (frame + 1) * seconds)
+                    tracks[prefix].notes.append(sounding[prefix])
+        if not any(t.notes for t in tracks.values()):
+            raise Unplayable("no notes")
+        midi.instruments.extend(tracks.values())
+        return midi
+
+    def start(self, seeds: list[list[str]], n: int, rng: np.random.Generator) -> tuple[list[list[str]], list[str]]:
+        """Every piece starts from its own beginning: the start token, the model writes the key and the rest."""
+        return [[START]] * n, ["start"] * n
+
+    def finish(self, primer: list[str], continuation: list[str]) -> list[str]:
+        """The whole piece; one that did not end within its length is ended after its last whole frame."""
+        tokens = super().finish(primer, continuation)
+        if tokens[-1:] == [END]:
+            return tokens
+        last = max((i for i, t in enumerate(tokens) if t.startswith("B_")), default=None)
+        return tokens if last is None else [*tokens[:last + 1], END]
+
+    def transpose(self, token: str, semitones: int) -> str | None:
+        """A voice's pitch moved (None where it leaves the voice's compass), a key moved with it; the rest stay."""
+        if token.startswith("Key_"):
+            return key_token(int(token[4:-1]) + semitones, token.endswith("m"))
+        prefix, _, value = token.partition("_")
+        if prefix not in RANGES or value == REST:
+            return token
+        held = value.endswith(HELD)
+        pitch = int(value.rstrip(HELD)) + semitones
+        low, high = RANGES[prefix]
+        return f"{prefix}_{pitch}{HELD * held}" if low <= pitch <= high else None
+
+    def nearest(self, token: str, known: Sequence[str]) -> str | None:
+        """The known note of the same voice (new or held alike) closest in pitch, else None."""
+        if token in known:
+            return token
+        prefix, _, value = token.partition("_")
+        if prefix not in RANGES or value == REST or not value.rstrip(HELD).isdigit():
+            return None
+        held, pitch = value.endswith(HELD), int(value.rstrip(HELD))
+        same = [k for k in known if k.startswith(prefix + "_") and k[2:].rstrip(HELD).isdigit()
+                and k.endswith(HELD) == held]
+        return min(same, key=lambda k: abs(int(k[2:].rstrip(HELD)) - pitch), default=None)
