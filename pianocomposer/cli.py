@@ -209,6 +209,30 @@ def generate(
 
 
 @app.command()
+def harmonize(
+    melodies: Annotated[list[Path], typer.Argument(help="Melody files: MIDI (a one-track file, or the top voice "
+                                                   "of any), MusicXML or an abc tune.", show_default=False)],
+    weights: Annotated[Path, typer.Option(help="A four-voice (voices) bundle folder, or `chorale` for the shipped "
+                                          "one.")] = Path("chorale"),
+    out: Annotated[Path | None, typer.Option(help="Folder for the harmonisations (default: beside each melody).",
+                                             show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    candidates: Annotated[int, typer.Option(help="Harmonisations sampled per melody; the most likely is kept.")]
+    = 1,
+    wav: Annotated[bool, typer.Option("--wav/--no-wav", help="Render WAV audio with FluidSynth.")] = True,
+    soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont for the WAV.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Harmonise melodies in four parts: the melody is the soprano, the model writes alto, tenor and bass."""
+    from pianocomposer.harmonize import harmonize as run
+
+    done = run(melodies, weights, out, seed=seed, candidates=candidates, wav=wav, soundfont=soundfont)
+    _emit(as_json, {"harmonizations": [h.to_json() for h in done]},
+          [f"{h.midi}{'  ' + str(h.wav) if h.wav else ''}  ({h.frames} frames, {h.nats_per_frame:.2f} nats "
+           "per frame for the lower voices)" for h in done])
+
+
+@app.command()
 def evaluate(
     weights: Annotated[Path | None, typer.Option(help="Bundle folder, or `timed` for the shipped timed model "
                                                  "(default: weights/ if trained, else the shipped weights/default).",

@@ -1,6 +1,7 @@
 """The voices encoding: four voices frame by frame, read from the chorales and written back note for note."""
 
 import io
+import json
 
 import numpy as np
 import pretty_midi
@@ -84,17 +85,66 @@ def test_extract_reads_the_chorales_folder(tmp_path):
     assert len(data.songs) == 35 and not data.skipped
 
 
-def test_a_voices_bundle_trains_and_writes_four_named_voices(tmp_path):
-    from pianocomposer.generate import generate
+@pytest.fixture(scope="module")
+def voices_bundle(tmp_path_factory):
+    """A tiny voices bundle trained for one epoch on the held-out chorales."""
     from pianocomposer.train import train
     from tests.conftest import TINY
 
-    extract(CHORALES / "heldout", tmp_path / "data", encoding="voices", progress=False)
-    train(tmp_path / "data", tmp_path / "w", preset="quick", epochs=1, progress=False, **TINY)
-    result = generate(tmp_path / "w", tmp_path / "out", num_outputs=2, length=200, seed=1, wav=False,
+    folder = tmp_path_factory.mktemp("voices")
+    extract(CHORALES / "heldout", folder / "data", encoding="voices", progress=False)
+    train(folder / "data", folder / "w", preset="quick", epochs=1, progress=False, **TINY)
+    return folder / "w"
+
+
+def test_a_voices_bundle_writes_four_named_voices(voices_bundle, tmp_path):
+    from pianocomposer.generate import generate
+
+    result = generate(voices_bundle, tmp_path / "out", num_outputs=2, length=200, seed=1, wav=False,
                       progress=False)
     for piece in result.pieces:  # cut at 200 tokens, each ends after its last whole frame
         assert piece.error is None, piece.error
         midi = pretty_midi.PrettyMIDI(str(piece.midi))
         assert [t.name for t in midi.instruments] == ["Soprano", "Alto", "Tenor", "Bass"]
         assert sum(len(t.notes) for t in midi.instruments) > 0
+
+
+def test_harmonize_keeps_the_melody_note_for_note_and_writes_the_three_voices_below(voices_bundle, tmp_path):
+    from pianocomposer.harmonize import harmonize
+
+    chorale = pretty_midi.PrettyMIDI(str(CHORALES / "heldout" / "bwv113.8.mid"))
+    scale = 100 / 72  # the chorale file is at 100 quarter notes a minute; the melody is at 72
+    melody = pretty_midi.PrettyMIDI(initial_tempo=72)
+    soprano = pretty_midi.Instrument(0, name="melody")
+    soprano.notes = [pretty_midi.Note(80, n.pitch, n.start * scale, n.end * scale)
+                     for n in chorale.instruments[0].notes]
+    melody.instruments.append(soprano)  # the soprano alone
+    melody.time_signature_changes = [pretty_midi.TimeSignature(ts.numerator, ts.denominator, ts.time * scale)
+                                     for ts in chorale.time_signature_changes]
+    melody.write(str(tmp_path / "tune.mid"))
+    (done,) = harmonize([tmp_path / "tune.mid"], voices_bundle, seed=3, candidates=3, wav=False)
+    assert done.midi == tmp_path / "tune-harmonized.mid" and done.nats_per_frame > 0
+    out = pretty_midi.PrettyMIDI(str(done.midi))
+    assert [t.name for t in out.instruments] == ["Soprano", "Alto", "Tenor", "Bass"]
+    assert out.get_tempo_changes()[1][0] == pytest.approx(72)
+    assert [(n.pitch, round(n.start, 3), round(n.end, 3)) for n in out.instruments[0].notes] == [
+        (n.pitch, round(n.start * scale, 3), round(n.end * scale, 3)) for n in chorale.instruments[0].notes]
+    assert all(t.notes for t in out.instruments[1:])
+
+
+def test_harmonize_reads_an_abc_tune_and_refuses_what_it_cannot_use(voices_bundle, bundle_dir, tmp_path):
+    from pianocomposer.harmonize import harmonize
+    from tests.conftest import run_cli
+
+    (tmp_path / "reel.abc").write_text("X:1\nT:Reel\nM:4/4\nL:1/8\nK:D\ndfaf gfed|cABc d4|]\n")
+    proc = run_cli("harmonize", str(tmp_path / "reel.abc"), "--weights", str(voices_bundle), "--out",
+                   str(tmp_path / "out"), "--no-wav", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (done,) = json.loads(proc.stdout)["harmonizations"]
+    soprano = pretty_midi.PrettyMIDI(done["midi"]).instruments[0]
+    assert [n.pitch for n in soprano.notes] == [74, 78, 81, 78, 79, 78, 76, 74, 73, 69, 71, 73, 74]
+    with pytest.raises(PianoComposerError, match="needs a four-voice"):
+        harmonize([tmp_path / "reel.abc"], bundle_dir, wav=False)
+    (tmp_path / "empty.mid").write_bytes(b"")
+    proc = run_cli("harmonize", str(tmp_path / "empty.mid"), "--weights", str(voices_bundle), "--no-wav")
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1 and "empty.mid" in proc.stderr

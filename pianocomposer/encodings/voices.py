@@ -79,27 +79,35 @@ class VoicesEncoding(Encoding):
         """A four-voice piece's tokens (raises Unplayable for one without four voices)."""
         midi = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
         tracks = self._voices(midi)
-        def step(seconds: float) -> int:
-            return self._step(midi, seconds)
+        key, frames = self.frames(midi, tracks[0].notes, tracks)
+        return [START, key, *(t for frame in frames for t in frame), END]
 
-        frames = max(step(n.end) for t in tracks for n in t.notes)
+    def frames(self, midi: pretty_midi.PrettyMIDI, soprano: list[pretty_midi.Note],
+               tracks: list[pretty_midi.Instrument] | None = None) -> tuple[str, list[list[str]]]:
+        """The piece's key token and its frames: `Beat_n`, `Fermata` where one is held, then the soprano's token
+        and (given the four tracks) the other voices'; raises Unplayable when no note lands on the grid."""
+        frames = max((self._step(midi, n.end) for n in [*soprano, *(n for t in tracks or [] for n in t.notes)]),
+                     default=0)
         if frames == 0:
             raise Unplayable("no notes on the grid")
-        parts = []
-        for prefix, track in zip(PREFIXES, tracks, strict=True):
-            column = [f"{prefix}_{REST}"] * frames
-            for note in sorted(track.notes, key=lambda n: n.start):
-                start, end = step(note.start), max(step(note.end), step(note.start) + 1)
-                column[start:end] = [f"{prefix}_{note.pitch}"] + [f"{prefix}_{note.pitch}{HELD}"] * (end - start - 1)
-            parts.append(column[:frames])
-        fermatas = {step(e.time) for e in [*midi.text_events, *midi.lyrics] if e.text.strip().lower() == "fermata"}
-        tokens = [START, key_token(*self._key(midi))]
-        for frame, beat in enumerate(self._beats(midi, frames)):
-            tokens.append(f"Beat_{beat}")
-            if frame in fermatas:
-                tokens.append(FERMATA)
-            tokens.extend(part[frame] for part in parts)
-        return [*tokens, END]
+        columns = [self._column(midi, PREFIXES[0], soprano, frames)]
+        columns += [self._column(midi, p, t.notes, frames) for p, t in zip(PREFIXES[1:], (tracks or [])[1:],
+                                                                           strict=False)]
+        fermatas = {self._step(midi, e.time) for e in [*midi.text_events, *midi.lyrics]
+                    if e.text.strip().lower() == "fermata"}
+        return key_token(*self._key(midi)), [
+            [f"Beat_{beat}", *[FERMATA] * (frame in fermatas), *(column[frame] for column in columns)]
+            for frame, beat in enumerate(self._beats(midi, frames))]
+
+    def _column(self, midi: pretty_midi.PrettyMIDI, prefix: str, notes: list[pretty_midi.Note], frames: int
+                ) -> list[str]:
+        """One voice's token at every frame: a new note, the note held, or silence (a later note cuts one)."""
+        column = [f"{prefix}_{REST}"] * frames
+        for note in sorted(notes, key=lambda n: n.start):
+            start = self._step(midi, note.start)
+            end = max(self._step(midi, note.end), start + 1)
+            column[start:end] = [f"{prefix}_{note.pitch}"] + [f"{prefix}_{note.pitch}{HELD}"] * (end - start - 1)
+        return column[:frames]
 
     def _step(self, midi: pretty_midi.PrettyMIDI, seconds: float) -> int:
         """The grid step nearest a time in the file."""

@@ -1,0 +1,136 @@
+"""Harmonise a melody in four parts (`pianocomposer harmonize`): the melody is the soprano, note for note and on the
+grid, at every frame; a voices model writes the alto, tenor and bass beneath it, frame by frame."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+
+from pianocomposer.atomic import atomic_path
+from pianocomposer.compose import Composer, Sampler, prime
+from pianocomposer.encodings.voices import END, HELD, PREFIXES, REST, START, VoicesEncoding
+from pianocomposer.errors import PianoComposerError, first_line
+from pianocomposer.readers import Unreadable, kind, read_file
+from pianocomposer.render import render_wav
+
+SUFFIX = "-harmonized"
+
+
+@dataclass
+class Harmonization:
+    """One melody harmonised: where its files are and how likely the model finds its lower voices."""
+
+    melody: Path
+    midi: Path
+    wav: Path | None
+    frames: int
+    nats_per_frame: float  # -log p(alto, tenor, bass | soprano) per frame, under the model
+
+    def to_json(self) -> dict:
+        """The JSON form `harmonize --json` prints."""
+        return {"melody": str(self.melody), "midi": str(self.midi), "wav": str(self.wav) if self.wav else None,
+                "frames": self.frames, "nats_per_frame": round(self.nats_per_frame, 4)}
+
+
+def read_melody(path: Path) -> tuple[pretty_midi.PrettyMIDI, list[pretty_midi.Note]]:
+    """A file's first piece and its top line: at each onset the highest note, held until the next onset."""
+    try:
+        pieces = read_file(path)
+    except Exception as exc:
+        raise PianoComposerError(f"{path}: not a readable {kind(path)} file ({first_line(exc)})") from None
+    music = next((p for p in pieces if not isinstance(p, Unreadable)), None)
+    if music is None:
+        raise PianoComposerError(f"{path}: {pieces[0].reason if pieces else 'no music in it'}")
+    try:
+        midi = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
+    except Exception as exc:
+        raise PianoComposerError(f"{path}: cannot be played ({first_line(exc)})") from None
+    notes = sorted((n for t in midi.instruments if not t.is_drum for n in t.notes), key=lambda n: (n.start, -n.pitch))
+    line: list[pretty_midi.Note] = []
+    for note in notes:
+        if line and note.start < line[-1].end and note.start == line[-1].start:
+            continue  # a lower note of the same onset
+        if line and note.start < line[-1].end:
+            line[-1] = pretty_midi.Note(line[-1].velocity, line[-1].pitch, line[-1].start, note.start)
+        line.append(note)
+    if not line:
+        raise PianoComposerError(f"{path}: no notes to harmonise")
+    return midi, line
+
+
+def harmonize_frames(composer: Composer, key: str, frames: list[list[str]], rng: np.random.Generator,
+                     candidates: int = 1, sampler: Sampler | None = None) -> tuple[list[list[str]], float]:
+    """The lower voices for each frame (its soprano fixed), sampled `candidates` times in one batch; the most
+    likely harmonisation's frames (each the given tokens and A, T, B) and its nats per frame."""
+    vocabulary, encoding, net = composer.bundle.vocabulary, composer.encoding, composer.net
+    sampler = sampler or Sampler()
+    index = vocabulary.index
+
+    def known(token: str) -> int | None:
+        near = token if token in index else encoding.nearest(token, vocabulary.tokens)
+        return index.get(near) if near is not None else None
+
+    voices = {p: np.array([t.startswith(f"{p}_") and not t.endswith(HELD) for t in vocabulary.tokens])
+              for p in PREFIXES[1:]}
+    probs, state = prime(net, [np.array([index[START], *[i for i in [known(key)] if i is not None]], np.int32)]
+                         * candidates)
+    rows = np.arange(candidates)
+    logp = np.zeros(candidates)
+    chosen: list[list[list[str]]] = [[] for _ in rows]
+    last: dict[str, list[str | None]] = {p: [None] * candidates for p in PREFIXES[1:]}
+    for frame in frames:
+        for token in frame:
+            token_id = known(token)
+            if token_id is not None:  # a beat the model never saw is left out; a soprano note, its nearest
+                probs, state = net.step(np.full(candidates, token_id, np.int32), state)
+        for row in rows:
+            chosen[row].append(list(frame))
+        for prefix in PREFIXES[1:]:
+            allowed = np.tile(voices[prefix], (candidates, 1))
+            for row, pitch in enumerate(last[prefix]):  # a held note continues the voice's last note only
+                held = index.get(f"{prefix}_{pitch}{HELD}") if pitch is not None else None
+                if held is not None:
+                    allowed[row, held] = True
+            ids = sampler(probs, rng, allowed)
+            logp += np.log(np.maximum(probs[rows, ids], 1e-30))
+            for row, token_id in enumerate(ids):
+                token = vocabulary.tokens[int(token_id)]
+                chosen[row][-1].append(token)
+                value = token.split("_", 1)[1]
+                last[prefix][row] = None if value == REST else value.rstrip(HELD)
+            probs, state = net.step(ids.astype(np.int32), state)
+    best = int(np.argmax(logp))
+    return chosen[best], float(-logp[best] / max(len(frames), 1))
+
+
+def harmonize(melodies: list[Path], weights: Path | None = None, out_dir: Path | None = None, *, seed: int = 0,
+              candidates: int = 1, wav: bool = True, soundfont: Path | None = None) -> list[Harmonization]:
+    """Harmonise each melody file (MIDI, MusicXML or an abc tune) with a voices bundle; each is written beside it
+    (or in out_dir) as NAME-harmonized.mid (one named track per voice, at the melody's tempo) and .wav."""
+    if candidates < 1:
+        raise PianoComposerError(f"--candidates must be >= 1 (got {candidates})")
+    composer = Composer(weights)
+    encoding = composer.encoding
+    if not isinstance(encoding, VoicesEncoding):
+        raise PianoComposerError(f"{composer.folder}: harmonize needs a four-voice (voices) bundle; this one is "
+                                 f"{composer.bundle.encoding_name}")
+    rng = np.random.default_rng(seed)
+    done = []
+    for path in map(Path, melodies):
+        midi, line = read_melody(path)
+        key, frames = encoding.frames(midi, line)
+        chosen, nats = harmonize_frames(composer, key, frames, rng, candidates)
+        qpm = float(midi.get_tempo_changes()[1][0]) if len(midi.get_tempo_changes()[1]) else None
+        out = encoding.decode([START, key, *(t for frame in chosen for t in frame), END], qpm=qpm)
+        folder = Path(out_dir) if out_dir is not None else path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{path.stem}{SUFFIX}.mid"
+        with atomic_path(target) as tmp:
+            out.write(str(tmp))
+        done.append(Harmonization(path, target, render_wav(target, soundfont=soundfont) if wav else None,
+                                  len(frames), nats))
+    return done
