@@ -12,10 +12,11 @@ import pretty_midi
 
 from pianocomposer.atomic import atomic_path
 from pianocomposer.compose import Composer, Sampler, prime
-from pianocomposer.encodings.voices import END, HELD, PREFIXES, REST, START, VoicesEncoding
+from pianocomposer.encodings.voices import DEFAULT_QPM, END, HELD, PREFIXES, REST, START, VoicesEncoding
 from pianocomposer.errors import PianoComposerError, first_line
 from pianocomposer.readers import Unreadable, kind, read_file
 from pianocomposer.render import render_wav
+from pianocomposer.voice_leading import judge
 
 SUFFIX = "-harmonized"
 
@@ -29,11 +30,13 @@ class Harmonization:
     wav: Path | None
     frames: int
     nats_per_frame: float  # -log p(alto, tenor, bass | soprano) per frame, under the model
+    voice_leading: dict[str, float]  # voice_leading.judge: parallels, crossings, chords, ranges, four voices
 
     def to_json(self) -> dict:
         """The JSON form `harmonize --json` prints."""
         return {"melody": str(self.melody), "midi": str(self.midi), "wav": str(self.wav) if self.wav else None,
-                "frames": self.frames, "nats_per_frame": round(self.nats_per_frame, 4)}
+                "frames": self.frames, "nats_per_frame": round(self.nats_per_frame, 4),
+                "voice_leading": {k: round(v, 4) for k, v in self.voice_leading.items()}}
 
 
 def read_melody(path: Path) -> tuple[pretty_midi.PrettyMIDI, list[pretty_midi.Note]]:
@@ -131,6 +134,7 @@ def harmonize(melodies: list[Path], weights: Path | None = None, out_dir: Path |
         target = folder / f"{path.stem}{SUFFIX}.mid"
         with atomic_path(target) as tmp:
             out.write(str(tmp))
+        steps_per_second = (qpm or DEFAULT_QPM) / 60 * encoding.grid
         done.append(Harmonization(path, target, render_wav(target, soundfont=soundfont) if wav else None,
-                                  len(frames), nats))
+                                  len(frames), nats, judge(out.instruments, steps_per_second)))
     return done

@@ -148,3 +148,26 @@ def test_harmonize_reads_an_abc_tune_and_refuses_what_it_cannot_use(voices_bundl
     (tmp_path / "empty.mid").write_bytes(b"")
     proc = run_cli("harmonize", str(tmp_path / "empty.mid"), "--weights", str(voices_bundle), "--no-wav")
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1 and "empty.mid" in proc.stderr
+
+
+def test_voice_leading_counts_what_a_teacher_marks():
+    from pianocomposer.voice_leading import is_chord, judge
+
+    def voices(*lines):  # one note a step per voice, 4 steps a second
+        tracks = []
+        for line in lines:
+            track = pretty_midi.Instrument(0)
+            track.notes = [pretty_midi.Note(80, p, i / 4, (i + 1) / 4) for i, p in enumerate(line)]
+            tracks.append(track)
+        return tracks
+
+    good = judge(voices([72, 74, 76], [67, 67, 67], [64, 65, 60], [48, 43, 48]), 4)  # I - V7 - I, contrary motion
+    assert good["parallels_per_100"] == 0 and good["crossings_per_100"] == 0 and good["four_voices_sound"] == 1
+    fifths = judge(voices([67, 69, 71], [64, 65, 67], [60, 62, 64], [48, 50, 52]), 4)  # S and T... in fifths
+    assert fifths["parallels_per_100"] > 0
+    crossed = judge(voices([60, 60], [64, 64], [55, 55], [48, 48]), 4)  # the alto above the soprano
+    assert crossed["crossings_per_100"] == 100
+    assert is_chord(frozenset({0, 4, 7})) and is_chord(frozenset({7, 11, 2, 5})) and is_chord(frozenset({0, 4}))
+    assert not is_chord(frozenset({0, 1, 2})) and not is_chord(frozenset({0, 7}))
+    low = judge(voices([90], [67], [60], [48]), 4)
+    assert low["in_range"] == 0.75

@@ -1,0 +1,71 @@
+"""Four-part writing judged by the rules a music student learns: parallel fifths and octaves, voice crossings,
+chords, ranges and whether every voice sings (for the voices encoding's pieces and harmonisations)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import pretty_midi
+
+# Each voice's usual compass (the textbook's SATB ranges): S C4-G5, A G3-D5, T C3-G4, B E2-C4.
+SATB_RANGES = ((60, 79), (55, 74), (48, 67), (40, 60))
+TRIADS_AND_SEVENTHS = {frozenset((root + i) % 12 for i in chord) for root in range(12) for chord in (
+    (0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 8),  # major, minor, diminished, augmented triads
+    (0, 4, 7, 10), (0, 4, 7, 11), (0, 3, 7, 10), (0, 3, 6, 10), (0, 3, 6, 9))}  # 7, maj7, m7, half- and fully dim.
+
+
+def is_chord(classes: frozenset[int]) -> bool:
+    """Whether pitch classes sound a triad or seventh chord: all of one, or three of one, or a third or sixth (a
+    triad without its fifth, as four-part writing often leaves it)."""
+    if len(classes) == 2:
+        low, high = sorted(classes)
+        return (high - low) in (3, 4, 8, 9)
+    return len(classes) >= 3 and any(classes <= chord for chord in TRIADS_AND_SEVENTHS)
+
+
+def sounding(tracks: Sequence[pretty_midi.Instrument], steps_per_second: float) -> tuple[list[list[int | None]],
+                                                                                        list[bool]]:
+    """Each voice's sounding pitch at every grid step (None: silent) and whether a note starts at each step."""
+    end = max((n.end for t in tracks for n in t.notes), default=0.0)
+    frames = round(end * steps_per_second)
+    voices: list[list[int | None]] = [[None] * frames for _ in tracks]
+    onset = [False] * frames
+    for voice, track in zip(voices, tracks, strict=True):
+        for note in track.notes:
+            start, stop = round(note.start * steps_per_second), round(note.end * steps_per_second)
+            voice[start:max(stop, start + 1)] = [note.pitch] * (max(stop, start + 1) - start)
+            if start < frames:
+                onset[start] = True
+    return voices, onset
+
+
+def judge(tracks: Sequence[pretty_midi.Instrument], steps_per_second: float) -> dict[str, float]:
+    """Parallel fifths and octaves per 100 steps where two voices move the same way, crossings per 100 onsets,
+    the share of onsets that sound a triad or seventh chord (`is_chord`), of notes in their voice's range, and of
+    onsets where all four voices sound; tracks in the order S, A, T, B."""
+    voices, onset = sounding(tracks, steps_per_second)
+    onsets = [i for i, is_onset in enumerate(onset) if is_onset]
+    parallel = same_way = 0
+    for a, b in itertools.pairwise(onsets):
+        for upper, lower in itertools.combinations(voices, 2):
+            pitches = (upper[a], lower[a], upper[b], lower[b])
+            if None in pitches:
+                continue
+            up_move, low_move = upper[b] - upper[a], lower[b] - lower[a]
+            if up_move * low_move <= 0:
+                continue  # not both moving, or not the same way
+            same_way += 1
+            before, after = (upper[a] - lower[a]) % 12, (upper[b] - lower[b]) % 12
+            parallel += before == after and before in (0, 7)
+    crossings = chordal = full = 0
+    for i in onsets:
+        now = [v[i] for v in voices]
+        crossings += sum(hi is not None and lo is not None and hi < lo for hi, lo in itertools.pairwise(now))
+        chordal += is_chord(frozenset(p % 12 for p in now if p is not None))
+        full += None not in now
+    notes = [(n.pitch, rng) for t, rng in zip(tracks, SATB_RANGES, strict=False) for n in t.notes]
+    count = max(len(onsets), 1)
+    return {"parallels_per_100": 100 * parallel / max(same_way, 1), "crossings_per_100": 100 * crossings / count,
+            "chordal_onsets": chordal / count, "in_range": sum(lo <= p <= hi for p, (lo, hi) in notes) / max(len(
+                notes), 1), "four_voices_sound": full / count}
