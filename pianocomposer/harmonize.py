@@ -65,17 +65,24 @@ def read_melody(path: Path) -> tuple[pretty_midi.PrettyMIDI, list[pretty_midi.No
     return midi, line
 
 
+def token_id(composer: Composer, token: str) -> int | None:
+    """A token's id, or its nearest known kin's (a soprano note out of the model's compass), or None (a key or beat
+    the model never saw: left out)."""
+    vocabulary = composer.bundle.vocabulary
+    near = token if token in vocabulary.index else composer.encoding.nearest(token, vocabulary.tokens)
+    return vocabulary.index.get(near) if near is not None else None
+
+
 def harmonize_frames(composer: Composer, key: str, frames: list[list[str]], rng: np.random.Generator,
                      candidates: int = 1, sampler: Sampler | None = None) -> tuple[list[list[str]], float]:
     """The lower voices for each frame (its soprano fixed), sampled `candidates` times in one batch; the most
     likely harmonisation's frames (each the given tokens and A, T, B) and its nats per frame."""
-    vocabulary, encoding, net = composer.bundle.vocabulary, composer.encoding, composer.net
+    vocabulary, net = composer.bundle.vocabulary, composer.net
     sampler = sampler or Sampler()
     index = vocabulary.index
 
     def known(token: str) -> int | None:
-        near = token if token in index else encoding.nearest(token, vocabulary.tokens)
-        return index.get(near) if near is not None else None
+        return token_id(composer, token)
 
     voices = {p: np.array([t.startswith(f"{p}_") and not t.endswith(HELD) for t in vocabulary.tokens])
               for p in PREFIXES[1:]}
@@ -108,6 +115,23 @@ def harmonize_frames(composer: Composer, key: str, frames: list[list[str]], rng:
             probs, state = net.step(ids.astype(np.int32), state)
     best = int(np.argmax(logp))
     return chosen[best], float(-logp[best] / max(len(frames), 1))
+
+
+def score_lower_voices(composer: Composer, key: str, frames: list[list[str]]) -> float:
+    """Nats per frame the model gives a piece's own alto, tenor and bass, given its soprano (frames as
+    VoicesEncoding.frames makes them with all four voices)."""
+    net = composer.net
+    lower = {f"{p}_" for p in PREFIXES[1:]}
+    probs, state = prime(net, [np.array([composer.bundle.vocabulary.index[START]], np.int32)])
+    nats = 0.0
+    for token in [key, *(t for frame in frames for t in frame)]:
+        known = token_id(composer, token)
+        if known is None:
+            continue
+        if token[:2] in lower:  # a note the model does not know scores as its nearest kin
+            nats -= float(np.log(max(probs[0, known], 1e-30)))
+        probs, state = net.step(np.array([known], np.int32), state)
+    return nats / max(len(frames), 1)
 
 
 def harmonize(melodies: list[Path], weights: Path | None = None, out_dir: Path | None = None, *, seed: int = 0,

@@ -130,6 +130,12 @@ def test_harmonize_keeps_the_melody_note_for_note_and_writes_the_three_voices_be
     assert [(n.pitch, round(n.start, 3), round(n.end, 3)) for n in out.instruments[0].notes] == [
         (n.pitch, round(n.start * scale, 3), round(n.end * scale, 3)) for n in chorale.instruments[0].notes]
     assert all(t.notes for t in out.instruments[1:])
+    from pianocomposer.compose import Composer
+    from pianocomposer.harmonize import score_lower_voices
+
+    composer = Composer(voices_bundle)
+    key, frames = composer.encoding.frames(chorale, chorale.instruments[0].notes, chorale.instruments)
+    assert 0 < score_lower_voices(composer, key, frames) < 3 * np.log(len(composer.bundle.vocabulary)) * 1.5
 
 
 def test_harmonize_reads_an_abc_tune_and_refuses_what_it_cannot_use(voices_bundle, bundle_dir, tmp_path):
