@@ -81,22 +81,20 @@ def harmonize_frames(composer: Composer, key: str, frames: list[list[str]], rng:
     sampler = sampler or Sampler()
     index = vocabulary.index
 
-    def known(token: str) -> int | None:
-        return token_id(composer, token)
-
     voices = {p: np.array([t.startswith(f"{p}_") and not t.endswith(HELD) for t in vocabulary.tokens])
               for p in PREFIXES[1:]}
-    probs, state = prime(net, [np.array([index[START], *[i for i in [known(key)] if i is not None]], np.int32)]
-                         * candidates)
+    key_id = token_id(composer, key)
+    start = np.array([index[START]] + ([key_id] if key_id is not None else []), np.int32)
+    probs, state = prime(net, [start] * candidates)
     rows = np.arange(candidates)
     logp = np.zeros(candidates)
     chosen: list[list[list[str]]] = [[] for _ in rows]
     last: dict[str, list[str | None]] = {p: [None] * candidates for p in PREFIXES[1:]}
     for frame in frames:
         for token in frame:
-            token_id = known(token)
-            if token_id is not None:  # a beat the model never saw is left out; a soprano note, its nearest
-                probs, state = net.step(np.full(candidates, token_id, np.int32), state)
+            forced = token_id(composer, token)
+            if forced is not None:  # a beat the model never saw is left out; a soprano note, its nearest
+                probs, state = net.step(np.full(candidates, forced, np.int32), state)
         for row in rows:
             chosen[row].append(list(frame))
         for prefix in PREFIXES[1:]:
@@ -107,8 +105,8 @@ def harmonize_frames(composer: Composer, key: str, frames: list[list[str]], rng:
                     allowed[row, held] = True
             ids = sampler(probs, rng, allowed)
             logp += np.log(np.maximum(probs[rows, ids], 1e-30))
-            for row, token_id in enumerate(ids):
-                token = vocabulary.tokens[int(token_id)]
+            for row, drawn in enumerate(ids):
+                token = vocabulary.tokens[int(drawn)]
                 chosen[row][-1].append(token)
                 value = token.split("_", 1)[1]
                 last[prefix][row] = None if value == REST else value.rstrip(HELD)
