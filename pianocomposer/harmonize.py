@@ -27,6 +27,7 @@ class Harmonization:
 
     melody: Path
     midi: Path
+    musicxml: Path
     wav: Path | None
     frames: int
     nats_per_frame: float  # -log p(alto, tenor, bass | soprano) per frame, under the model
@@ -34,7 +35,8 @@ class Harmonization:
 
     def to_json(self) -> dict:
         """The JSON form `harmonize --json` prints."""
-        return {"melody": str(self.melody), "midi": str(self.midi), "wav": str(self.wav) if self.wav else None,
+        return {"melody": str(self.melody), "midi": str(self.midi), "musicxml": str(self.musicxml),
+                "wav": str(self.wav) if self.wav else None,
                 "frames": self.frames, "nats_per_frame": round(self.nats_per_frame, 4),
                 "voice_leading": {k: round(v, 4) for k, v in self.voice_leading.items()}}
 
@@ -115,6 +117,44 @@ def harmonize_frames(composer: Composer, key: str, frames: list[list[str]], rng:
     return chosen[best], float(-logp[best] / max(len(frames), 1))
 
 
+def write_score(midi_path: Path, target: Path, key: str, title: str, source: str) -> None:
+    """The harmonisation as a MusicXML score: soprano and alto on a treble staff, tenor and bass on a bass staff
+    (two voices each), the key signature of its key, its title, and pianocomposer and the model as its source."""
+    import copy
+
+    from music21 import clef, converter, layout, metadata, stream
+    from music21 import key as keys
+
+    tonic, mode = int(key[4:-1]), "minor" if key.endswith("m") else "major"
+    name = pretty_midi.key_number_to_key_name(tonic + 12 * (mode == "minor")).split()[0]
+    signature = keys.Key(name.replace("b", "-") if len(name) > 1 else name, mode)
+    parts = list(converter.parse(str(midi_path), quantizePost=True, quarterLengthDivisors=(4,)).parts)
+    score = stream.Score()
+    score.insert(0, metadata.Metadata(title=title, composer=source))
+    staves = []
+    for upper, lower, staff_clef in ((parts[0], parts[1], clef.TrebleClef()), (parts[2], parts[3], clef.BassClef())):
+        staff = stream.Part()
+        for i, bars in enumerate(zip(upper.getElementsByClass(stream.Measure), lower.getElementsByClass(stream.Measure),
+                                     strict=False)):
+            measure = stream.Measure(number=bars[0].number)
+            if i == 0:
+                measure.insert(0, staff_clef)
+                measure.insert(0, copy.deepcopy(signature))
+            if bars[0].timeSignature:
+                measure.insert(0, copy.deepcopy(bars[0].timeSignature))
+            for number, bar in enumerate(bars, 1):
+                voice = stream.Voice(id=str(number))
+                for element in bar.flatten().notesAndRests:
+                    voice.insert(element.offset, copy.deepcopy(element))
+                measure.insert(0, voice)
+            staff.append(measure)
+        staves.append(staff)
+        score.insert(0, staff)
+    score.insert(0, layout.StaffGroup(staves, symbol="brace"))
+    with atomic_path(target) as tmp:
+        score.write("musicxml", fp=str(tmp))
+
+
 def score_lower_voices(composer: Composer, key: str, frames: list[list[str]]) -> float:
     """Nats per frame the model gives a piece's own alto, tenor and bass, given its soprano (frames as
     VoicesEncoding.frames makes them with all four voices)."""
@@ -135,7 +175,8 @@ def score_lower_voices(composer: Composer, key: str, frames: list[list[str]]) ->
 def harmonize(melodies: list[Path], weights: Path | None = None, out_dir: Path | None = None, *, seed: int = 0,
               candidates: int = 1, wav: bool = True, soundfont: Path | None = None) -> list[Harmonization]:
     """Harmonise each melody file (MIDI, MusicXML or an abc tune) with a voices bundle; each is written beside it
-    (or in out_dir) as NAME-harmonized.mid (one named track per voice, at the melody's tempo) and .wav."""
+    (or in out_dir) as NAME-harmonized.mid (one named track per voice, at the melody's tempo), .musicxml (SATB on
+    two staves) and .wav."""
     if candidates < 1:
         raise PianoComposerError(f"--candidates must be >= 1 (got {candidates})")
     composer = Composer(weights)
@@ -156,7 +197,10 @@ def harmonize(melodies: list[Path], weights: Path | None = None, out_dir: Path |
         target = folder / f"{path.stem}{SUFFIX}.mid"
         with atomic_path(target) as tmp:
             out.write(str(tmp))
+        sheet = target.with_suffix(".musicxml")
+        write_score(target, sheet, key, f"{path.stem} (harmonised)",
+                    f"pianocomposer, model {composer.folder.name}")
         steps_per_second = (qpm or DEFAULT_QPM) / 60 * encoding.grid
-        done.append(Harmonization(path, target, render_wav(target, soundfont=soundfont) if wav else None,
+        done.append(Harmonization(path, target, sheet, render_wav(target, soundfont=soundfont) if wav else None,
                                   len(frames), nats, judge(out.instruments, steps_per_second)))
     return done

@@ -130,6 +130,15 @@ def test_harmonize_keeps_the_melody_note_for_note_and_writes_the_three_voices_be
     assert [(n.pitch, round(n.start, 3), round(n.end, 3)) for n in out.instruments[0].notes] == [
         (n.pitch, round(n.start * scale, 3), round(n.end * scale, 3)) for n in chorale.instruments[0].notes]
     assert all(t.notes for t in out.instruments[1:])
+    from music21 import converter
+    from music21 import key as keys
+
+    score = converter.parse(str(done.musicxml))  # SATB on two staves, in B minor's key signature, titled
+    assert len(score.parts) == 2 and score.metadata.bestTitle == "tune (harmonised)"
+    assert [len(list(p.recurse().notes)) for p in score.parts] == [
+        len(out.instruments[0].notes) + len(out.instruments[1].notes),
+        len(out.instruments[2].notes) + len(out.instruments[3].notes)]
+    assert {k.sharps for k in score.recurse().getElementsByClass(keys.KeySignature)} == {2}
     from pianocomposer.compose import Composer
     from pianocomposer.harmonize import score_lower_voices
 
