@@ -54,7 +54,8 @@ def extract(
     params: Annotated[str | None, typer.Option("--params", help='Encoding parameters as JSON, e.g. '
                                                '\'{"layout": "remi", "grid": {"0-4": 8}}\' for timed, '
                                                '\'{"unit": "token"}\' for abc (folk-rnn-style tokens; default: '
-                                               'characters).',
+                                               'characters), \'{"grid": 4, "beats": false}\' for voices (frames '
+                                               'without their place in the bar).',
                                                show_default=False)] = None,
     timeout: Annotated[float, typer.Option(help="Seconds allowed to parse one file.")] = DEFAULT_TIMEOUT_S,
     engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (tasks on a private local "
@@ -229,7 +230,9 @@ def harmonize(
     done = run(melodies, weights, out, seed=seed, candidates=candidates, wav=wav, soundfont=soundfont)
     _emit(as_json, {"harmonizations": [h.to_json() for h in done]},
           [f"{h.midi}{'  ' + str(h.wav) if h.wav else ''}  ({h.frames} frames, {h.nats_per_frame:.2f} nats "
-           "per frame for the lower voices)" for h in done])
+           "per frame for the lower voices)" + (f"; {h.left_out} of its {h.melody_notes} melody notes are shorter "
+                                                 "than the grid step and left out" if h.left_out else "")
+           for h in done])
 
 
 @app.command()

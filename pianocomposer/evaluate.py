@@ -21,6 +21,7 @@ from pianocomposer.compose import Sampler, compose_tokens
 from pianocomposer.config import DEFAULT_DATA_DIR, DEFAULT_OUTPUT_DIR
 from pianocomposer.dataset import make_windows
 from pianocomposer.errors import PianoComposerError, Unplayable
+from pianocomposer.harmonize import judge_heldout
 from pianocomposer.metrics import (
     HISTOGRAM_LABELS,
     SPAN,
@@ -38,6 +39,8 @@ from pianocomposer.tokens import load_tokens
 SCORE_BATCH = 256  # sequences scored together; bounds memory on large held-out sets
 MAX_CORPUS_SONGS = 500  # corpus statistics of a larger corpus come from a fixed sample of this many songs
 MAX_CHECKED_SONGS = 100  # corpus songs judged by the encoding's own rules (abc: abc2midi and music21 per tune)
+MAX_HARMONISED = 100  # held-out pieces whose melody a harmonising model harmonises
+HARMONY_CANDIDATES = 4  # harmonisations sampled per melody, the most likely kept (as `harmonize --candidates 4`)
 
 
 @dataclass
@@ -96,6 +99,7 @@ class EvaluationResult:
     loop_rate: dict[str, Summary | None]
     copy_rate: dict[str, float | None]
     checks: dict[str, dict] = field(default_factory=dict)  # the encoding's own rules: label, corpus, generated
+    harmonization: dict | None = None  # harmonize.judge_heldout on held-out pieces, for a harmonising model
     pieces: list[dict] = field(default_factory=list)
     plot: Path | None = None
     notes: list[str] = field(default_factory=list)
@@ -137,7 +141,12 @@ class EvaluationResult:
             "copy_rate": self.copy_rate,
             "checks": {k: {side: asdict(v) if isinstance(v, Summary) else v for side, v in sides.items()}
                        for k, sides in self.checks.items()},
-            "pieces": self.pieces, "plot": self.plot, "notes": self.notes, "seconds": self.seconds})
+            "harmonization": self.harmonization, "pieces": self.pieces, "plot": self.plot, "notes": self.notes,
+            "seconds": self.seconds})
+
+    def checks_labels(self) -> dict[str, tuple[str, str]]:
+        """The encoding's checks as (label, meaning) by name."""
+        return {name: (sides["label"], sides["meaning"]) for name, sides in self.checks.items()}
 
     def table(self) -> list[str]:
         """A readable terminal report."""
@@ -182,6 +191,14 @@ class EvaluationResult:
                          "duration histogram distance)")
         if n_gen and any((g := self.gap(n)) is not None and abs(g) > 1 for n in STATISTICS):
             lines.append("  * more than one corpus standard deviation from the corpus mean")
+        if self.harmonization:
+            h = self.harmonization
+            lines += ["", f"the melodies of {h['pieces']} held-out pieces harmonised (the most likely of "
+                          f"{h['candidates']}), judged beside the pieces' own lower voices",
+                      f"  {'figure':<32}{'original':>20}{'harmonised':>22}"]
+            for name, (label, _meaning) in {**self.checks_labels(), "nats_per_frame": (
+                    "lower voices, nats per frame", "")}.items():
+                lines.append(f"  {label:<32}{h['original'][name]:>20.3f}{h['model'][name]:>22.3f}")
         lines += [f"note: {n}" for n in self.notes]
         if self.plot:
             lines.append(f"histograms: {self.plot}")
@@ -386,6 +403,12 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
     else:
         notes.append(f"{data} holds only songs the bundle trained on: no held-out likelihood")
     seconds["score"] = time.perf_counter() - t0
+    harmonization = None
+    if encoding.harmonizes and heldout:
+        t0 = time.perf_counter()
+        harmonization = judge_heldout(bundle, net, heldout[:MAX_HARMONISED], np.random.default_rng(seed),
+                                      HARMONY_CANDIDATES)
+        seconds["harmonize"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     if training:
@@ -465,4 +488,5 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
         corpus=summarise(corpus_rows), generated=generated, histograms=hist_json,
         loop_rate={"corpus": Summary.of([loop_rate(s) for s in corpus_songs]), "generated": gen_loop},
         copy_rate={"generated": gen_copy, "heldout": pooled_copy(heldout) if training else None, "span_tokens": span},
-        pieces=pieces, plot=plot, notes=notes, checks=checks, seconds={k: round(v, 3) for k, v in seconds.items()})
+        pieces=pieces, plot=plot, notes=notes, checks=checks, harmonization=harmonization,
+        seconds={k: round(v, 3) for k, v in seconds.items()})

@@ -9,16 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pretty_midi
+from threadpoolctl import threadpool_limits
 
 from pianocomposer.atomic import atomic_path
-from pianocomposer.compose import Composer, Sampler, prime
-from pianocomposer.encodings.voices import DEFAULT_QPM, END, HELD, PREFIXES, REST, START, VoicesEncoding
+from pianocomposer.bundle import Bundle
+from pianocomposer.compose import Composer, Sampler, blas_threads, prime
+from pianocomposer.encodings.voices import DEFAULT_QPM, END, HELD, PREFIXES, REST, START
 from pianocomposer.errors import PianoComposerError, first_line
+from pianocomposer.model import StepModel
 from pianocomposer.readers import Unreadable, kind, read_file
 from pianocomposer.render import render_wav
 from pianocomposer.voice_leading import judge
 
 SUFFIX = "-harmonized"
+LOWER = {f"{p}_" for p in PREFIXES[1:]}  # the alto's, tenor's and bass's tokens start so
 
 
 @dataclass
@@ -30,6 +34,8 @@ class Harmonization:
     musicxml: Path
     wav: Path | None
     frames: int
+    melody_notes: int
+    left_out: int  # melody notes shorter than the grid step (grace notes, quick ornaments): not on the grid
     nats_per_frame: float  # -log p(alto, tenor, bass | soprano) per frame, under the model
     voice_leading: dict[str, float]  # voice_leading.judge: parallels, crossings, chords, ranges, four voices
 
@@ -37,7 +43,8 @@ class Harmonization:
         """The JSON form `harmonize --json` prints."""
         return {"melody": str(self.melody), "midi": str(self.midi), "musicxml": str(self.musicxml),
                 "wav": str(self.wav) if self.wav else None,
-                "frames": self.frames, "nats_per_frame": round(self.nats_per_frame, 4),
+                "frames": self.frames, "melody_notes": self.melody_notes, "left_out": self.left_out,
+                "nats_per_frame": round(self.nats_per_frame, 4),
                 "voice_leading": {k: round(v, 4) for k, v in self.voice_leading.items()}}
 
 
@@ -67,54 +74,113 @@ def read_melody(path: Path) -> tuple[pretty_midi.PrettyMIDI, list[pretty_midi.No
     return midi, line
 
 
-def token_id(composer: Composer, token: str) -> int | None:
+def token_id(bundle: Bundle, token: str) -> int | None:
     """A token's id, or its nearest known kin's (a soprano note out of the model's compass), or None (a key or beat
     the model never saw: left out)."""
-    vocabulary = composer.bundle.vocabulary
-    near = token if token in vocabulary.index else composer.encoding.nearest(token, vocabulary.tokens)
+    vocabulary = bundle.vocabulary
+    near = token if token in vocabulary.index else bundle.encoding.nearest(token, vocabulary.tokens)
     return vocabulary.index.get(near) if near is not None else None
 
 
-def harmonize_frames(composer: Composer, key: str, frames: list[list[str]], rng: np.random.Generator,
-                     candidates: int = 1, sampler: Sampler | None = None) -> tuple[list[list[str]], float]:
-    """The lower voices for each frame (its soprano fixed), sampled `candidates` times in one batch; the most
-    likely harmonisation's frames (each the given tokens and A, T, B) and its nats per frame."""
-    vocabulary, net = composer.bundle.vocabulary, composer.net
-    sampler = sampler or Sampler()
-    index = vocabulary.index
+def pitch(token: str) -> int:
+    """A voice token's sounding pitch (a held note's too), or -1 for silence."""
+    value = token.split("_", 1)[1].rstrip(HELD)
+    return -1 if value == REST else int(value)
 
-    voices = {p: np.array([t.startswith(f"{p}_") and not t.endswith(HELD) for t in vocabulary.tokens])
-              for p in PREFIXES[1:]}
-    key_id = token_id(composer, key)
-    start = np.array([index[START]] + ([key_id] if key_id is not None else []), np.int32)
-    probs, state = prime(net, [start] * candidates)
-    rows = np.arange(candidates)
-    logp = np.zeros(candidates)
-    chosen: list[list[list[str]]] = [[] for _ in rows]
-    last: dict[str, list[str | None]] = {p: [None] * candidates for p in PREFIXES[1:]}
-    for frame in frames:
-        for token in frame:
-            forced = token_id(composer, token)
-            if forced is not None:  # a beat the model never saw is left out; a soprano note, its nearest
-                probs, state = net.step(np.full(candidates, forced, np.int32), state)
-        for row in rows:
-            chosen[row].append(list(frame))
-        for prefix in PREFIXES[1:]:
-            allowed = np.tile(voices[prefix], (candidates, 1))
-            for row, pitch in enumerate(last[prefix]):  # a held note continues the voice's last note only
-                held = index.get(f"{prefix}_{pitch}{HELD}") if pitch is not None else None
+
+def rule_breaks(notes: np.ndarray, before: np.ndarray, now: np.ndarray, voice: int) -> np.ndarray:
+    """(rows, vocabulary) True where a voice's new note (`notes`: each token's pitch, -1 if not one of the voice's
+    new notes) would cross above the nearest sounding voice over it, or make parallel fifths or octaves with a
+    voice above that moves the same way; `before` and `now` are the (rows, 4) pitches sounding in the last frame
+    and this one (-1: silent), the voices above `voice` already written."""
+    candidate = notes[None, :] >= 0
+    lowest_above = np.where(now[:, :voice] >= 0, now[:, :voice], 1000).min(axis=1)  # 1000: all above are silent
+    breaks = candidate & (notes[None, :] > lowest_above[:, None])
+    mine = before[:, voice][:, None]
+    for upper in range(voice):
+        was, is_ = before[:, upper][:, None], now[:, upper][:, None]
+        interval = (was - mine) % 12
+        moving = (was >= 0) & (is_ >= 0) & (mine >= 0) & (is_ != was)
+        same_way = (notes[None, :] - mine) * (is_ - was) > 0
+        parallel = ((interval == 0) | (interval == 7)) & ((is_ - notes[None, :]) % 12 == interval)
+        breaks |= candidate & moving & same_way & parallel
+    return breaks
+
+
+def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list[str]]]], rng: np.random.Generator,
+               candidates: int = 1, sampler: Sampler | None = None, rules: bool = True
+               ) -> list[tuple[list[list[str]], float]]:
+    """Each piece's alto, tenor and bass frame by frame, all pieces and `candidates` samples of each in one batch.
+
+    A piece is its key token and frames (`Beat_n`, `Fermata`, the soprano, as VoicesEncoding.frames makes them);
+    a lower voice a frame already holds is taken as given and scored, one it lacks is sampled (a held note may only
+    continue the voice's last note; with `rules`, a new note that would cross the voice above or make parallel
+    fifths or octaves is not drawn, unless nothing else is left). Returns, per piece, the most likely candidate's
+    frames (each with S A T B) and its nats per frame for the three lower voices given the rest.
+    """
+    vocabulary, index = bundle.vocabulary, bundle.vocabulary.index
+    sampler = sampler or Sampler()
+    lower = PREFIXES[1:]
+    notes = {p: np.array([pitch(t) if t.startswith(f"{p}_") and not t.endswith(HELD) else -1
+                          for t in vocabulary.tokens]) for p in lower}
+    before = np.full((len(pieces) * candidates, len(PREFIXES)), -1)  # each row's pitches in the last frame
+    owner = np.repeat(np.arange(len(pieces)), candidates)  # the piece each row writes
+    starts = []
+    for key, _ in pieces:
+        key_id = token_id(bundle, key) if key else None
+        starts.append(np.array([index[START]] + ([key_id] if key_id is not None else []), np.int32))
+    probs, state = prime(net, [starts[p] for p in owner])
+    logp = np.zeros(len(owner))
+    chosen: list[list[list[str]]] = [[] for _ in owner]
+    last: dict[str, list[str | None]] = {p: [None] * len(owner) for p in lower}
+
+    def step(rows: np.ndarray, ids: np.ndarray) -> None:
+        nonlocal probs
+        out, new = net.step(ids.astype(np.int32), [s[rows] for s in state])
+        probs[rows] = out
+        for old, fresh in zip(state, new, strict=True):
+            old[rows] = fresh
+
+    for f in range(max(len(frames) for _, frames in pieces)):
+        rows = np.flatnonzero([f < len(pieces[p][1]) for p in owner])
+        frame = {row: pieces[owner[row]][1][f] for row in rows}
+        given = {row: {t[0]: t for t in frame[row] if t[:2] in LOWER} for row in rows}
+        context = {row: [i for t in frame[row] if t[:2] not in LOWER
+                         if (i := token_id(bundle, t)) is not None] for row in rows}
+        for j in range(max(len(c) for c in context.values())):  # beat, fermata, soprano: as many as each row has
+            going = np.array([row for row in rows if j < len(context[row])])
+            step(going, np.array([context[row][j] for row in going]))
+        now = np.full((len(rows), len(PREFIXES)), -1)
+        for i, row in enumerate(rows):
+            chosen[row].append([t for t in frame[row] if t[:2] not in LOWER])
+            now[i, 0] = next((pitch(t) for t in frame[row] if t.startswith(f"{PREFIXES[0]}_")), -1)
+        for voice, prefix in enumerate(lower, 1):
+            allowed = np.tile(notes[prefix] >= 0, (len(rows), 1))
+            for i, row in enumerate(rows):  # a held note continues the voice's last note only
+                held = index.get(f"{prefix}_{last[prefix][row]}{HELD}") if last[prefix][row] is not None else None
                 if held is not None:
-                    allowed[row, held] = True
-            ids = sampler(probs, rng, allowed)
-            logp += np.log(np.maximum(probs[rows, ids], 1e-30))
-            for row, drawn in enumerate(ids):
-                token = vocabulary.tokens[int(drawn)]
+                    allowed[i, held] = True
+            if rules:
+                kept = allowed & ~rule_breaks(notes[prefix], before[rows], now, voice)
+                allowed = np.where(kept.any(axis=1)[:, None], kept, allowed)
+            ids = sampler(probs[rows], rng, allowed)
+            for i, row in enumerate(rows):
+                if prefix in given[row] and (known := token_id(bundle, given[row][prefix])) is not None:
+                    ids[i] = known
+            logp[rows] += np.log(np.maximum(probs[rows, ids], 1e-30))
+            for i, row in enumerate(rows):
+                token = vocabulary.tokens[int(ids[i])]
                 chosen[row][-1].append(token)
-                value = token.split("_", 1)[1]
-                last[prefix][row] = None if value == REST else value.rstrip(HELD)
-            probs, state = net.step(ids.astype(np.int32), state)
-    best = int(np.argmax(logp))
-    return chosen[best], float(-logp[best] / max(len(frames), 1))
+                now[i, voice] = pitch(token)
+                last[prefix][row] = None if now[i, voice] < 0 else str(now[i, voice])
+            step(rows, ids)
+        before[rows] = now
+    best = []
+    for piece, (_, frames) in enumerate(pieces):
+        rows = np.flatnonzero(owner == piece)
+        row = rows[int(np.argmax(logp[rows]))]
+        best.append((chosen[row], float(-logp[row] / max(len(frames), 1))))
+    return best
 
 
 def write_score(midi_path: Path, target: Path, key: str, title: str, source: str) -> None:
@@ -155,41 +221,44 @@ def write_score(midi_path: Path, target: Path, key: str, title: str, source: str
         score.write("musicxml", fp=str(tmp))
 
 
-def score_lower_voices(composer: Composer, key: str, frames: list[list[str]]) -> float:
-    """Nats per frame the model gives a piece's own alto, tenor and bass, given its soprano (frames as
-    VoicesEncoding.frames makes them with all four voices)."""
-    net = composer.net
-    lower = {f"{p}_" for p in PREFIXES[1:]}
-    probs, state = prime(net, [np.array([composer.bundle.vocabulary.index[START]], np.int32)])
-    nats = 0.0
-    for token in [key, *(t for frame in frames for t in frame)]:
-        known = token_id(composer, token)
-        if known is None:
-            continue
-        if token[:2] in lower:  # a note the model does not know scores as its nearest kin
-            nats -= float(np.log(max(probs[0, known], 1e-30)))
-        probs, state = net.step(np.array([known], np.int32), state)
-    return nats / max(len(frames), 1)
+def judge_heldout(bundle: Bundle, net: StepModel, songs: list[list[str]], rng: np.random.Generator,
+                  candidates: int = 4) -> dict:
+    """Four-voice pieces' sopranos harmonised (the most likely of `candidates`) and judged beside the pieces' own
+    lower voices: the mean voice-leading figures of both and each one's nats per frame under the model."""
+    encoding = bundle.encoding
+    pieces = [encoding.split(song) for song in songs]
+    melodies = [(key, [[t for t in frame if t[:2] not in LOWER] for frame in frames]) for key, frames in pieces]
+    written = four_parts(bundle, net, melodies, rng, candidates)
+    own = four_parts(bundle, net, pieces, rng)
+
+    def mean(rows: list[dict]) -> dict:
+        return {name: float(np.nanmean([r[name] for r in rows])) for name in rows[0]}
+
+    model = [{**encoding.check([START, *([key] if key else []), *(t for f in frames for t in f), END]),
+              "nats_per_frame": nats} for (key, _), (frames, nats) in zip(pieces, written, strict=True)]
+    original = [{**encoding.check(song), "nats_per_frame": nats} for song, (_, nats) in zip(songs, own, strict=True)]
+    return {"pieces": len(songs), "candidates": candidates, "model": mean(model), "original": mean(original)}
 
 
 def harmonize(melodies: list[Path], weights: Path | None = None, out_dir: Path | None = None, *, seed: int = 0,
               candidates: int = 1, wav: bool = True, soundfont: Path | None = None) -> list[Harmonization]:
-    """Harmonise each melody file (MIDI, MusicXML or an abc tune) with a voices bundle; each is written beside it
-    (or in out_dir) as NAME-harmonized.mid (one named track per voice, at the melody's tempo), .musicxml (SATB on
-    two staves) and .wav."""
+    """Harmonise each melody file (MIDI, MusicXML or an abc tune) with a voices bundle, all in one batch; each is
+    written beside it (or in out_dir) as NAME-harmonized.mid (one named track per voice, at the melody's tempo),
+    .musicxml (SATB on two staves) and .wav."""
     if candidates < 1:
         raise PianoComposerError(f"--candidates must be >= 1 (got {candidates})")
     composer = Composer(weights)
     encoding = composer.encoding
-    if not isinstance(encoding, VoicesEncoding):
+    if not encoding.harmonizes:
         raise PianoComposerError(f"{composer.folder}: harmonize needs a four-voice (voices) bundle; this one is "
                                  f"{composer.bundle.encoding_name}")
-    rng = np.random.default_rng(seed)
+    read = [read_melody(path) for path in map(Path, melodies)]  # every file read before any is written
+    pieces = [encoding.frames(midi, line) for midi, line in read]
+    with threadpool_limits(blas_threads(), "blas"):
+        written = four_parts(composer.bundle, composer.net, pieces, np.random.default_rng(seed), candidates)
     done = []
-    for path in map(Path, melodies):
-        midi, line = read_melody(path)
-        key, frames = encoding.frames(midi, line)
-        chosen, nats = harmonize_frames(composer, key, frames, rng, candidates)
+    for path, (midi, line), (key, _), (chosen, nats) in zip(map(Path, melodies), read, pieces, written,
+                                                            strict=True):
         qpm = float(midi.get_tempo_changes()[1][0]) if len(midi.get_tempo_changes()[1]) else None
         out = encoding.decode([START, key, *(t for frame in chosen for t in frame), END], qpm=qpm)
         folder = Path(out_dir) if out_dir is not None else path.parent
@@ -202,5 +271,6 @@ def harmonize(melodies: list[Path], weights: Path | None = None, out_dir: Path |
                     f"pianocomposer, model {composer.folder.name}")
         steps_per_second = (qpm or DEFAULT_QPM) / 60 * encoding.grid
         done.append(Harmonization(path, target, sheet, render_wav(target, soundfont=soundfont) if wav else None,
-                                  len(frames), nats, judge(out.instruments, steps_per_second)))
+                                  len(chosen), len(line), len(line) - len(out.instruments[0].notes), nats,
+                                  judge(out.instruments, steps_per_second)))
     return done

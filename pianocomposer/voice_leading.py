@@ -10,6 +10,15 @@ import pretty_midi
 
 # Each voice's usual compass (the textbook's SATB ranges): S C4-G5, A G3-D5, T C3-G4, B E2-C4.
 SATB_RANGES = ((60, 79), (55, 74), (48, 67), (40, 60))
+# judge's figures: name -> (label, what it means)
+FIGURES = {
+    "parallels_per_100": ("parallel 5ths/8ves per 100", "parallel fifths and octaves per 100 steps where two voices "
+                          "move the same way"),
+    "crossings_per_100": ("voice crossings per 100", "voice crossings per 100 onsets"),
+    "chordal_onsets": ("chordal onsets", "share of onsets whose pitch classes form a triad or seventh chord"),
+    "in_range": ("notes in SATB range", "share of notes inside their voice's textbook range"),
+    "four_voices_sound": ("four voices sound", "share of onsets where all four voices sound"),
+}
 TRIADS_AND_SEVENTHS = {frozenset((root + i) % 12 for i in chord) for root in range(12) for chord in (
     (0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 8),  # major, minor, diminished, augmented triads
     (0, 4, 7, 10), (0, 4, 7, 11), (0, 3, 7, 10), (0, 3, 6, 10), (0, 3, 6, 9))}  # 7, maj7, m7, half- and fully dim.

@@ -54,7 +54,7 @@ def test_transpose_and_nearest():
 
 
 def test_unknown_encoding_is_a_clear_error():
-    with pytest.raises(PianoComposerError, match=r"unknown encoding 'remi' \(known: abc, cpc, timed\)"):
+    with pytest.raises(PianoComposerError, match=r"unknown encoding 'remi' \(known: abc, cpc, timed, voices\)"):
         get_encoding("remi")
 
 

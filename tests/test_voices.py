@@ -45,6 +45,34 @@ def test_chorales_come_back_note_for_note_with_their_key_beats_and_fermatas():
     assert exact >= len(paths) - 1  # a 32nd note or two are moved to the sixteenth grid
 
 
+def test_the_variant_without_beats_marks_frames_alone_and_plays_the_same():
+    path = CHORALES / "heldout" / "bwv113.8.mid"
+    with_beats = get_encoding("voices").read_songs(path)[0]["tokens"]
+    plain = get_encoding("voices", {"beats": False}).read_songs(path)[0]["tokens"]
+    assert not any(t.startswith("Beat_") for t in plain)
+    assert [t for t in plain if t != "Frame"] == [t for t in with_beats if not t.startswith("Beat_")]
+    assert plain.count("Frame") == sum(t.startswith("Beat_") for t in with_beats)
+    decoded = [get_encoding("voices", p).decode(t) for p, t in (({}, with_beats), ({"beats": False}, plain))]
+    assert _notes(decoded[0]) == _notes(decoded[1])
+    with pytest.raises(PianoComposerError, match="beats must be true or false"):
+        get_encoding("voices", {"beats": "no"})
+
+
+def test_the_variant_that_reads_ahead_names_the_sopranos_next_note_in_every_frame():
+    path = CHORALES / "heldout" / "bwv113.8.mid"
+    encoding = get_encoding("voices", {"ahead": True})
+    tokens = encoding.read_songs(path)[0]["tokens"]
+    _, frames = encoding.split(tokens)
+    soprano = [f[-5] for f in frames]  # ... S, Next, A, T, B
+    ahead = [f[-4] for f in frames]
+    onsets = [(i, t[2:]) for i, t in enumerate(soprano) if not t.endswith(("~", "rest"))]
+    assert len(onsets) > 20
+    for i, token in enumerate(ahead):
+        assert token == "Next_" + next((p for at, p in onsets if at > i), "end")
+    assert _notes(encoding.decode(tokens)) == _notes(get_encoding("voices").decode(
+        get_encoding("voices").read_songs(path)[0]["tokens"]))
+
+
 def test_a_pickup_counts_as_the_end_of_a_bar():
     tokens = get_encoding("voices").read_songs(CHORALES / "heldout" / "bwv113.8.mid")[0]["tokens"]
     beats = [t for t in tokens if t.startswith("Beat_")]
@@ -69,6 +97,9 @@ def test_transposing_moves_voices_within_their_compass_and_the_key_with_them():
     assert encoding.transpose("S_72~", 2) == "S_74~" and encoding.transpose("Key_11m", 2) == "Key_1m"
     assert encoding.transpose("B_36", -6) is None and encoding.transpose("Beat_3", 5) == "Beat_3"
     assert encoding.nearest("T_80", ["T_60", "T_70", "T_71~", "A_79"]) == "T_70"
+    assert encoding.transpose("Next_72", 3) == "Next_75" and encoding.transpose("Next_84", 1) is None
+    assert encoding.transpose("Next_end", 3) == "Next_end"
+    assert encoding.nearest("Next_90", ["Next_80", "S_89"]) == "Next_80"
 
 
 def test_a_key_is_estimated_from_notes_when_the_file_has_no_signature():
@@ -124,6 +155,7 @@ def test_harmonize_keeps_the_melody_note_for_note_and_writes_the_three_voices_be
     melody.write(str(tmp_path / "tune.mid"))
     (done,) = harmonize([tmp_path / "tune.mid"], voices_bundle, seed=3, candidates=3, wav=False)
     assert done.midi == tmp_path / "tune-harmonized.mid" and done.nats_per_frame > 0
+    assert done.melody_notes == len(chorale.instruments[0].notes) and done.left_out == 0
     out = pretty_midi.PrettyMIDI(str(done.midi))
     assert [t.name for t in out.instruments] == ["Soprano", "Alto", "Tenor", "Bass"]
     assert out.get_tempo_changes()[1][0] == pytest.approx(72)
@@ -139,25 +171,57 @@ def test_harmonize_keeps_the_melody_note_for_note_and_writes_the_three_voices_be
     played = [sum(len(t.notes) for t in out.instruments[:2]), sum(len(t.notes) for t in out.instruments[2:])]
     assert all(abs(w - p) <= max(2, p // 50) for w, p in zip(written, played, strict=True)), (written, played)
     assert {k.sharps for k in score.recurse().getElementsByClass(keys.KeySignature)} == {2}
+
+
+def test_pieces_in_one_batch_score_as_each_alone_and_given_voices_are_kept(voices_bundle):
     from pianocomposer.compose import Composer
-    from pianocomposer.harmonize import score_lower_voices
+    from pianocomposer.harmonize import four_parts
 
     composer = Composer(voices_bundle)
-    key, frames = composer.encoding.frames(chorale, chorale.instruments[0].notes, chorale.instruments)
-    assert 0 < score_lower_voices(composer, key, frames) < 3 * np.log(len(composer.bundle.vocabulary)) * 1.5
+    bundle, net, encoding = composer.bundle, composer.net, composer.encoding
+    songs = [encoding.read_songs(p)[0]["tokens"] for p in sorted((CHORALES / "heldout").glob("*.mid"))[:3]]
+    pieces = [(key, frames[:n]) for (key, frames), n in zip(map(encoding.split, songs), (40, 25, 33), strict=True)]
+    together = four_parts(bundle, net, pieces, np.random.default_rng(0))
+    for piece, (frames, nats) in zip(pieces, together, strict=True):
+        (alone_frames, alone_nats), = four_parts(bundle, net, [piece], np.random.default_rng(0))
+        assert frames == alone_frames == piece[1]  # every lower voice given: scored, not sampled
+        assert nats == pytest.approx(alone_nats, rel=1e-4)
+        assert 0 < nats < 3 * np.log(len(bundle.vocabulary)) * 1.5
+    melody = [(key, [frame[:-3] for frame in frames]) for key, frames in pieces]
+    for (frames, _), (_, given) in zip(four_parts(bundle, net, melody, np.random.default_rng(0), 2), pieces,
+                                       strict=True):
+        assert [f[:-3] for f in frames] == [f[:-3] for f in given]  # beats, fermatas and soprano kept
+        assert [[t[0] for t in f[-3:]] for f in frames] == [["A", "T", "B"]] * len(given)
+
+
+def test_evaluate_judges_harmonisations_of_held_out_melodies_beside_the_originals(voices_bundle):
+    from pianocomposer.evaluate import evaluate
+
+    result = evaluate(voices_bundle, voices_bundle.parent / "data", generate=2, length=300, out=None,
+                      progress=False)
+    h = result.harmonization
+    assert h["pieces"] == result.likelihood.songs and h["candidates"] == 4
+    bach = h["original"]  # Bach's own voices: few parallels, mostly chords, four voices nearly always
+    assert bach["parallels_per_100"] < 1.5 and bach["chordal_onsets"] > 0.75 and bach["four_voices_sound"] > 0.95
+    assert h["model"].keys() == bach.keys() and h["model"]["nats_per_frame"] > 0
+    assert result.checks["crossings_per_100"]["corpus"].mean < 4
+    table = "\n".join(result.table())
+    assert "harmonised" in table and "parallel 5ths/8ves per 100" in table
+    assert result.to_json()["harmonization"]["original"]["in_range"] > 0.95
 
 
 def test_harmonize_reads_an_abc_tune_and_refuses_what_it_cannot_use(voices_bundle, bundle_dir, tmp_path):
     from pianocomposer.harmonize import harmonize
     from tests.conftest import run_cli
 
-    (tmp_path / "reel.abc").write_text("X:1\nT:Reel\nM:4/4\nL:1/8\nK:D\ndfaf gfed|cABc d4|]\n")
+    (tmp_path / "reel.abc").write_text("X:1\nT:Reel\nM:4/4\nL:1/8\nK:D\ndfaf gfed|cABc d3e//d//d/|]\n")
     proc = run_cli("harmonize", str(tmp_path / "reel.abc"), "--weights", str(voices_bundle), "--out",
                    str(tmp_path / "out"), "--no-wav", "--json")
     assert proc.returncode == 0, proc.stderr
     (done,) = json.loads(proc.stdout)["harmonizations"]
     soprano = pretty_midi.PrettyMIDI(done["midi"]).instruments[0]
-    assert [n.pitch for n in soprano.notes] == [74, 78, 81, 78, 79, 78, 76, 74, 73, 69, 71, 73, 74]
+    assert [n.pitch for n in soprano.notes] == [74, 78, 81, 78, 79, 78, 76, 74, 73, 69, 71, 73, 74, 76, 74]
+    assert done["melody_notes"] == 16 and done["left_out"] == 1  # d// and d/ share a sixteenth: the later is kept
     with pytest.raises(PianoComposerError, match="needs a four-voice"):
         harmonize([tmp_path / "reel.abc"], bundle_dir, wav=False)
     (tmp_path / "empty.mid").write_bytes(b"")

@@ -40,6 +40,7 @@ class Encoding:
     default_preset: ClassVar[str] = DEFAULT_PRESET  # the network `train` builds when no preset is asked for
     default_length: ClassVar[int] = DEFAULT_LENGTH  # tokens per piece (with an end token: the most a piece may take)
     checks: ClassVar[dict[str, tuple[str, str]]] = {}  # rules a piece is judged by: name -> (label, what it means)
+    harmonizes: ClassVar[bool] = False  # a model can write the lower voices under a given melody (harmonize)
 
     @property
     def params(self) -> dict:
@@ -158,7 +159,7 @@ class Encoding:
         return tokens if self.end_token is not None else tokens[:n]
 
     def check(self, tokens: Sequence[str]) -> dict[str, float]:
-        """A piece judged by the encoding's own rules (`checks`): each a share from 0 (none kept) to 1 (all)."""
+        """A piece judged by the encoding's own rules (`checks`): most a share from 0 (none kept) to 1 (all)."""
         return {}
 
     def constraint(self, vocabulary: Sequence[str]) -> Constraint | None:

@@ -4,7 +4,10 @@ A piece is `<start>`, its key (`Key_7M`: the tonic's pitch class and M or m), th
 sixteenth by default): the step's place in its bar (`Beat_0` on the downbeat), `Fermata` where one is held, and
 each voice in order S A T B as a new note (`S_67`), the same note held (`S_67~`) or silence (`S_rest`); `<end>`
 ends it. This is BachBot's scheme (Liang et al. 2017) with DeepBach's metadata (beat in the bar, fermata) written
-as tokens, so the one network reads them in order and a harmoniser can fix the soprano at every frame.
+as tokens, so the one network reads them in order and a harmoniser can fix the soprano at every frame. With
+`beats=False` a frame starts with a plain `Frame` token instead, as BachBot's frame delimiter: the variant without
+the beat. With `ahead=True` the soprano's token is followed by its next new note (`Next_69`, `Next_end` after the
+last), so the lower voices are written knowing where the melody goes, as a harmoniser reading the tune does.
 
 Four-voice files are read by track name (`Soprano`, `Alto`, `Tenor`, `Bass`, as `chorales/` has them) or, with
 exactly four pitched tracks, from the highest to the lowest; the key from the file's key signature, else
@@ -16,6 +19,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from importlib.metadata import version
+from typing import ClassVar
 
 import numpy as np
 import pretty_midi
@@ -23,13 +27,14 @@ import pretty_midi
 from pianocomposer.encodings.base import Encoding
 from pianocomposer.errors import Unplayable
 from pianocomposer.readers import MIDI_SUFFIXES, Music
+from pianocomposer.voice_leading import FIGURES, judge
 
 VOICES = ("Soprano", "Alto", "Tenor", "Bass")
 PREFIXES = tuple(v[0] for v in VOICES)  # S A T B
 # Each voice's compass with a margin (the chorales: S 60-81, A 53-74, T 48-69, B 36-64): transposition keeps a
 # voice inside it.
 RANGES = {"S": (57, 84), "A": (50, 77), "T": (43, 72), "B": (31, 67)}
-START, END, FERMATA, REST, HELD = "<start>", "<end>", "Fermata", "rest", "~"
+START, END, FERMATA, REST, HELD, FRAME, NEXT = "<start>", "<end>", "Fermata", "rest", "~", "Frame", "Next"
 DEFAULT_QPM = 100.0
 VELOCITY = 80
 # Krumhansl-Kessler key profiles, from C.
@@ -40,6 +45,11 @@ MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.
 def key_token(tonic: int, minor: bool) -> str:
     """`Key_7M` for G major, `Key_9m` for A minor."""
     return f"Key_{tonic % 12}{'m' if minor else 'M'}"
+
+
+def is_frame(token: str) -> bool:
+    """Whether a token starts a frame."""
+    return token.startswith("Beat_") or token == FRAME
 
 
 def estimate_key(durations: np.ndarray) -> tuple[int, bool]:
@@ -59,16 +69,22 @@ class VoicesEncoding(Encoding):
                    "new, held or silent note, after the piece's key")
     end_token = END
     default_length = 6_000  # the most tokens a generated piece may take (the longest chorale: 3,891)
+    checks: ClassVar[dict[str, tuple[str, str]]] = FIGURES  # voice leading, as a teacher marks it
+    harmonizes = True
 
-    def __init__(self, grid: int = 4):
+    def __init__(self, grid: int = 4, beats: bool = True, ahead: bool = False):
         if grid not in (2, 4, 8):
             raise ValueError(f"grid must be 2, 4 or 8 steps a quarter note (got {grid!r})")
-        self.grid = grid
+        for name, value in (("beats", beats), ("ahead", ahead)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false (got {value!r})")
+        self.grid, self.beats, self.ahead = grid, beats, ahead
 
     @property
     def params(self) -> dict:
-        """Steps per quarter note (4: sixteenths)."""
-        return {"grid": self.grid}
+        """Steps per quarter note (4: sixteenths), whether a frame names its place in the bar and the soprano's
+        next note."""
+        return {"grid": self.grid, "beats": self.beats, "ahead": self.ahead}
 
     @property
     def cache_key(self) -> str:
@@ -91,12 +107,15 @@ class VoicesEncoding(Encoding):
         if frames == 0:
             raise Unplayable("no notes on the grid")
         columns = [self._column(midi, PREFIXES[0], soprano, frames)]
+        if self.ahead:
+            columns.append(self._next_notes(columns[0]))
         columns += [self._column(midi, p, t.notes, frames) for p, t in zip(PREFIXES[1:], (tracks or [])[1:],
                                                                            strict=False)]
         fermatas = {self._step(midi, e.time) for e in [*midi.text_events, *midi.lyrics]
                     if e.text.strip().lower() == "fermata"}
         return key_token(*self._key(midi)), [
-            [f"Beat_{beat}", *[FERMATA] * (frame in fermatas), *(column[frame] for column in columns)]
+            [f"Beat_{beat}" if self.beats else FRAME, *[FERMATA] * (frame in fermatas),
+             *(column[frame] for column in columns)]
             for frame, beat in enumerate(self._beats(midi, frames))]
 
     def _column(self, midi: pretty_midi.PrettyMIDI, prefix: str, notes: list[pretty_midi.Note], frames: int
@@ -108,6 +127,16 @@ class VoicesEncoding(Encoding):
             end = max(self._step(midi, note.end), start + 1)
             column[start:end] = [f"{prefix}_{note.pitch}"] + [f"{prefix}_{note.pitch}{HELD}"] * (end - start - 1)
         return column[:frames]
+
+    @staticmethod
+    def _next_notes(soprano: list[str]) -> list[str]:
+        """At every frame, the soprano's next new note after it (`Next_end` after the last)."""
+        out, upcoming = [], f"{NEXT}_end"
+        for token in reversed(soprano):
+            out.append(upcoming)
+            if not token.endswith((HELD, REST)):
+                upcoming = f"{NEXT}_{token.split('_', 1)[1]}"
+        return out[::-1]
 
     def _step(self, midi: pretty_midi.PrettyMIDI, seconds: float) -> int:
         """The grid step nearest a time in the file."""
@@ -165,7 +194,7 @@ class VoicesEncoding(Encoding):
             if token.startswith("Key_") and not midi.key_signature_changes:
                 tonic, mode = int(token[4:-1]), token[-1]
                 midi.key_signature_changes.append(pretty_midi.KeySignature(tonic + 12 * (mode == "m"), 0.0))
-            elif token.startswith("Beat_"):
+            elif is_frame(token):
                 frame += 1
             elif token == FERMATA and frame >= 0:
                 midi.text_events.append(pretty_midi.Text("fermata", frame * seconds))
@@ -184,6 +213,25 @@ class VoicesEncoding(Encoding):
         midi.instruments.extend(tracks.values())
         return midi
 
+    def check(self, tokens: Sequence[str]) -> dict[str, float]:
+        """A piece's voice leading (voice_leading.judge); NaN figures for one that decodes to nothing."""
+        try:
+            return judge(self.decode(tokens).instruments, DEFAULT_QPM / 60 * self.grid)
+        except Unplayable:
+            return dict.fromkeys(FIGURES, float("nan"))
+
+    @staticmethod
+    def split(tokens: Sequence[str]) -> tuple[str | None, list[list[str]]]:
+        """A piece's key token (None if it has none) and its frames, each from its `Beat_n` (or `Frame`) on."""
+        key = next((t for t in tokens if t.startswith("Key_")), None)
+        frames: list[list[str]] = []
+        for token in tokens:
+            if is_frame(token):
+                frames.append([token])
+            elif frames and token not in (START, END) and not token.startswith("Key_"):
+                frames[-1].append(token)
+        return key, frames
+
     def start(self, seeds: list[list[str]], n: int, rng: np.random.Generator) -> tuple[list[list[str]], list[str]]:
         """Every piece starts from its own beginning: the start token, the model writes the key and the rest."""
         return [[START]] * n, ["start"] * n
@@ -201,11 +249,11 @@ class VoicesEncoding(Encoding):
         if token.startswith("Key_"):
             return key_token(int(token[4:-1]) + semitones, token.endswith("m"))
         prefix, _, value = token.partition("_")
-        if prefix not in RANGES or value == REST:
+        if prefix not in (*RANGES, NEXT) or value in (REST, "end"):
             return token
         held = value.endswith(HELD)
         pitch = int(value.rstrip(HELD)) + semitones
-        low, high = RANGES[prefix]
+        low, high = RANGES[PREFIXES[0] if prefix == NEXT else prefix]
         return f"{prefix}_{pitch}{HELD * held}" if low <= pitch <= high else None
 
     def nearest(self, token: str, known: Sequence[str]) -> str | None:
@@ -213,9 +261,9 @@ class VoicesEncoding(Encoding):
         if token in known:
             return token
         prefix, _, value = token.partition("_")
-        if prefix not in RANGES or value == REST or not value.rstrip(HELD).isdigit():
+        if prefix not in (*RANGES, NEXT) or not value.rstrip(HELD).isdigit():
             return None
         held, pitch = value.endswith(HELD), int(value.rstrip(HELD))
-        same = [k for k in known if k.startswith(prefix + "_") and k[2:].rstrip(HELD).isdigit()
+        same = [k for k in known if k.startswith(prefix + "_") and k.split("_", 1)[1].rstrip(HELD).isdigit()
                 and k.endswith(HELD) == held]
-        return min(same, key=lambda k: abs(int(k[2:].rstrip(HELD)) - pitch), default=None)
+        return min(same, key=lambda k: abs(int(k.split("_", 1)[1].rstrip(HELD)) - pitch), default=None)
