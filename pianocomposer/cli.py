@@ -19,6 +19,7 @@ from pianocomposer.config import (
     DEFAULT_TIMEOUT_S,
     DEFAULT_TOP_P,
     DEFAULT_WEIGHTS_DIR,
+    HARMONY_TEMPERATURE,
     PRESETS,
     TOKENS_FILE,
     TrainOptions,
@@ -220,6 +221,9 @@ def harmonize(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     candidates: Annotated[int, typer.Option(help="Harmonisations sampled per melody; the most likely is kept.")]
     = 1,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of the lower voices.")] = HARMONY_TEMPERATURE,
+    rules: Annotated[bool, typer.Option("--rules/--no-rules", help="Keep the lower voices from crossing the voice "
+                                        "above and from parallel fifths and octaves.")] = True,
     wav: Annotated[bool, typer.Option("--wav/--no-wav", help="Render WAV audio with FluidSynth.")] = True,
     soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont for the WAV.")] = None,
     as_json: JsonOpt = False,
@@ -227,7 +231,8 @@ def harmonize(
     """Harmonise melodies in four parts: the melody is the soprano, the model writes alto, tenor and bass."""
     from pianocomposer.harmonize import harmonize as run
 
-    done = run(melodies, weights, out, seed=seed, candidates=candidates, wav=wav, soundfont=soundfont)
+    done = run(melodies, weights, out, seed=seed, candidates=candidates, temperature=temperature, rules=rules,
+               wav=wav, soundfont=soundfont)
     _emit(as_json, {"harmonizations": [h.to_json() for h in done]},
           [f"{h.midi}{'  ' + str(h.wav) if h.wav else ''}  ({h.frames} frames, {h.nats_per_frame:.2f} nats "
            "per frame for the lower voices)" + (f"; {h.left_out} of its {h.melody_notes} melody notes are shorter "
@@ -249,7 +254,8 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Random seed for the generated pieces.")] = 0,
     out: Annotated[Path, typer.Option(help="Folder (or .png path) for the histogram plot.")] = DEFAULT_OUTPUT_DIR,
     metre: Annotated[bool, typer.Option("--metre/--no-metre", help="abc models: sample with the metre-aware "
-                                        "sampler (--no-metre: without, for comparison).")] = True,
+                                        "sampler; voices models: harmonise by the rules of `harmonize` (--no-metre: "
+                                        "without, for comparison).")] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Judge a bundle: held-out likelihood, and music statistics of new pieces next to the corpus's."""

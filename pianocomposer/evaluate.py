@@ -407,7 +407,7 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
     if encoding.harmonizes and heldout:
         t0 = time.perf_counter()
         harmonization = judge_heldout(bundle, net, heldout[:MAX_HARMONISED], np.random.default_rng(seed),
-                                      HARMONY_CANDIDATES)
+                                      HARMONY_CANDIDATES, rules=constrained)
         seconds["harmonize"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -3,7 +3,9 @@ grid, at every frame; a voices model writes the alto, tenor and bass beneath it,
 
 from __future__ import annotations
 
+import importlib
 import io
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from threadpoolctl import threadpool_limits
 from pianocomposer.atomic import atomic_path
 from pianocomposer.bundle import Bundle
 from pianocomposer.compose import Composer, Sampler, blas_threads, prime
+from pianocomposer.config import HARMONY_TEMPERATURE
 from pianocomposer.encodings.voices import DEFAULT_QPM, END, HELD, PREFIXES, REST, START
 from pianocomposer.errors import PianoComposerError, first_line
 from pianocomposer.model import StepModel
@@ -222,13 +225,13 @@ def write_score(midi_path: Path, target: Path, key: str, title: str, source: str
 
 
 def judge_heldout(bundle: Bundle, net: StepModel, songs: list[list[str]], rng: np.random.Generator,
-                  candidates: int = 4) -> dict:
+                  candidates: int = 4, rules: bool = True) -> dict:
     """Four-voice pieces' sopranos harmonised (the most likely of `candidates`) and judged beside the pieces' own
     lower voices: the mean voice-leading figures of both and each one's nats per frame under the model."""
     encoding = bundle.encoding
     pieces = [encoding.split(song) for song in songs]
     melodies = [(key, [[t for t in frame if t[:2] not in LOWER] for frame in frames]) for key, frames in pieces]
-    written = four_parts(bundle, net, melodies, rng, candidates)
+    written = four_parts(bundle, net, melodies, rng, candidates, Sampler(temperature=HARMONY_TEMPERATURE), rules)
     own = four_parts(bundle, net, pieces, rng)
 
     def mean(rows: list[dict]) -> dict:
@@ -237,11 +240,13 @@ def judge_heldout(bundle: Bundle, net: StepModel, songs: list[list[str]], rng: n
     model = [{**encoding.check([START, *([key] if key else []), *(t for f in frames for t in f), END]),
               "nats_per_frame": nats} for (key, _), (frames, nats) in zip(pieces, written, strict=True)]
     original = [{**encoding.check(song), "nats_per_frame": nats} for song, (_, nats) in zip(songs, own, strict=True)]
-    return {"pieces": len(songs), "candidates": candidates, "model": mean(model), "original": mean(original)}
+    return {"pieces": len(songs), "candidates": candidates, "temperature": HARMONY_TEMPERATURE, "rules": rules,
+            "model": mean(model), "original": mean(original)}
 
 
 def harmonize(melodies: list[Path], weights: Path | None = None, out_dir: Path | None = None, *, seed: int = 0,
-              candidates: int = 1, wav: bool = True, soundfont: Path | None = None) -> list[Harmonization]:
+              candidates: int = 1, temperature: float = HARMONY_TEMPERATURE, rules: bool = True, wav: bool = True,
+              soundfont: Path | None = None) -> list[Harmonization]:
     """Harmonise each melody file (MIDI, MusicXML or an abc tune) with a voices bundle, all in one batch; each is
     written beside it (or in out_dir) as NAME-harmonized.mid (one named track per voice, at the melody's tempo),
     .musicxml (SATB on two staves) and .wav."""
@@ -252,10 +257,14 @@ def harmonize(melodies: list[Path], weights: Path | None = None, out_dir: Path |
     if not encoding.harmonizes:
         raise PianoComposerError(f"{composer.folder}: harmonize needs a four-voice (voices) bundle; this one is "
                                  f"{composer.bundle.encoding_name}")
+    # music21 (for the score) takes a second to import: it loads in a thread while the network samples, whose
+    # matrix products leave the interpreter free
+    threading.Thread(target=importlib.import_module, args=("music21.converter",), daemon=True).start()
     read = [read_melody(path) for path in map(Path, melodies)]  # every file read before any is written
     pieces = [encoding.frames(midi, line) for midi, line in read]
     with threadpool_limits(blas_threads(), "blas"):
-        written = four_parts(composer.bundle, composer.net, pieces, np.random.default_rng(seed), candidates)
+        written = four_parts(composer.bundle, composer.net, pieces, np.random.default_rng(seed), candidates,
+                             Sampler(temperature=temperature), rules)
     done = []
     for path, (midi, line), (key, _), (chosen, nats) in zip(map(Path, melodies), read, pieces, written,
                                                             strict=True):
