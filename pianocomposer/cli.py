@@ -186,6 +186,9 @@ def generate(
     soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont for the WAV.")] = None,
     metre: Annotated[bool, typer.Option("--metre/--no-metre", help="abc models: write only bars of the metre's "
                                         "length (--no-metre: any length, for comparison).")] = True,
+    sheet: Annotated[bool, typer.Option("--sheet/--no-sheet", help="Write each piece's score: MusicXML (piano: a "
+                                        "grand staff; chorales: SATB on two staves; abc: from the tune's text) and "
+                                        "its first page as SVG.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compose new pieces and write them as MIDI (and WAV)."""
@@ -194,12 +197,12 @@ def generate(
 
     result = run(weights, out, length=length, num_outputs=num_outputs, seed=seed,
                  sampler=Sampler(temperature, top_k, top_p, greedy), primer=primer, primer_tokens=primer_tokens,
-                 primer_text=primer_text, program=program, qpm=qpm, wav=wav, soundfont=soundfont,
+                 primer_text=primer_text, program=program, qpm=qpm, wav=wav, soundfont=soundfont, sheet=sheet,
                  progress=not as_json, constrained=metre)
     s = result.seconds
     lines = []
     for p in result.pieces:
-        files = "  ".join(str(f) for f in (p.text, p.midi, p.wav) if f)
+        files = "  ".join(str(f) for f in (p.text, p.midi, p.wav, p.musicxml, p.svg) if f)
         lines.append(f"{files}  ({p.error})" if p.error else f"{files}  (loop rate {p.loop_rate:.0%})")
     tokens = sum(len(p.tokens) for p in result.pieces)
     valid = result.to_json()["valid"]

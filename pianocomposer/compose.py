@@ -41,6 +41,13 @@ class Sampler:
         if not 0 < self.top_p <= 1:
             raise PianoComposerError(f"--top-p must be in (0, 1] (got {self.top_p})")
 
+    def describe(self) -> str:
+        """The setting in words, e.g. 'temperature 0.8, top-p 0.9'."""
+        if self.greedy:
+            return "greedy (always the most likely token)"
+        return f"temperature {self.temperature:g}, top-p {self.top_p:g}" + (
+            f", top-k {self.top_k}" if self.top_k else "")
+
     def __call__(self, probs: np.ndarray, rng: np.random.Generator, allowed: np.ndarray | None = None) -> np.ndarray:
         """One token id per row of probs (batch, vocab), drawn only among the allowed ones (a bool mask) if given."""
         if allowed is not None:

@@ -26,9 +26,11 @@ from pianocomposer.atomic import atomic_path, write_json, write_text
 from pianocomposer.bundle import BUNDLE_FILE, has_bundle, resolve_weights
 from pianocomposer.compose import Composer, Sampler
 from pianocomposer.config import DEFAULT_DEMOS_CONFIG, DEFAULT_DEMOS_DIR
+from pianocomposer.encodings import get_encoding
 from pianocomposer.errors import PianoComposerError, first_line
 from pianocomposer.metrics import STATISTICS, loop_rate
 from pianocomposer.pool import process_pool
+from pianocomposer.score import write_sheet
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -146,14 +148,6 @@ def read_config(path: Path) -> DemoConfig:
     return config
 
 
-def describe(sampler: Sampler) -> str:
-    """A sampling setting in words, e.g. 'temperature 0.8, top-p 0.9'."""
-    if sampler.greedy:
-        return "greedy (always the most likely token)"
-    return f"temperature {sampler.temperature:g}, top-p {sampler.top_p:g}" + (
-        f", top-k {sampler.top_k}" if sampler.top_k else "")
-
-
 def _finished(out: Path, stem: str, recipe: dict) -> dict | None:
     """The stored card of a piece whose files all exist and that was made by the same recipe, else None."""
     if not all((out / f"{stem}{s}").is_file() for s in SUFFIXES):
@@ -186,23 +180,6 @@ def _plot_piano_roll(midi, target: Path, title: str) -> None:
     fig.tight_layout()
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png")
-
-
-def _write_sheet(midi_path: Path, xml_path: Path, svg_path: Path) -> None:
-    """MusicXML by music21's reading of the MIDI file, and its first page engraved as SVG by verovio."""
-    import verovio
-    from music21 import converter
-
-    score = converter.parse(str(midi_path), format="midi", forceSource=True)  # forceSource: no pickle cache
-    with atomic_path(xml_path) as tmp:
-        score.write("musicxml", fp=str(tmp))
-    verovio.enableLog(verovio.LOG_OFF)
-    toolkit = verovio.toolkit()
-    toolkit.setOptions({"pageWidth": 2100, "pageHeight": 1500, "pageMarginLeft": 150, "scale": 35,
-                        "adjustPageHeight": True, "header": "none", "footer": "none"})
-    if not toolkit.loadData(xml_path.read_text(encoding="utf-8")):
-        raise PianoComposerError(f"{xml_path}: verovio cannot read the MusicXML")
-    write_text(svg_path, toolkit.renderToSVG(1))
 
 
 def _json_number(value: float) -> float | None:
@@ -241,7 +218,10 @@ def render_piece(out: Path, stem: str, info: dict) -> tuple[dict, dict[str, floa
         raise PianoComposerError(f"{midi_path}: the piece has no notes")
     _plot_piano_roll(midi, out / f"{stem}.png", stem)
     lap("png")
-    _write_sheet(midi_path, out / f"{stem}.musicxml", out / f"{stem}.svg")
+    encoding = get_encoding(info["encoding"], info["encoding_params"])
+    title = f"{info['bundle']}, {info['sampling']}, seed {info['seed']}"
+    write_sheet(encoding.sheet(midi, info.get("text"), title, f"pianocomposer, model {info['bundle']}"),
+                out / f"{stem}.musicxml", out / f"{stem}.svg")
     lap("sheet")
     stats = music_statistics(midi)
     info = {**info, "seconds_of_music": round(midi.get_end_time(), 1),
@@ -282,7 +262,8 @@ def _compose(composer: Composer, out: Path, piece: DemoPiece, sampler: Sampler, 
         write_text(out / f"{piece.stem}{composer.encoding.text_suffix}", text)
     with atomic_path(out / f"{piece.stem}.mid") as tmp:
         composer.to_midi(tokens).write(str(tmp))
-    piece.info.update(primer=label, tokens=len(tokens), loop_rate=round(loop_rate(tokens), 4))
+    piece.info.update(primer=label, tokens=len(tokens), loop_rate=round(loop_rate(tokens), 4),
+                      encoding=composer.bundle.encoding_name, encoding_params=composer.encoding.params)
 
 
 def _collect(piece: DemoPiece, future: Future, seconds: dict[str, float], bar: tqdm) -> bool:
@@ -319,7 +300,7 @@ def demos(config_path: Path = DEFAULT_DEMOS_CONFIG, out: Path = DEFAULT_DEMOS_DI
     cards: list[DemoPiece] = []
     # A fresh single-threaded server with the renderers imported once; each worker is a cheap fork of it.
     renderers = ("matplotlib.figure", "pretty_midi", "soundfile", "verovio", "muspy", "pianocomposer.metrics",
-                 "pianocomposer.render")
+                 "pianocomposer.render", "pianocomposer.score")
     # One BLAS thread for composing: the workers have the other cores, and OpenBLAS threads that must share a
     # core spin against each other (a 500-token piece took 11-16 s with two threads on a busy 2-core machine, 0.5 s
     # with one).
@@ -341,7 +322,7 @@ def demos(config_path: Path = DEFAULT_DEMOS_CONFIG, out: Path = DEFAULT_DEMOS_DI
                         piece.info, piece.status = stored, "reused"
                         bar.update()
                         continue
-                    piece.info = {"bundle": bundle_name, "setting": setting, "sampling": describe(sampler),
+                    piece.info = {"bundle": bundle_name, "setting": setting, "sampling": sampler.describe(),
                                   "seed": piece.seed, "recipe": recipe}
                     t0 = time.perf_counter()
                     composer = composer or _load(folder)

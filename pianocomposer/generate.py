@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pretty_midi
 
 from pianocomposer.atomic import atomic_path, write_text
 from pianocomposer.compose import Composer, Sampler
@@ -18,6 +19,7 @@ from pianocomposer.errors import PianoComposerError, Unplayable
 from pianocomposer.metrics import loop_rate
 from pianocomposer.pool import process_pool
 from pianocomposer.render import render_wav
+from pianocomposer.score import write_sheet
 
 WORKER_START_S = 1.0  # what a decoding process costs to start: decoding is spread over processes past this much work
 
@@ -52,6 +54,8 @@ class Piece:
     primer: str
     text: Path | None = None
     error: str | None = None  # why the piece is not whole or does not play (then it has no MIDI)
+    musicxml: Path | None = None  # its score, with `sheet`
+    svg: Path | None = None  # the score's first page
 
 
 @dataclass
@@ -73,6 +77,7 @@ class GenerateResult:
             {"midi": str(p.midi) if p.midi else None, "wav": str(p.wav) if p.wav else None, "tokens": len(p.tokens),
              "loop_rate": round(p.loop_rate, 4), "primer": p.primer, "valid": p.error is None, "error": p.error}
             | ({p.text.suffix[1:]: str(p.text)} if p.text else {})  # the text form by its kind: "abc"
+            | ({"musicxml": str(p.musicxml), "svg": str(p.svg)} if p.musicxml else {})
             for p in self.pieces],
             "valid": sum(p.error is None for p in self.pieces),
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
@@ -84,13 +89,14 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
              num_outputs: int = 1, seed: int | None = None, sampler: Sampler | None = None,
              primer: Path | None = None, primer_tokens: str | None = None, primer_text: str | None = None,
              program: int = 0, qpm: float | None = None, wav: bool = True, soundfont: Path | None = None,
-             progress: bool = True, constrained: bool = True) -> GenerateResult:
+             sheet: bool = False, progress: bool = True, constrained: bool = True) -> GenerateResult:
     """Generate num_outputs pieces of `length` tokens (default: the encoding's) in one batch and write each as MIDI
     (and WAV), with its text form where the encoding has one; a piece that does not play is named with the reason.
 
     `weights` is a bundle folder, or a Composer that already holds one (no load time). `qpm` is the tempo of timed
     encodings (default: the training songs' median, stored in the bundle). `constrained=False` lets the sampler
-    draw what the encoding's constraint would mask (abc: bars of any length), for comparison.
+    draw what the encoding's constraint would mask (abc: bars of any length), for comparison. `sheet` writes each
+    piece's score as MusicXML and its first page as SVG, titled with the bundle, sampling and seed.
     """
     sampler = sampler or Sampler()
     sampler.check()
@@ -139,6 +145,16 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
     rows = zip(composed, midis, wavs, texts, errors, strict=True)
     pieces = [Piece(midi, wav_path, tokens, loop_rate(tokens), label, text, error)
               for (tokens, label), midi, wav_path, text, error in rows]
+    if sheet:
+        t0 = time.perf_counter()
+        for number, piece in enumerate(pieces, 1):
+            if piece.midi is not None:
+                title = f"{composer.folder.name}, {sampler.describe()}, seed {seed}, piece {number}"
+                piece.musicxml, piece.svg = piece.midi.with_suffix(".musicxml"), piece.midi.with_suffix(".svg")
+                write_sheet(encoding.sheet(pretty_midi.PrettyMIDI(str(piece.midi)), encoding.text(piece.tokens,
+                            number), title, f"pianocomposer, model {composer.folder.name}"), piece.musicxml,
+                            piece.svg)
+        seconds["sheet"] = time.perf_counter() - t0
     return GenerateResult(pieces, seconds, composer.folder)
 
 

@@ -22,6 +22,7 @@ from pianocomposer.errors import PianoComposerError, first_line
 from pianocomposer.model import StepModel
 from pianocomposer.readers import Unreadable, kind, read_file
 from pianocomposer.render import render_wav
+from pianocomposer.score import write_sheet
 from pianocomposer.voice_leading import judge
 
 SUFFIX = "-harmonized"
@@ -186,44 +187,6 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     return best
 
 
-def write_score(midi_path: Path, target: Path, key: str, title: str, source: str) -> None:
-    """The harmonisation as a MusicXML score: soprano and alto on a treble staff, tenor and bass on a bass staff
-    (two voices each), the key signature of its key, its title, and pianocomposer and the model as its source."""
-    import copy
-
-    from music21 import clef, converter, layout, metadata, stream
-    from music21 import key as keys
-
-    tonic, mode = int(key[4:-1]), "minor" if key.endswith("m") else "major"
-    name = pretty_midi.key_number_to_key_name(tonic + 12 * (mode == "minor")).split()[0]
-    signature = keys.Key(name.replace("b", "-") if len(name) > 1 else name, mode)
-    parts = list(converter.parse(str(midi_path), quantizePost=True, quarterLengthDivisors=(4,)).parts)
-    score = stream.Score()
-    score.insert(0, metadata.Metadata(title=title, composer=source))
-    staves = []
-    for upper, lower, staff_clef in ((parts[0], parts[1], clef.TrebleClef()), (parts[2], parts[3], clef.BassClef())):
-        staff = stream.Part()
-        for i, bars in enumerate(zip(upper.getElementsByClass(stream.Measure), lower.getElementsByClass(stream.Measure),
-                                     strict=False)):
-            measure = stream.Measure(number=bars[0].number)
-            if i == 0:
-                measure.insert(0, staff_clef)
-                measure.insert(0, copy.deepcopy(signature))
-            if bars[0].timeSignature:
-                measure.insert(0, copy.deepcopy(bars[0].timeSignature))
-            for number, bar in enumerate(bars, 1):
-                voice = stream.Voice(id=str(number))
-                for element in bar.flatten().notesAndRests:
-                    voice.insert(element.offset, copy.deepcopy(element))
-                measure.insert(0, voice)
-            staff.append(measure)
-        staves.append(staff)
-        score.insert(0, staff)
-    score.insert(0, layout.StaffGroup(staves, symbol="brace"))
-    with atomic_path(target) as tmp:
-        score.write("musicxml", fp=str(tmp))
-
-
 def judge_heldout(bundle: Bundle, net: StepModel, songs: list[list[str]], rng: np.random.Generator,
                   candidates: int = 4, rules: bool = True) -> dict:
     """Four-voice pieces' sopranos harmonised (the most likely of `candidates`) and judged beside the pieces' own
@@ -276,8 +239,8 @@ def harmonize(melodies: list[Path], weights: Path | None = None, out_dir: Path |
         with atomic_path(target) as tmp:
             out.write(str(tmp))
         sheet = target.with_suffix(".musicxml")
-        write_score(target, sheet, key, f"{path.stem} (harmonised)",
-                    f"pianocomposer, model {composer.folder.name}")
+        write_sheet(encoding.sheet(out, None, f"{path.stem} (harmonised)",
+                                   f"pianocomposer, model {composer.folder.name}"), sheet)
         steps_per_second = (qpm or DEFAULT_QPM) / 60 * encoding.grid
         done.append(Harmonization(path, target, sheet, render_wav(target, soundfont=soundfont) if wav else None,
                                   len(chosen), len(line), len(line) - len(out.instruments[0].notes), nats,

@@ -63,3 +63,15 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
     """Run the real command line in a subprocess."""
     return subprocess.run([sys.executable, "-m", "pianocomposer", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO)
+
+
+@pytest.fixture(scope="session")
+def voices_bundle(tmp_path_factory) -> Path:
+    """A tiny voices bundle trained for one epoch on the held-out chorales."""
+    from pianocomposer.extract import extract
+    from pianocomposer.train import train
+
+    folder = tmp_path_factory.mktemp("voices")
+    extract(REPO / "chorales" / "heldout", folder / "data", encoding="voices", progress=False)
+    train(folder / "data", folder / "w", preset="quick", epochs=1, progress=False, **TINY)
+    return folder / "w"

@@ -8,10 +8,11 @@ import pretty_midi
 import pytest
 
 from pianocomposer.encodings import get_encoding
-from pianocomposer.encodings.voices import END, START, estimate_key
+from pianocomposer.encodings.voices import END, START
 from pianocomposer.errors import PianoComposerError, Unplayable
 from pianocomposer.extract import extract
 from pianocomposer.readers import Music
+from pianocomposer.score import estimate_key
 from tests.conftest import REPO
 
 CHORALES = REPO / "chorales"
@@ -114,18 +115,6 @@ def test_a_key_is_estimated_from_notes_when_the_file_has_no_signature():
 def test_extract_reads_the_chorales_folder(tmp_path):
     data = extract(CHORALES / "heldout", tmp_path, encoding="voices", progress=False)
     assert len(data.songs) == 35 and not data.skipped
-
-
-@pytest.fixture(scope="module")
-def voices_bundle(tmp_path_factory):
-    """A tiny voices bundle trained for one epoch on the held-out chorales."""
-    from pianocomposer.train import train
-    from tests.conftest import TINY
-
-    folder = tmp_path_factory.mktemp("voices")
-    extract(CHORALES / "heldout", folder / "data", encoding="voices", progress=False)
-    train(folder / "data", folder / "w", preset="quick", epochs=1, progress=False, **TINY)
-    return folder / "w"
 
 
 def test_a_voices_bundle_writes_four_named_voices(voices_bundle, tmp_path):

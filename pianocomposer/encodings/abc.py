@@ -164,6 +164,12 @@ class AbcEncoding(Encoding):
         """The tune's abc text, numbered X:number."""
         return re.sub(r"^X:[^\n]*", f"X:{number}", detokenize(tokens), count=1)
 
+    def sheet(self, midi: pretty_midi.PrettyMIDI, text: str | None, title: str, source: str):
+        """The tune's score from its abc text (its own title, key, metre and repeats)."""
+        from pianocomposer.score import abc_score
+
+        return abc_score(text, source) if text else super().sheet(midi, text, title, source)
+
     def decode(self, tokens: Sequence[str], program: int = 0, qpm: float | None = None) -> pretty_midi.PrettyMIDI:
         """Tokens to MIDI through music21 (raises AbcError for a tune it cannot play)."""
         midi = score_to_midi(parse_tune(detokenize(tokens)), program=program)

@@ -112,6 +112,12 @@ class Encoding:
         """A piece's text form (written beside its MIDI with text_suffix), numbered in its run; None if it has none."""
         return None
 
+    def sheet(self, midi: pretty_midi.PrettyMIDI, text: str | None, title: str, source: str):
+        """The piece's score (a music21 Score, score.py): a piano piece's grand staff, in the key of its notes."""
+        from pianocomposer.score import piano_score
+
+        return piano_score(midi, title, source)
+
     def transpose(self, token: str, semitones: int) -> str | None:
         """The token moved by semitones, or None if it leaves the playable range."""
         raise NotImplementedError

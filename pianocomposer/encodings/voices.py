@@ -27,6 +27,7 @@ import pretty_midi
 from pianocomposer.encodings.base import Encoding
 from pianocomposer.errors import Unplayable
 from pianocomposer.readers import MIDI_SUFFIXES, Music
+from pianocomposer.score import midi_key
 from pianocomposer.voice_leading import FIGURES, judge
 
 VOICES = ("Soprano", "Alto", "Tenor", "Bass")
@@ -37,11 +38,6 @@ RANGES = {"S": (57, 84), "A": (50, 77), "T": (43, 72), "B": (31, 67)}
 START, END, FERMATA, REST, HELD, FRAME, NEXT = "<start>", "<end>", "Fermata", "rest", "~", "Frame", "Next"
 DEFAULT_QPM = 100.0
 VELOCITY = 80
-# Krumhansl-Kessler key profiles, from C.
-MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-
-
 def key_token(tonic: int, minor: bool) -> str:
     """`Key_7M` for G major, `Key_9m` for A minor."""
     return f"Key_{tonic % 12}{'m' if minor else 'M'}"
@@ -50,14 +46,6 @@ def key_token(tonic: int, minor: bool) -> str:
 def is_frame(token: str) -> bool:
     """Whether a token starts a frame."""
     return token.startswith("Beat_") or token == FRAME
-
-
-def estimate_key(durations: np.ndarray) -> tuple[int, bool]:
-    """(tonic pitch class, minor) whose Krumhansl-Kessler profile best matches 12 pitch-class durations."""
-    scores = [(np.corrcoef(np.roll(profile, tonic), durations)[0, 1], tonic, minor)
-              for minor, profile in ((False, MAJOR), (True, MINOR)) for tonic in range(12)]
-    _, tonic, minor = max(scores)
-    return tonic, minor
 
 
 class VoicesEncoding(Encoding):
@@ -113,7 +101,7 @@ class VoicesEncoding(Encoding):
                                                                            strict=False)]
         fermatas = {self._step(midi, e.time) for e in [*midi.text_events, *midi.lyrics]
                     if e.text.strip().lower() == "fermata"}
-        return key_token(*self._key(midi)), [
+        return key_token(*midi_key(midi)), [
             [f"Beat_{beat}" if self.beats else FRAME, *[FERMATA] * (frame in fermatas),
              *(column[frame] for column in columns)]
             for frame, beat in enumerate(self._beats(midi, frames))]
@@ -151,18 +139,6 @@ class VoicesEncoding(Encoding):
         if len(pitched) != 4:
             raise Unplayable(f"not four voices: {len(pitched)} pitched tracks, none named Soprano, Alto, Tenor, Bass")
         return sorted(pitched, key=lambda t: -np.mean([n.pitch for n in t.notes]))
-
-    @staticmethod
-    def _key(midi: pretty_midi.PrettyMIDI) -> tuple[int, bool]:
-        """The key signature's tonic and mode, else the one its notes suggest."""
-        if midi.key_signature_changes:
-            number = midi.key_signature_changes[0].key_number
-            return number % 12, number >= 12
-        durations = np.zeros(12)
-        for track in midi.instruments:
-            for n in track.notes:
-                durations[n.pitch % 12] += n.end - n.start
-        return estimate_key(durations)
 
     def _beats(self, midi: pretty_midi.PrettyMIDI, frames: int) -> list[int]:
         """Each frame's place in its bar, in grid steps, following the time signatures (4/4 where there is none)."""
@@ -212,6 +188,12 @@ class VoicesEncoding(Encoding):
             raise Unplayable("no notes")
         midi.instruments.extend(tracks.values())
         return midi
+
+    def sheet(self, midi: pretty_midi.PrettyMIDI, text: str | None, title: str, source: str):
+        """Soprano and alto on a treble staff over tenor and bass on a bass staff, on the encoding's grid."""
+        from pianocomposer.score import satb_score
+
+        return satb_score(midi, title, source, (self.grid,))
 
     def check(self, tokens: Sequence[str]) -> dict[str, float]:
         """A piece's voice leading (voice_leading.judge); NaN figures for one that decodes to nothing."""
