@@ -46,7 +46,7 @@ def generated(bundle: str, tunes: int, seed: int, metre: bool) -> tuple[dict, li
         started = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "pianocomposer", "generate", "--weights", bundle, "--num-outputs",
                                str(tunes), "--seed", str(seed), "--no-wav", "--out", out, "--json",
-                               "--metre" if metre else "--no-metre"], capture_output=True, text=True, check=True)
+                               "--rules" if metre else "--no-rules"], capture_output=True, text=True, check=True)
         seconds = time.perf_counter() - started
         report = json.loads(proc.stdout)
         texts = [Path(p["abc"]).read_text(encoding="utf-8") for p in report["pieces"]]

@@ -184,8 +184,17 @@ def generate(
                                               show_default=False)] = None,
     wav: Annotated[bool, typer.Option("--wav/--no-wav", help="Render WAV audio with FluidSynth.")] = True,
     soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont for the WAV.")] = None,
-    metre: Annotated[bool, typer.Option("--metre/--no-metre", help="abc models: write only bars of the metre's "
-                                        "length (--no-metre: any length, for comparison).")] = True,
+    constrain: Annotated[bool, typer.Option("--rules/--no-rules", help="abc models: write only bars of the metre's "
+                                            "length (--no-rules: any length, for comparison).")] = True,
+    key: Annotated[str | None, typer.Option(help='The key, e.g. "D major", "F# minor" (abc also modes: "Dmix", '
+                                            '"A dorian"): abc writes it as K:, other pieces are moved into it.',
+                                            show_default=False)] = None,
+    metre: Annotated[str | None, typer.Option("--metre", help="abc models: the metre every tune is in, e.g. 6/8.",
+                                              show_default=False)] = None,
+    bars: Annotated[int | None, typer.Option(help="Length in bars (MIDI encodings): the piece ends at that bar "
+                                             "line, after any pickup.", show_default=False)] = None,
+    seconds: Annotated[float | None, typer.Option(help="Length in seconds (MIDI encodings), ended at the nearest "
+                                                  "beat.", show_default=False)] = None,
     sheet: Annotated[bool, typer.Option("--sheet/--no-sheet", help="Write each piece's score: MusicXML (piano: a "
                                         "grand staff; chorales: SATB on two staves; abc: from the tune's text) and "
                                         "its first page as SVG.")] = False,
@@ -198,7 +207,7 @@ def generate(
     result = run(weights, out, length=length, num_outputs=num_outputs, seed=seed,
                  sampler=Sampler(temperature, top_k, top_p, greedy), primer=primer, primer_tokens=primer_tokens,
                  primer_text=primer_text, program=program, qpm=qpm, wav=wav, soundfont=soundfont, sheet=sheet,
-                 progress=not as_json, constrained=metre)
+                 key=key, metre=metre, bars=bars, seconds=seconds, progress=not as_json, constrained=constrain)
     s = result.seconds
     lines = []
     for p in result.pieces:
@@ -256,8 +265,8 @@ def evaluate(
                                         "songs).")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed for the generated pieces.")] = 0,
     out: Annotated[Path, typer.Option(help="Folder (or .png path) for the histogram plot.")] = DEFAULT_OUTPUT_DIR,
-    metre: Annotated[bool, typer.Option("--metre/--no-metre", help="abc models: sample with the metre-aware "
-                                        "sampler; voices models: harmonise by the rules of `harmonize` (--no-metre: "
+    rules: Annotated[bool, typer.Option("--rules/--no-rules", help="abc models: sample with the metre-aware "
+                                        "sampler; voices models: harmonise by the rules of `harmonize` (--no-rules: "
                                         "without, for comparison).")] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -266,7 +275,7 @@ def evaluate(
     from pianocomposer.evaluate import evaluate as run
 
     result = run(resolve_weights(weights), data, generate=n_generate, length=length, seed=seed, out=out,
-                 progress=not as_json, constrained=metre)
+                 progress=not as_json, constrained=rules)
     _emit(as_json, result.to_json(), result.table())
 
 

@@ -160,14 +160,41 @@ def encode_primer(bundle: Bundle, primer: Path | None, primer_tokens: str | None
     return encoding.fit_primer(mapped, bundle.config.seq_len)
 
 
+class Endless:
+    """A constraint that never lets a piece draw its end token, within another constraint's mask if given."""
+
+    def __init__(self, inner: Constraint | None, size: int, end_id: int):
+        self.inner, self.size, self.end_id = inner, size, end_id
+
+    def start(self, primers: list[list[str]]) -> None:
+        """Read each piece's primer."""
+        if self.inner is not None:
+            self.inner.start(primers)
+
+    def mask(self, rows: np.ndarray) -> np.ndarray:
+        """The inner mask (or every token) without the end token."""
+        mask = self.inner.mask(rows) if self.inner is not None else np.ones((len(rows), self.size), bool)
+        mask[:, self.end_id] = False
+        return mask
+
+    def advance(self, rows: np.ndarray, ids: np.ndarray) -> None:
+        """Take the drawn tokens."""
+        if self.inner is not None:
+            self.inner.advance(rows, ids)
+
+
 def compose_tokens(bundle: Bundle, net: StepModel, primers: list[list[str]], length: int, sampler: Sampler,
-                   rng: np.random.Generator, progress: bool = False, constrained: bool = True) -> list[list[str]]:
+                   rng: np.random.Generator, progress: bool = False, constrained: bool = True,
+                   fields: dict[str, str] | None = None, endless: bool = False) -> list[list[str]]:
     """Continue each primer by `length` tokens, within the encoding's constraint unless `constrained` is False
-    (abc: bars of the metre's length); each piece as its encoding finishes it (with an end token, abc's: the
-    primer and what follows up to and including the end, a whole tune)."""
+    (abc: bars of the metre's length, with the header `fields` asked for); each piece as its encoding finishes it
+    (with an end token, abc's: the primer and what follows up to and including the end, a whole tune). `endless`
+    pieces never draw the end token: they run to their length (to be cut at a bar)."""
     encoding, vocabulary = bundle.encoding, bundle.vocabulary
     end = encoding.end_token
-    constraint = encoding.constraint(vocabulary.tokens) if constrained else None
+    constraint = encoding.constraint(vocabulary.tokens, fields) if constrained or fields else None
+    if endless and end is not None:
+        constraint, end = Endless(constraint, len(vocabulary), vocabulary.index[end]), None
     if constraint is not None:
         constraint.start(primers)
     ids = continue_sequences(net, [vocabulary.encode(p) for p in primers], length, sampler, rng, progress,
@@ -191,21 +218,27 @@ class Composer:
 
     def compose(self, length: int, num_outputs: int = 1, *, rng: np.random.Generator, sampler: Sampler,
                 primer: Path | None = None, primer_tokens: str | None = None, primer_text: str | None = None,
-                progress: bool = False, constrained: bool = True) -> list[tuple[list[str], str]]:
+                progress: bool = False, constrained: bool = True, fields: dict[str, str] | None = None,
+                start: list[str] | None = None, endless: bool = False) -> list[tuple[list[str], str]]:
         """num_outputs pieces of `length` tokens in one batch, each with a label naming what started it: the primer
         given, else the encoding's start (a seed window of the training songs; abc: the start of a tune, `X:1`).
 
         With an end token (abc), a piece is whole: it keeps its primer and ends at the end token or after `length`.
+        `start` replaces the encoding's start where no primer is given (a key asked for); `fields` and `endless`
+        are compose_tokens's.
         """
         bundle = self.bundle
         primed = encode_primer(bundle, primer, primer_tokens, primer_text)
         if primed is not None:
             label = str(primer or ("--primer-tokens" if primer_tokens is not None else repr(primer_text)))
             primers, labels = [primed] * num_outputs, [label] * num_outputs
+        elif start is not None:
+            primers, labels = [start] * num_outputs, [" ".join(start)] * num_outputs
         else:
             primers, labels = self.encoding.start(bundle.seeds, num_outputs, rng)
         with threadpool_limits(blas_threads(), "blas"):
-            pieces = compose_tokens(bundle, self.net, primers, length, sampler, rng, progress, constrained)
+            pieces = compose_tokens(bundle, self.net, primers, length, sampler, rng, progress, constrained, fields,
+                                    endless)
         return list(zip(pieces, labels, strict=True))
 
     def to_midi(self, tokens: list[str], program: int = 0, qpm: float | None = None) -> pretty_midi.PrettyMIDI:

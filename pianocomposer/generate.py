@@ -14,6 +14,16 @@ import pretty_midi
 
 from pianocomposer.atomic import atomic_path, write_text
 from pianocomposer.compose import Composer, Sampler
+from pianocomposer.controls import (
+    Key,
+    analysed_key,
+    check_controls,
+    cut,
+    end_of,
+    interval_to,
+    parse_key,
+    transpose_tokens,
+)
 from pianocomposer.encodings import get_encoding
 from pianocomposer.errors import PianoComposerError, Unplayable
 from pianocomposer.metrics import loop_rate
@@ -21,6 +31,8 @@ from pianocomposer.pool import process_pool
 from pianocomposer.render import render_wav
 from pianocomposer.score import write_sheet
 
+CUT_START_LENGTH = 500  # tokens first composed for pieces cut at --bars or --seconds (doubled while too short)
+MAX_ATTEMPTS = 4  # tries to compose pieces in a key and of a length asked for, each with twice the tokens and pieces
 WORKER_START_S = 1.0  # what a decoding process costs to start: decoding is spread over processes past this much work
 
 
@@ -89,7 +101,8 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
              num_outputs: int = 1, seed: int | None = None, sampler: Sampler | None = None,
              primer: Path | None = None, primer_tokens: str | None = None, primer_text: str | None = None,
              program: int = 0, qpm: float | None = None, wav: bool = True, soundfont: Path | None = None,
-             sheet: bool = False, progress: bool = True, constrained: bool = True) -> GenerateResult:
+             sheet: bool = False, key: str | None = None, metre: str | None = None, bars: int | None = None,
+             seconds: float | None = None, progress: bool = True, constrained: bool = True) -> GenerateResult:
     """Generate num_outputs pieces of `length` tokens (default: the encoding's) in one batch and write each as MIDI
     (and WAV), with its text form where the encoding has one; a piece that does not play is named with the reason.
 
@@ -97,6 +110,11 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
     encodings (default: the training songs' median, stored in the bundle). `constrained=False` lets the sampler
     draw what the encoding's constraint would mask (abc: bars of any length), for comparison. `sheet` writes each
     piece's score as MusicXML and its first page as SVG, titled with the bundle, sampling and seed.
+
+    A `key` ("D major"; abc also modes, "Dmix") and an abc `metre` ("6/8") are written in an abc tune's header
+    by the sampler; other pieces start from the key where their encoding names keys (voices), and are moved into
+    it by the key music21 hears in them (the pieces of the other mode are left out, more are composed). `bars` or
+    `seconds` cut MIDI pieces at that bar line or beat, composing longer where a piece falls short.
     """
     sampler = sampler or Sampler()
     sampler.check()
@@ -108,18 +126,27 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
         raise PianoComposerError(f"--program must be a General MIDI program 0..127 (got {program})")
     if qpm is not None and not 10 <= qpm <= 400:
         raise PianoComposerError(f"--qpm must be between 10 and 400 quarter notes per minute (got {qpm})")
-    seconds: dict[str, float] = {}
+    spent: dict[str, float] = {}
     t0 = time.perf_counter()
     composer = weights if isinstance(weights, Composer) else Composer(weights)
     encoding = composer.encoding
-    seconds["load"] = time.perf_counter() - t0
-    length = length or encoding.default_length
+    spent["load"] = time.perf_counter() - t0
+    wanted = parse_key(key) if key is not None else None
+    check_controls(encoding, wanted, metre, bars, seconds, length)
+    length = length or (min(encoding.default_length, CUT_START_LENGTH) if bars or seconds else encoding.default_length)
 
     t0 = time.perf_counter()
-    composed = composer.compose(length, num_outputs, rng=np.random.default_rng(seed), sampler=sampler,
-                                primer=primer, primer_tokens=primer_tokens, primer_text=primer_text,
-                                progress=progress, constrained=constrained)
-    seconds["generate"] = time.perf_counter() - t0
+    options = {"sampler": sampler, "primer": primer, "primer_tokens": primer_tokens, "primer_text": primer_text,
+               "progress": progress, "constrained": constrained}
+    if encoding.writes_fields or (wanted is None and bars is None and seconds is None):
+        fields = {"K": wanted.abc} if wanted else {}
+        composed = composer.compose(length, num_outputs, rng=np.random.default_rng(seed),
+                                    fields={**fields, **({"M": metre} if metre else {})} or None, **options)
+        played = None
+    else:
+        composed, played = _compose_to_order(composer, num_outputs, length, seed, wanted, bars, seconds, program,
+                                             qpm, options)
+    spent["generate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -131,17 +158,23 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
         texts.append(None if text is None else out_dir / f"{stem}{encoding.text_suffix}")
         if text is not None:
             write_text(texts[-1], text)
-    errors = write_midi_files(composer, [tokens for tokens, _ in composed], [out_dir / f"{s}.mid" for s in stems],
-                              length, program, qpm)
+    if played is None:
+        errors = write_midi_files(composer, [tokens for tokens, _ in composed],
+                                  [out_dir / f"{s}.mid" for s in stems], length, program, qpm)
+    else:
+        errors = [None] * len(played)
+        for midi, stem in zip(played, stems, strict=True):
+            with atomic_path(out_dir / f"{stem}.mid") as tmp:
+                midi.write(str(tmp))
     for stem, error in zip(stems, errors, strict=True):  # a reserved name whose piece wrote no such file
         placeholder = out_dir / f"{stem}{encoding.outputs[0]}"
         if error is not None and placeholder.stat().st_size == 0:
             placeholder.unlink()
     midis = [out_dir / f"{stem}.mid" if error is None else None for stem, error in zip(stems, errors, strict=True)]
-    seconds["write"] = time.perf_counter() - t0
+    spent["write"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     wavs = [render_wav(midi, soundfont=soundfont) if wav and midi else None for midi in midis]
-    seconds["render"] = time.perf_counter() - t0
+    spent["render"] = time.perf_counter() - t0
     rows = zip(composed, midis, wavs, texts, errors, strict=True)
     pieces = [Piece(midi, wav_path, tokens, loop_rate(tokens), label, text, error)
               for (tokens, label), midi, wav_path, text, error in rows]
@@ -154,8 +187,52 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
                 write_sheet(encoding.sheet(pretty_midi.PrettyMIDI(str(piece.midi)), encoding.text(piece.tokens,
                             number), title, f"pianocomposer, model {composer.folder.name}"), piece.musicxml,
                             piece.svg)
-        seconds["sheet"] = time.perf_counter() - t0
-    return GenerateResult(pieces, seconds, composer.folder)
+        spent["sheet"] = time.perf_counter() - t0
+    return GenerateResult(pieces, spent, composer.folder)
+
+
+def _compose_to_order(composer: Composer, count: int, length: int, seed: int | None, key: Key | None,
+                      bars: int | None, duration: float | None, program: int, qpm: float | None, options: dict
+                      ) -> tuple[list[tuple[list[str], str]], list[pretty_midi.PrettyMIDI]]:
+    """`count` MIDI pieces in the key and of the length asked for, and their tokens (see generate)."""
+    encoding, known = composer.encoding, composer.bundle.vocabulary.tokens
+    start = encoding.key_primer(key.tonic, key.minor) if key is not None else None
+    if start is not None and not set(start) <= set(known):
+        start = None  # a key the model never saw: it is only moved there
+    batch = count * (3 if key is not None else 1)  # a key's mode is kept by choosing: about half are of the other
+    for _attempt in range(MAX_ATTEMPTS):
+        composed = composer.compose(length, batch, rng=np.random.default_rng(seed), start=start,
+                                    endless=bars is not None or duration is not None, **options)
+        kept: list[tuple[tuple[list[str], str], pretty_midi.PrettyMIDI]] = []
+        for tokens, label in composed:
+            try:
+                midi = shortened(composer.to_midi(tokens, program, qpm), bars, duration)
+                if midi is None:
+                    continue  # shorter than asked: the next attempt composes longer pieces
+                if key is not None:  # the key of the piece as it will be heard, cut
+                    tonic, minor = analysed_key(midi)
+                    if minor != key.minor:
+                        continue
+                    tokens = transpose_tokens(encoding, tokens, interval_to(tonic, key.tonic))
+                    midi = shortened(composer.to_midi(tokens, program, qpm), bars, duration)
+                    if analysed_key(midi) != (key.tonic, key.minor):
+                        continue  # moved an octave here and there, the music is heard in another key
+                    midi.key_signature_changes = [pretty_midi.KeySignature(key.tonic + 12 * key.minor, 0.0)]
+            except Unplayable:
+                continue
+            kept.append(((tokens, label), midi))
+            if len(kept) == count:
+                return [k[0] for k in kept], [k[1] for k in kept]
+        length, batch = length * 2, batch * 2
+    asked = " ".join(filter(None, (f"in {key}" if key else "", f"of {bars} bars" if bars else "",
+                                   f"of {duration:g} s" if duration else "")))
+    raise PianoComposerError(f"{composer.folder}: could not compose {count} pieces {asked} in {MAX_ATTEMPTS} tries "
+                             "(each with twice the tokens and pieces of the last)")
+
+
+def shortened(midi: pretty_midi.PrettyMIDI, bars: int | None, seconds: float | None) -> pretty_midi.PrettyMIDI | None:
+    """The piece cut to `bars` or `seconds` (as it is where neither is asked), or None where it is shorter."""
+    return midi if bars is None and seconds is None else cut(midi, end_of(midi, bars, seconds))
 
 
 def write_midi_files(composer: Composer, pieces: list[list[str]], paths: list[Path], length: int, program: int,

@@ -30,7 +30,7 @@ def _music(midi: pretty_midi.PrettyMIDI) -> Music:
 
 def test_chorales_come_back_note_for_note_with_their_key_beats_and_fermatas():
     encoding = get_encoding("voices")
-    exact = 0
+    exact = metres = 0
     paths = sorted(CHORALES.glob("*/*.mid"))[::10]
     for path in paths:
         (song,) = encoding.read_songs(path)
@@ -43,7 +43,11 @@ def test_chorales_come_back_note_for_note_with_their_key_beats_and_fermatas():
         assert [t.name for t in back.instruments] == ["Soprano", "Alto", "Tenor", "Bass"]
         assert back.key_signature_changes[0].key_number == source.key_signature_changes[0].key_number
         assert [round(e.time, 3) for e in back.text_events] == [round(e.time, 3) for e in source.text_events]
+        metre = [(t.numerator, t.denominator, round(t.time, 3)) for t in back.time_signature_changes]
+        metres += metre == [(t.numerator, t.denominator, round(t.time, 3))  # the opening metre, with its pickup
+                            for t in source.time_signature_changes][:len(metre)]
     assert exact >= len(paths) - 1  # a 32nd note or two are moved to the sixteenth grid
+    assert metres >= len(paths) - 2, metres  # the metre the beats count, a pickup as its own short bar
 
 
 def test_the_variant_without_beats_marks_frames_alone_and_plays_the_same():

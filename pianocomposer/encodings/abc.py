@@ -133,6 +133,8 @@ class AbcEncoding(Encoding):
         tokens = tokenize(text if text.endswith("\n") else text + "\n", self.unit)[:-1]
         return tokens if text.endswith("\n") else tokens[:-1]
 
+    writes_fields = True
+
     def start(self, seeds: list[list[str]], n: int, rng: np.random.Generator) -> tuple[list[list[str]], list[str]]:
         """Every tune starts from `X:1` (a tune's own beginning, not a window of another tune)."""
         return [self.primer_from_text(TUNE_START)] * n, [TUNE_START.strip()] * n
@@ -148,9 +150,10 @@ class AbcEncoding(Encoding):
         full = [m.duration.quarterLength == m.barDuration.quarterLength for m in measures]
         return {"abc2midi_clean": float(not abc2midi_problems(text)), "full_bars": sum(full) / max(len(full), 1)}
 
-    def constraint(self, vocabulary: Sequence[str]) -> MetreConstraint:
-        """The metre-aware sampler: every bar the metre's length, by construction (abc_metre.py)."""
-        return MetreConstraint(vocabulary, END)
+    def constraint(self, vocabulary: Sequence[str], fields: dict[str, str] | None = None) -> MetreConstraint:
+        """The metre-aware sampler: every bar the metre's length, by construction (abc_metre.py), and the K: and
+        M: values in `fields` where asked for."""
+        return MetreConstraint(vocabulary, END, fields)
 
     def finish(self, primer: list[str], continuation: list[str]) -> list[str]:
         """The whole tune; one that did not end within its length is cut back to its last full bar (no repeat left

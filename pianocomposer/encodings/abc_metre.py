@@ -128,6 +128,7 @@ class BarState(NamedTuple):
     hornpipe: bool = False  # the header's R: is a hornpipe: abc2midi plays it only in 2/4 or 4/4
     section_pickup: bool = False  # the section a `:|` repeats starts with a pickup (its closing bar is short)
     stuck: bool = False  # the bar's remaining time cannot be filled: its bar line is allowed anyway
+    wanted: tuple[tuple[str, str], ...] = ()  # field values asked for (`generate --key/--metre`): (("K", "Dmix"),)
 
     # --- the per-character machine; every method returns the next state, or None where the text breaks a bar ---
 
@@ -144,7 +145,7 @@ class BarState(NamedTuple):
         if self.mode in ("header", "field"):
             if ch != "\n":
                 return self._field_char(ch)
-            if self.line[:1] in FIELD_VALUES and self.line not in FIELD_LINES:
+            if self.line[:1] in FIELD_VALUES and (self.line not in FIELD_LINES or not self._as_wanted(self.line)):
                 return None
             return self._field_line(self.line, header=self.mode == "header")
         if self.mode == "quote":
@@ -154,7 +155,7 @@ class BarState(NamedTuple):
         if self.mode == "inline":
             if ch != "]":
                 return self._field_char(ch)
-            if self.line not in FIELD_LINES:
+            if self.line not in FIELD_LINES or not self._as_wanted(self.line):
                 return None
             return self._replace(mode="body", line="")._field_line(self.line, header=False, inline=True)
         if self.bar is None:
@@ -179,12 +180,22 @@ class BarState(NamedTuple):
             return self._replace(mode="inline", line=ch) if ch in BODY_FIELDS else self._replace(mode="body")
         return self._replace(at_line_start=ch == "\n")
 
+    def _as_wanted(self, line: str) -> bool:
+        """Whether a whole field line has the value asked for, if one was."""
+        name, _, value = line.partition(":")
+        return dict(self.wanted).get(name, value) == value
+
     def _field_char(self, ch: str) -> BarState | None:
         """A character of a field line: a K:, M: or L: field only on its way to a value abc2midi knows (a
         hornpipe's metre one it plays them in)."""
         line = self.line + ch
         if line[:1] not in FIELD_VALUES:
             return self._replace(line=line)
+        wanted = dict(self.wanted)
+        if line[:1] in wanted and not f"{line[:1]}:{wanted[line[:1]]}".startswith(line):
+            return None
+        if line == "K" and self.mode == "header" and "M" in wanted and self.bar is None:
+            return None  # the metre asked for comes before the key ends the header
         if line not in FIELD_PREFIXES or (self.hornpipe and line[:1] == "M" and
                                           not any(f"M:{m}".startswith(line) for m in HORNPIPE_METRES)):
             return None
@@ -526,8 +537,9 @@ class MetreConstraint:
     Masks are cached per tracker state, so a run of many tunes computes each distinct state's mask once.
     """
 
-    def __init__(self, vocabulary: Sequence[str], end_token: str):
+    def __init__(self, vocabulary: Sequence[str], end_token: str, fields: dict[str, str] | None = None):
         self.tokens = list(vocabulary)
+        self.wanted = tuple(sorted((fields or {}).items()))  # header values every tune must have (K:, M:)
         self.end = self.tokens.index(end_token) if end_token in self.tokens else None
         kinds = [behaviour(t) for t in self.tokens]
         self.kinds = sorted(set(kinds))  # each kind is checked once per state
@@ -540,7 +552,7 @@ class MetreConstraint:
         """Read each tune's primer (its beginning)."""
         self.states = []
         for primer in primers:
-            state = BarState()
+            state = BarState(wanted=self.wanted)
             for token in primer:
                 state = state.feed(token) or state  # a primer that breaks a bar is taken as it is
             self.states.append(state)

@@ -168,8 +168,18 @@ class Encoding:
         """A piece judged by the encoding's own rules (`checks`): most a share from 0 (none kept) to 1 (all)."""
         return {}
 
-    def constraint(self, vocabulary: Sequence[str]) -> Constraint | None:
-        """What the sampler must keep to while writing pieces of this encoding (None: nothing)."""
+    def constraint(self, vocabulary: Sequence[str], fields: dict[str, str] | None = None) -> Constraint | None:
+        """What the sampler must keep to while writing pieces of this encoding (None: nothing); `fields` are the
+        header values a text encoding writes as asked (abc: {"K": "Dmix", "M": "6/8"})."""
+        return None
+
+    @property
+    def writes_fields(self) -> bool:
+        """Whether the encoding writes a key and metre as text fields that the sampler can be held to (abc)."""
+        return False
+
+    def key_primer(self, tonic: int, minor: bool) -> list[str] | None:
+        """The start of a piece that asks for a key, where the encoding names keys (None: it does not)."""
         return None
 
     def piece_lengths(self, corpus_lengths: list[int], n: int, rng: np.random.Generator) -> list[int]:

@@ -159,14 +159,17 @@ class VoicesEncoding(Encoding):
         return beats
 
     def decode(self, tokens: Sequence[str], program: int = 52, qpm: float | None = None) -> pretty_midi.PrettyMIDI:
-        """Tokens to MIDI with one named track per voice and the key signature (raises Unplayable for no notes)."""
+        """Tokens to MIDI with one named track per voice, the key signature and the metre its beats count (a pickup
+        as a short first bar, as the chorales have it); raises Unplayable for no notes."""
         qpm = qpm or DEFAULT_QPM
         seconds = 60.0 / qpm / self.grid
         midi = pretty_midi.PrettyMIDI(initial_tempo=qpm)
         tracks = {p: pretty_midi.Instrument(program=program, name=v) for p, v in zip(PREFIXES, VOICES, strict=True)}
         sounding: dict[str, pretty_midi.Note | None] = dict.fromkeys(PREFIXES)
-        frame = -1
+        frame, beats = -1, []
         for token in tokens:
+            if token.startswith("Beat_"):
+                beats.append(int(token[5:]))
             if token.startswith("Key_") and not midi.key_signature_changes:
                 tonic, mode = int(token[4:-1]), token[-1]
                 midi.key_signature_changes.append(pretty_midi.KeySignature(tonic + 12 * (mode == "m"), 0.0))
@@ -187,7 +190,20 @@ class VoicesEncoding(Encoding):
         if not any(t.notes for t in tracks.values()):
             raise Unplayable("no notes")
         midi.instruments.extend(tracks.values())
+        if beats:
+            bar = max(beats) + 1
+            pickup = bar - beats[0] if beats[0] else 0
+            midi.time_signature_changes = [*([self._metre(pickup, 0.0)] if pickup else []),
+                                           self._metre(bar, pickup * seconds)]
         return midi
+
+    def _metre(self, steps: int, time: float) -> pretty_midi.TimeSignature:
+        """A bar of so many grid steps as a time signature (in quarters where it is whole quarters)."""
+        for denominator in (4, 8, 16, 32):
+            count = steps * denominator / (4 * self.grid)
+            if count == int(count):
+                return pretty_midi.TimeSignature(int(count), denominator, time)
+        return pretty_midi.TimeSignature(steps, 4 * self.grid, time)
 
     def sheet(self, midi: pretty_midi.PrettyMIDI, text: str | None, title: str, source: str):
         """Soprano and alto on a treble staff over tenor and bass on a bass staff, on the encoding's grid."""
@@ -213,6 +229,10 @@ class VoicesEncoding(Encoding):
             elif frames and token not in (START, END) and not token.startswith("Key_"):
                 frames[-1].append(token)
         return key, frames
+
+    def key_primer(self, tonic: int, minor: bool) -> list[str]:
+        """The start token and the key: the model writes the piece in it."""
+        return [START, key_token(tonic, minor)]
 
     def start(self, seeds: list[list[str]], n: int, rng: np.random.Generator) -> tuple[list[list[str]], list[str]]:
         """Every piece starts from its own beginning: the start token, the model writes the key and the rest."""

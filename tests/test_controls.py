@@ -1,0 +1,94 @@
+"""What a musician asks for: a key, a metre, a length in bars or seconds."""
+
+import json
+import subprocess
+
+import pretty_midi
+import pytest
+from music21 import converter
+
+from pianocomposer.controls import Key, parse_key
+from pianocomposer.encodings.abc_metre import BarState
+from pianocomposer.errors import PianoComposerError
+from tests.conftest import run_cli
+
+
+def _generate(weights, tmp_path, *args):
+    proc = run_cli("generate", "--weights", weights, "--out", tmp_path, "--seed", "4", "--no-wav", "--json", *args)
+    assert proc.returncode == 0, proc.stderr
+    return [p for p in json.loads(proc.stdout)["pieces"]]
+
+
+@pytest.mark.parametrize(("text", "key"), [("D major", Key(2, "", "D")), ("F# minor", Key(6, "m", "F#")),
+                                           ("Bbm", Key(10, "m", "Bb")), ("A dorian", Key(9, "dor", "A")),
+                                           ("Dmix", Key(2, "mix", "D")), ("e", Key(4, "", "E"))])
+def test_keys_are_read_as_musicians_write_them(text, key):
+    assert parse_key(text) == key
+    assert parse_key(str(key)) == key
+
+
+@pytest.mark.parametrize("text", ["H major", "D majestic", "", "C##"])
+def test_a_key_that_is_not_one_is_refused(text):
+    with pytest.raises(PianoComposerError, match="expected a tonic and a mode"):
+        parse_key(text)
+
+
+def test_pieces_come_out_in_the_key_asked_for_with_its_signature(bundle_dir, tmp_path):
+    for piece in _generate(bundle_dir, tmp_path, "--key", "E minor", "--num-outputs", "3", "--length", "120"):
+        found = converter.parse(piece["midi"]).analyze("key")
+        assert (found.tonic.name, found.mode) == ("E", "minor"), piece
+        assert [k.key_number for k in pretty_midi.PrettyMIDI(piece["midi"]).key_signature_changes] == [16]
+
+
+def test_bars_end_a_piece_at_that_bar_line_and_seconds_at_a_beat(bundle_dir, tmp_path):
+    (piece,) = _generate(bundle_dir, tmp_path / "bars", "--bars", "5")
+    midi = pretty_midi.PrettyMIDI(piece["midi"])  # 120 quarters a minute in 4/4: a bar is 2 s
+    last = max(n.end for t in midi.instruments for n in t.notes)
+    assert 8.0 < last <= 10.0 + 1e-6  # the last note ends in the fifth bar, none sounds past it
+    (piece,) = _generate(bundle_dir, tmp_path / "seconds", "--seconds", "13.2")
+    last = max(n.end for t in pretty_midi.PrettyMIDI(piece["midi"]).instruments for n in t.notes)
+    assert abs(last - 13.2) <= 0.5 and last * 2 == int(last * 2)  # within a beat, on a beat
+
+
+def test_chorales_count_bars_after_their_pickup(voices_bundle, tmp_path):
+    for piece in _generate(voices_bundle, tmp_path, "--bars", "3", "--num-outputs", "2"):
+        midi = pretty_midi.PrettyMIDI(piece["midi"])
+        metres = midi.time_signature_changes
+        bar = 60 / 100 * metres[-1].numerator * 4 / metres[-1].denominator
+        pickup = metres[-1].time  # 0 without one
+        last = max(n.end for t in midi.instruments for n in t.notes)
+        assert pickup + 2 * bar < last <= pickup + 3 * bar + 1e-6
+
+
+def test_an_abc_tune_is_written_in_the_key_and_metre_asked_for(tmp_path):
+    pieces = _generate("abc", tmp_path, "--key", "A dorian", "--metre", "3/4", "--num-outputs", "3")
+    for piece in pieces:
+        header = open(piece["abc"]).read().split("\n")
+        assert "M:3/4" in header and "K:Ador" in header
+        report = subprocess.run(["abc2midi", piece["abc"], "-o", str(tmp_path / "check.mid")], capture_output=True,
+                                text=True).stdout
+        assert "Error" not in report and "time units" not in report, report
+
+
+def test_the_sampler_holds_an_abc_header_to_the_values_asked_for():
+    state = BarState(wanted=(("K", "Ador"), ("M", "3/4"))).feed("X:1\nT:A\n")
+    assert state.feed("K:") is None  # the metre comes first
+    assert state.feed("M:6/8\n") is None and state.feed("M:3/4\n") is not None
+    after_metre = state.feed("M:3/4\nL:1/8\n")
+    assert after_metre.feed("K:D\n") is None and after_metre.feed("K:Adorian") is None
+    assert after_metre.feed("K:Ador\n").mode == "body"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--weights", "abc", "--bars", "8"], "--bars and --seconds are for MIDI encodings"),
+    (["--metre", "6/8"], "--metre is for abc models"),
+    (["--key", "D mixolydian"], "modes are for abc models"),
+    (["--bars", "8", "--length", "100"], "choose one of --length"),
+    (["--key", "Q minor"], "expected a tonic and a mode"),
+    (["--weights", "abc", "--metre", "5/3"], "expected a metre"),
+])
+def test_controls_that_cannot_be_kept_are_a_one_line_error(args, message, bundle_dir, tmp_path):
+    weights = [] if "--weights" in args else ["--weights", str(bundle_dir)]
+    proc = run_cli("generate", *weights, *args, "--out", tmp_path, "--no-wav")
+    assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+        proc.stderr
