@@ -195,6 +195,9 @@ def generate(
                                              "line, after any pickup.", show_default=False)] = None,
     seconds: Annotated[float | None, typer.Option(help="Length in seconds (MIDI encodings), ended at the nearest "
                                                   "beat.", show_default=False)] = None,
+    continuation: Annotated[bool, typer.Option("--continue", help="With --primer FILE: write the primer and its "
+                                               "continuation as one MIDI file, at the primer's tempo and key, and "
+                                               "the continuation alone beside it.")] = False,
     sheet: Annotated[bool, typer.Option("--sheet/--no-sheet", help="Write each piece's score: MusicXML (piano: a "
                                         "grand staff; chorales: SATB on two staves; abc: from the tune's text) and "
                                         "its first page as SVG.")] = False,
@@ -207,11 +210,12 @@ def generate(
     result = run(weights, out, length=length, num_outputs=num_outputs, seed=seed,
                  sampler=Sampler(temperature, top_k, top_p, greedy), primer=primer, primer_tokens=primer_tokens,
                  primer_text=primer_text, program=program, qpm=qpm, wav=wav, soundfont=soundfont, sheet=sheet,
-                 key=key, metre=metre, bars=bars, seconds=seconds, progress=not as_json, constrained=constrain)
+                 key=key, metre=metre, bars=bars, seconds=seconds, continuation=continuation, progress=not as_json,
+                 constrained=constrain)
     s = result.seconds
     lines = []
     for p in result.pieces:
-        files = "  ".join(str(f) for f in (p.text, p.midi, p.wav, p.musicxml, p.svg) if f)
+        files = "  ".join(str(f) for f in (p.text, p.midi, p.continuation, p.wav, p.musicxml, p.svg) if f)
         lines.append(f"{files}  ({p.error})" if p.error else f"{files}  (loop rate {p.loop_rate:.0%})")
     tokens = sum(len(p.tokens) for p in result.pieces)
     valid = result.to_json()["valid"]

@@ -125,8 +125,9 @@ def blas_threads() -> int | None:
 
 
 def encode_primer(bundle: Bundle, primer: Path | None, primer_tokens: str | None,
-                  primer_text: str | None = None) -> list[str] | None:
-    """The primer as tokens of the bundle's vocabulary: unknown ones mapped to the nearest known, else dropped."""
+                  primer_text: str | None = None, whole: bool = False) -> list[str] | None:
+    """The primer as tokens of the bundle's vocabulary: unknown ones mapped to the nearest known, else dropped;
+    the part the network is primed with, or the `whole` primer."""
     if primer is None and primer_tokens is None and primer_text is None:
         return None
     encoding = bundle.encoding
@@ -157,7 +158,7 @@ def encode_primer(bundle: Bundle, primer: Path | None, primer_tokens: str | None
               file=sys.stderr)
     if not mapped:
         raise PianoComposerError(f"{label}: the primer has no usable notes for this model")
-    return encoding.fit_primer(mapped, bundle.config.seq_len)
+    return mapped if whole else encoding.fit_primer(mapped, bundle.config.seq_len)
 
 
 class Endless:

@@ -13,7 +13,7 @@ import numpy as np
 import pretty_midi
 
 from pianocomposer.atomic import atomic_path, write_text
-from pianocomposer.compose import Composer, Sampler
+from pianocomposer.compose import Composer, Sampler, encode_primer
 from pianocomposer.controls import (
     Key,
     analysed_key,
@@ -28,8 +28,9 @@ from pianocomposer.encodings import get_encoding
 from pianocomposer.errors import PianoComposerError, Unplayable
 from pianocomposer.metrics import loop_rate
 from pianocomposer.pool import process_pool
+from pianocomposer.readers import read_midi
 from pianocomposer.render import render_wav
-from pianocomposer.score import write_sheet
+from pianocomposer.score import midi_key, write_sheet
 
 CUT_START_LENGTH = 500  # tokens first composed for pieces cut at --bars or --seconds (doubled while too short)
 MAX_ATTEMPTS = 4  # tries to compose pieces in a key and of a length asked for, each with twice the tokens and pieces
@@ -66,6 +67,7 @@ class Piece:
     primer: str
     text: Path | None = None
     error: str | None = None  # why the piece is not whole or does not play (then it has no MIDI)
+    continuation: Path | None = None  # with `continuation`: the continuation alone (the MIDI holds the primer too)
     musicxml: Path | None = None  # its score, with `sheet`
     svg: Path | None = None  # the score's first page
 
@@ -90,6 +92,7 @@ class GenerateResult:
              "loop_rate": round(p.loop_rate, 4), "primer": p.primer, "valid": p.error is None, "error": p.error}
             | ({p.text.suffix[1:]: str(p.text)} if p.text else {})  # the text form by its kind: "abc"
             | ({"musicxml": str(p.musicxml), "svg": str(p.svg)} if p.musicxml else {})
+            | ({"continuation": str(p.continuation)} if p.continuation else {})
             for p in self.pieces],
             "valid": sum(p.error is None for p in self.pieces),
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
@@ -102,7 +105,8 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
              primer: Path | None = None, primer_tokens: str | None = None, primer_text: str | None = None,
              program: int = 0, qpm: float | None = None, wav: bool = True, soundfont: Path | None = None,
              sheet: bool = False, key: str | None = None, metre: str | None = None, bars: int | None = None,
-             seconds: float | None = None, progress: bool = True, constrained: bool = True) -> GenerateResult:
+             seconds: float | None = None, continuation: bool = False, progress: bool = True,
+             constrained: bool = True) -> GenerateResult:
     """Generate num_outputs pieces of `length` tokens (default: the encoding's) in one batch and write each as MIDI
     (and WAV), with its text form where the encoding has one; a piece that does not play is named with the reason.
 
@@ -115,6 +119,8 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
     by the sampler; other pieces start from the key where their encoding names keys (voices), and are moved into
     it by the key music21 hears in them (the pieces of the other mode are left out, more are composed). `bars` or
     `seconds` cut MIDI pieces at that bar line or beat, composing longer where a piece falls short.
+    `continuation` (with a primer file) writes the primer and its continuation as one MIDI file, at the primer's
+    tempo and with its key signature, and the continuation alone beside it (NAME-continuation.mid).
     """
     sampler = sampler or Sampler()
     sampler.check()
@@ -133,6 +139,14 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
     spent["load"] = time.perf_counter() - t0
     wanted = parse_key(key) if key is not None else None
     check_controls(encoding, wanted, metre, bars, seconds, length)
+    lead = None
+    if continuation:
+        if primer is None or wanted or bars or seconds or encoding.writes_fields:
+            raise PianoComposerError("--continue needs --primer FILE and a MIDI encoding, and keeps the primer's "
+                                     "key and --length (not --key, --bars or --seconds)")
+        lead = read_midi(Path(primer))
+        tempos = lead.get_tempo_changes()[1]
+        qpm = qpm or (float(tempos[0]) if len(tempos) else None)
     length = length or (min(encoding.default_length, CUT_START_LENGTH) if bars or seconds else encoding.default_length)
 
     t0 = time.perf_counter()
@@ -158,6 +172,19 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
         texts.append(None if text is None else out_dir / f"{stem}{encoding.text_suffix}")
         if text is not None:
             write_text(texts[-1], text)
+    continuations: list[Path | None] = [None] * len(composed)
+    if lead is not None:  # the whole primer and each continuation as one piece, and the continuation alone
+        whole = encode_primer(composer.bundle, primer, None, None, whole=True)
+        signature = lead.key_signature_changes[:1] or [pretty_midi.KeySignature(
+            midi_key(lead)[0] + 12 * midi_key(lead)[1], 0.0)]
+        played, continuations = [], [out_dir / f"{stem}-continuation.mid" for stem in stems]
+        for (tokens, _), path in zip(composed, continuations, strict=True):
+            alone = composer.to_midi(tokens, program, qpm)
+            alone.key_signature_changes = list(signature)
+            with atomic_path(path) as tmp:
+                alone.write(str(tmp))
+            played.append(composer.to_midi(whole + tokens, program, qpm))
+            played[-1].key_signature_changes = list(signature)
     if played is None:
         errors = write_midi_files(composer, [tokens for tokens, _ in composed],
                                   [out_dir / f"{s}.mid" for s in stems], length, program, qpm)
@@ -176,8 +203,8 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
     wavs = [render_wav(midi, soundfont=soundfont) if wav and midi else None for midi in midis]
     spent["render"] = time.perf_counter() - t0
     rows = zip(composed, midis, wavs, texts, errors, strict=True)
-    pieces = [Piece(midi, wav_path, tokens, loop_rate(tokens), label, text, error)
-              for (tokens, label), midi, wav_path, text, error in rows]
+    pieces = [Piece(midi, wav_path, tokens, loop_rate(tokens), label, text, error, alone)
+              for ((tokens, label), midi, wav_path, text, error), alone in zip(rows, continuations, strict=True)]
     if sheet:
         t0 = time.perf_counter()
         for number, piece in enumerate(pieces, 1):

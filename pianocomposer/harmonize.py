@@ -4,7 +4,6 @@ grid, at every frame; a voices model writes the alto, tenor and bass beneath it,
 from __future__ import annotations
 
 import importlib
-import io
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,9 @@ from pianocomposer.bundle import Bundle
 from pianocomposer.compose import Composer, Sampler, blas_threads, prime
 from pianocomposer.config import HARMONY_TEMPERATURE
 from pianocomposer.encodings.voices import DEFAULT_QPM, END, HELD, PREFIXES, REST, START
-from pianocomposer.errors import PianoComposerError, first_line
+from pianocomposer.errors import PianoComposerError
 from pianocomposer.model import StepModel
-from pianocomposer.readers import Unreadable, kind, read_file
+from pianocomposer.readers import read_midi
 from pianocomposer.render import render_wav
 from pianocomposer.score import write_sheet
 from pianocomposer.voice_leading import judge
@@ -54,17 +53,7 @@ class Harmonization:
 
 def read_melody(path: Path) -> tuple[pretty_midi.PrettyMIDI, list[pretty_midi.Note]]:
     """A file's first piece and its top line: at each onset the highest note, held until the next onset."""
-    try:
-        pieces = read_file(path)
-    except Exception as exc:
-        raise PianoComposerError(f"{path}: not a readable {kind(path)} file ({first_line(exc)})") from None
-    music = next((p for p in pieces if not isinstance(p, Unreadable)), None)
-    if music is None:
-        raise PianoComposerError(f"{path}: {pieces[0].reason if pieces else 'no music in it'}")
-    try:
-        midi = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
-    except Exception as exc:
-        raise PianoComposerError(f"{path}: cannot be played ({first_line(exc)})") from None
+    midi = read_midi(path)
     notes = sorted((n for t in midi.instruments if not t.is_drum for n in t.notes), key=lambda n: (n.start, -n.pitch))
     line: list[pretty_midi.Note] = []
     for note in notes:

@@ -105,6 +105,25 @@ def kind(path: Path) -> str:
     return "abc" if suffix in ABC_SUFFIXES else "MusicXML" if suffix in MUSICXML_SUFFIXES else "MIDI"
 
 
+def read_midi(path: Path):
+    """A file's first readable piece as a PrettyMIDI (raises PianoComposerError naming the file and the reason)."""
+    import pretty_midi
+
+    from pianocomposer.errors import PianoComposerError, first_line
+
+    try:
+        pieces = read_file(path)
+    except Exception as exc:
+        raise PianoComposerError(f"{path}: not a readable {kind(path)} file ({first_line(exc)})") from None
+    music = next((p for p in pieces if not isinstance(p, Unreadable)), None)
+    if music is None:
+        raise PianoComposerError(f"{path}: {pieces[0].reason if pieces else 'no music in it'}")
+    try:
+        return pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
+    except Exception as exc:
+        raise PianoComposerError(f"{path}: cannot be played ({first_line(exc)})") from None
+
+
 def read_file(path: Path) -> list[Music | Unreadable]:
     """The pieces of a music file, by its suffix (raises on a file its reader cannot open)."""
     suffix = Path(path).suffix.lower()

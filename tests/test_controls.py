@@ -92,3 +92,29 @@ def test_controls_that_cannot_be_kept_are_a_one_line_error(args, message, bundle
     proc = run_cli("generate", *weights, *args, "--out", tmp_path, "--no-wav")
     assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
         proc.stderr
+
+
+def test_continue_writes_the_primer_and_its_continuation_at_its_tempo_and_key(bundle_dir, tmp_path):
+    from pianocomposer.bundle import read_bundle
+
+    primer = pretty_midi.PrettyMIDI(initial_tempo=90)
+    piano = pretty_midi.Instrument(0)
+    piano.notes = [pretty_midi.Note(80, p, i / 3, (i + 1) / 3) for i, p in enumerate([60, 64, 67, 72, 67, 64] * 3)]
+    primer.instruments.append(piano)
+    primer.key_signature_changes.append(pretty_midi.KeySignature(7, 0.0))  # G major
+    primer.write(str(tmp_path / "primer.mid"))
+    (piece,) = _generate(bundle_dir, tmp_path / "out", "--primer", tmp_path / "primer.mid", "--continue",
+                         "--length", "40")
+    whole, alone = pretty_midi.PrettyMIDI(piece["midi"]), pretty_midi.PrettyMIDI(piece["continuation"])
+    encoding = read_bundle(bundle_dir).encoding
+    rendered = encoding.decode(encoding.encode_file(tmp_path / "primer.mid"))  # the primer as the encoding plays it
+    count = [sum(len(t.notes) for t in m.instruments) for m in (whole, alone, rendered)]
+    assert count[0] == count[1] + count[2] and count[1] > 0
+    primer_pitches = [n.pitch for n in sorted(rendered.instruments[0].notes, key=lambda n: (n.start, n.pitch))]
+    assert [n.pitch for n in sorted(whole.instruments[0].notes, key=lambda n: (n.start, n.pitch))][
+        :len(primer_pitches)] == primer_pitches
+    for midi in (whole, alone):
+        assert midi.get_tempo_changes()[1][0] == pytest.approx(90, rel=1e-4)
+        assert [k.key_number for k in midi.key_signature_changes] == [7]
+    proc = run_cli("generate", "--weights", bundle_dir, "--continue", "--out", tmp_path, "--no-wav")
+    assert proc.returncode == 1 and "--continue needs --primer FILE" in proc.stderr
