@@ -79,6 +79,7 @@ class GenerateResult:
     pieces: list[Piece]
     seconds: dict[str, float] = field(default_factory=dict)
     bundle: Path | None = None
+    settings: dict = field(default_factory=dict)  # every control the pieces were made with
 
     @property
     def tokens_per_s(self) -> float:
@@ -87,7 +88,7 @@ class GenerateResult:
 
     def to_json(self) -> dict:
         """A plain dict for --json output."""
-        out = {"bundle": str(self.bundle), "pieces": [
+        out = {"bundle": str(self.bundle), "settings": self.settings, "pieces": [
             {"midi": str(p.midi) if p.midi else None, "wav": str(p.wav) if p.wav else None, "tokens": len(p.tokens),
              "loop_rate": round(p.loop_rate, 4), "primer": p.primer, "valid": p.error is None, "error": p.error}
             | ({p.text.suffix[1:]: str(p.text)} if p.text else {})  # the text form by its kind: "abc"
@@ -215,7 +216,12 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
                             number), title, f"pianocomposer, model {composer.folder.name}"), piece.musicxml,
                             piece.svg)
         spent["sheet"] = time.perf_counter() - t0
-    return GenerateResult(pieces, spent, composer.folder)
+    settings = {"length": length, "num_outputs": num_outputs, "seed": seed, "temperature": sampler.temperature,
+                "top_k": sampler.top_k, "top_p": sampler.top_p, "greedy": sampler.greedy,
+                "primer": str(primer) if primer else None, "primer_tokens": primer_tokens, "primer_text": primer_text,
+                "program": program, "qpm": qpm, "key": str(wanted) if wanted else None, "metre": metre, "bars": bars,
+                "seconds": seconds, "continuation": continuation, "sheet": sheet, "rules": constrained, "wav": wav}
+    return GenerateResult(pieces, spent, composer.folder, settings)
 
 
 def _compose_to_order(composer: Composer, count: int, length: int, seed: int | None, key: Key | None,

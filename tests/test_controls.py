@@ -118,3 +118,15 @@ def test_continue_writes_the_primer_and_its_continuation_at_its_tempo_and_key(bu
         assert [k.key_number for k in midi.key_signature_changes] == [7]
     proc = run_cli("generate", "--weights", bundle_dir, "--continue", "--out", tmp_path, "--no-wav")
     assert proc.returncode == 1 and "--continue needs --primer FILE" in proc.stderr
+
+
+def test_json_reports_every_control_the_pieces_were_made_with(bundle_dir, tmp_path):
+    proc = run_cli("generate", "--weights", bundle_dir, "--out", tmp_path, "--seed", "2", "--no-wav", "--json",
+                   "--key", "A minor", "--bars", "2", "--temperature", "0.8", "--sheet")
+    assert proc.returncode == 0, proc.stderr
+    settings = json.loads(proc.stdout)["settings"]
+    assert {k: settings[k] for k in ("key", "bars", "seconds", "temperature", "seed", "sheet", "rules")} == {
+        "key": "A minor", "bars": 2, "seconds": None, "temperature": 0.8, "seed": 2, "sheet": True, "rules": True}
+    help_text = run_cli("generate", "--help").stdout
+    for option in ("--key", "--metre", "--bars", "--seconds", "--continue", "--sheet", "--rules", "--length"):
+        assert option in help_text
