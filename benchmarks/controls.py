@@ -77,7 +77,15 @@ def main() -> None:
             report = subprocess.run(["abc2midi", p["abc"], "-o", str(out / "check.mid")], capture_output=True,
                                     text=True).stdout
             clean += "Error" not in report and "time units" not in report
-        result["abc"] = {"key_and_metre_as_asked": asked, "abc2midi_clean": clean, "seconds": seconds}
+        bar_tunes, bar_seconds = generate(out / "abc-bars", "--weights", "abc", "--bars", "16", "--num-outputs", n,
+                                          "--seed", "1")
+        exact = 0
+        for p in bar_tunes:  # 16 bars of the metre's length, and at most a pickup beside them
+            measures = list(converter.parse(p["abc"], format="abc").recurse().getElementsByClass("Measure"))
+            full = sum(m.duration.quarterLength == m.barDuration.quarterLength for m in measures)
+            exact += full == 16 and len(measures) - full <= 1
+        result["abc"] = {"key_and_metre_as_asked": asked, "abc2midi_clean": clean, "seconds": seconds,
+                         "bars_16_exact": exact, "bars_seconds": bar_seconds}
     print(json.dumps(result, indent=2))
 
 

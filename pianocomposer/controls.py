@@ -121,9 +121,9 @@ def check_controls(encoding, key: Key | None, metre: str | None, bars: int | Non
         raise PianoComposerError("choose one of --length (tokens), --bars and --seconds")
     if (bars is not None and bars <= 0) or (seconds is not None and seconds <= 0):
         raise PianoComposerError("--bars and --seconds must be positive")
-    if (bars or seconds) and encoding.writes_fields:
-        raise PianoComposerError(f"--bars and --seconds are for MIDI encodings (cpc, timed, voices); an "
-                                 f"{encoding.name} tune ends itself: use --length for its most tokens")
+    if seconds and encoding.writes_fields:
+        raise PianoComposerError(f"--seconds is for MIDI encodings (cpc, timed, voices); an {encoding.name} tune "
+                                 "has no tempo of its own: use --bars")
     if metre is not None and not encoding.writes_fields:
         raise PianoComposerError(f"--metre is for abc models; a {encoding.name} model writes no metre")
     if metre is not None and metre not in FIELD_VALUES["M"]:

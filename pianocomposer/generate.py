@@ -153,11 +153,13 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
     t0 = time.perf_counter()
     options = {"sampler": sampler, "primer": primer, "primer_tokens": primer_tokens, "primer_text": primer_text,
                "progress": progress, "constrained": constrained}
-    if encoding.writes_fields or (wanted is None and bars is None and seconds is None):
-        fields = {"K": wanted.abc} if wanted else {}
-        composed = composer.compose(length, num_outputs, rng=np.random.default_rng(seed),
-                                    fields={**fields, **({"M": metre} if metre else {})} or None, **options)
-        played = None
+    fields = {**({"K": wanted.abc} if wanted else {}), **({"M": metre} if metre else {})}
+    played = None
+    if encoding.writes_fields and bars is not None:
+        composed = _tunes_of_bars(composer, num_outputs, length, seed, bars, {**options, "fields": fields or None})
+    elif encoding.writes_fields or (wanted is None and bars is None and seconds is None):
+        composed = composer.compose(length, num_outputs, rng=np.random.default_rng(seed), fields=fields or None,
+                                    **options)
     else:
         composed, played = _compose_to_order(composer, num_outputs, length, seed, wanted, bars, seconds, program,
                                              qpm, options)
@@ -261,6 +263,21 @@ def _compose_to_order(composer: Composer, count: int, length: int, seed: int | N
                                    f"of {duration:g} s" if duration else "")))
     raise PianoComposerError(f"{composer.folder}: could not compose {count} pieces {asked} in {MAX_ATTEMPTS} tries "
                              "(each with twice the tokens and pieces of the last)")
+
+
+def _tunes_of_bars(composer: Composer, count: int, length: int, seed: int | None, bars: int, options: dict
+                   ) -> list[tuple[list[str], str]]:
+    """`count` tunes of exactly `bars` whole bars, each ended at that bar line (see generate)."""
+    batch = count * 2  # a tune that has a repeat open at that bar line cannot end there: it is left out
+    for _attempt in range(MAX_ATTEMPTS):
+        composed = composer.compose(length, batch, rng=np.random.default_rng(seed), endless=True, **options)
+        kept = [(cut, label) for tokens, label in composed
+                if (cut := composer.encoding.cut_at_bar(tokens, bars)) is not None]
+        if len(kept) >= count:
+            return kept[:count]
+        length, batch = length * 2, batch * 2
+    raise PianoComposerError(f"{composer.folder}: could not compose {count} tunes of {bars} bars that end there in "
+                             f"{MAX_ATTEMPTS} tries (each with twice the tokens and tunes of the last)")
 
 
 def shortened(midi: pretty_midi.PrettyMIDI, bars: int | None, seconds: float | None) -> pretty_midi.PrettyMIDI | None:

@@ -70,6 +70,28 @@ def test_an_abc_tune_is_written_in_the_key_and_metre_asked_for(tmp_path):
         assert "Error" not in report and "time units" not in report, report
 
 
+def test_an_abc_tune_of_so_many_bars_ends_at_that_bar_line_with_no_repeat_open(tmp_path):
+    for piece in _generate("abc", tmp_path, "--bars", "8", "--num-outputs", "3"):
+        measures = list(converter.parse(piece["abc"], format="abc").recurse().getElementsByClass("Measure"))
+        full = [m for m in measures if m.duration.quarterLength == m.barDuration.quarterLength]
+        assert len(full) == 8 and len(measures) - len(full) <= 1  # and a pickup, if the tune has one
+        report = subprocess.run(["abc2midi", piece["abc"], "-o", str(tmp_path / "check.mid")], capture_output=True,
+                                text=True).stdout
+        assert "Error" not in report and "time units" not in report, report
+
+
+def test_bars_are_counted_after_a_pickup_and_a_tune_ends_only_where_no_repeat_is_open():
+    from pianocomposer.encodings import get_encoding
+    from pianocomposer.encodings.abc_metre import bar_ending
+
+    encoding = get_encoding("abc")
+    repeated = encoding.primer_from_text("X:1\nT:A\nM:4/4\nL:1/8\nK:D\n|:d2f2 a2f2|e2c2 A4|d2f2 a2f2|e2c2 d4:|\n")
+    assert [bar_ending(repeated, n) is not None for n in range(1, 6)] == [False, False, False, True, False]
+    pickup = encoding.primer_from_text("X:1\nT:A\nM:3/4\nL:1/8\nK:D\nA2|d2f2 a2|e2c2 A2|d2f2 a2|]\n")
+    cut = bar_ending(pickup, 2)
+    assert "".join(pickup[:cut]).endswith("A2|d2f2 a2|e2c2 A2|")
+
+
 def test_the_sampler_holds_an_abc_header_to_the_values_asked_for():
     state = BarState(wanted=(("K", "Ador"), ("M", "3/4"))).feed("X:1\nT:A\n")
     assert state.feed("K:") is None  # the metre comes first
@@ -80,7 +102,7 @@ def test_the_sampler_holds_an_abc_header_to_the_values_asked_for():
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--weights", "abc", "--bars", "8"], "--bars and --seconds are for MIDI encodings"),
+    (["--weights", "abc", "--seconds", "8"], "--seconds is for MIDI encodings"),
     (["--metre", "6/8"], "--metre is for abc models"),
     (["--key", "D mixolydian"], "modes are for abc models"),
     (["--bars", "8", "--length", "100"], "choose one of --length"),

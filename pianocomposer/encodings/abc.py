@@ -22,7 +22,7 @@ from pianocomposer.abc_notation import (
     parse_tune,
     score_to_midi,
 )
-from pianocomposer.encodings.abc_metre import MetreConstraint, last_ending
+from pianocomposer.encodings.abc_metre import MetreConstraint, bar_ending, last_ending
 from pianocomposer.encodings.base import Encoding
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.readers import ABC_SUFFIXES, Music
@@ -162,6 +162,11 @@ class AbcEncoding(Encoding):
         if tokens[-1:] != [END] and (cut := last_ending(tokens)) is not None:
             return [*tokens[:cut], END]
         return tokens
+
+    def cut_at_bar(self, tokens: Sequence[str], bars: int) -> list[str] | None:
+        """The tune ended after its `bars`-th whole bar, where it can end there (None: it cannot)."""
+        cut = bar_ending(tokens, bars)
+        return None if cut is None else [*tokens[:cut], END]
 
     def text(self, tokens: Sequence[str], number: int = 1) -> str:
         """The tune's abc text, numbered X:number."""

@@ -606,6 +606,22 @@ class MetreConstraint:
             self.states[row] = nxt
 
 
+def bar_ending(tokens: Sequence[str], bars: int) -> int | None:
+    """How many of a tune's tokens make exactly `bars` whole bars (its opening pickup not counted) and a bar line
+    after which it may end (no repeat left open, no first ending without its second), or None where it cannot."""
+    state, done = BarState(), 0
+    for i, token in enumerate(tokens, 1):
+        before, state = state, state.feed(token) or state.recover(token)
+        if before.run and not state.run and before.bar_started:  # this token ended a bar line
+            done += not (before.pickup is None and state.pickup)  # the tune's pickup is no bar of its own
+        if done >= bars:
+            return None
+        if state.run in BAR_LINES and state.bar_started and state.can_end() and done + 1 == bars and not (
+                state.pickup is None and state.used < state.bar):
+            return i
+    return None
+
+
 def last_ending(tokens: Sequence[str]) -> int | None:
     """How many of a tune's tokens it may end after, at the latest (None: nowhere): where a tune cut short (by a
     length limit) ends whole, at a full bar with no repeat left open."""

@@ -178,6 +178,10 @@ class Encoding:
         """Whether the encoding writes a key and metre as text fields that the sampler can be held to (abc)."""
         return False
 
+    def cut_at_bar(self, tokens: Sequence[str], bars: int) -> list[str] | None:
+        """A text encoding's piece ended after its `bars`-th bar, where it can end there (None: it cannot)."""
+        raise NotImplementedError
+
     def key_primer(self, tonic: int, minor: bool) -> list[str] | None:
         """The start of a piece that asks for a key, where the encoding names keys (None: it does not)."""
         return None
