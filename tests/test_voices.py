@@ -91,7 +91,7 @@ def test_four_unnamed_tracks_are_voices_from_the_highest_and_fewer_are_refused()
         track.notes.append(pretty_midi.Note(80, pitch, 0.0, 1.0))
         midi.instruments.append(track)
     tokens = get_encoding("voices").encode(_music(midi))
-    assert tokens[3:7] == ["S_72", "A_65", "T_60", "B_48"]
+    assert tokens[3:8] == ["S_72", "Next_end", "A_65", "T_60", "B_48"]
     midi.instruments.pop()
     with pytest.raises(Unplayable, match="not four voices"):
         get_encoding("voices").encode(_music(midi))
