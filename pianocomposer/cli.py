@@ -264,7 +264,8 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="Folder (or file) with tokens.json: the held-out songs are scored, "
                                        "the training songs are the corpus.")] = DEFAULT_DATA_DIR,
     n_generate: Annotated[int, typer.Option("--generate", help="Pieces to generate and compare with the corpus "
-                                            "(0 = likelihood and corpus only).")] = 16,
+                                            "(0 = likelihood and corpus only; the real-or-generated classifiers "
+                                            "need 30+).")] = 60,
     length: Annotated[int, typer.Option(help="Tokens per generated piece (0 = lengths drawn from the corpus "
                                         "songs).")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed for the generated pieces.")] = 0,
@@ -272,14 +273,25 @@ def evaluate(
     rules: Annotated[bool, typer.Option("--rules/--no-rules", help="abc models: sample with the metre-aware "
                                         "sampler; voices models: harmonise by the rules of `harmonize` (--no-rules: "
                                         "without, for comparison).")] = True,
+    realness: Annotated[bool, typer.Option("--realness/--no-realness", help="Let two classifiers try to tell the "
+                                           "pieces from real ones, with real-vs-real as the control.")] = True,
+    real: Annotated[Path | None, typer.Option(help="Folder of MIDI files to be the real pieces for the classifiers "
+                                              "(default: the corpus songs decoded from tokens).",
+                                              show_default=False)] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of the pieces.")] = DEFAULT_TEMPERATURE,
+    top_p: Annotated[float, typer.Option(help="Sample the pieces from the smallest set holding this probability "
+                                         "mass.")] = DEFAULT_TOP_P,
     as_json: JsonOpt = False,
 ) -> None:
-    """Judge a bundle: held-out likelihood, and music statistics of new pieces next to the corpus's."""
+    """Judge a bundle: held-out likelihood, music statistics of new pieces next to the corpus's, and whether
+    classifiers tell them from real ones."""
     from pianocomposer.bundle import resolve_weights
+    from pianocomposer.compose import Sampler
     from pianocomposer.evaluate import evaluate as run
 
     result = run(resolve_weights(weights), data, generate=n_generate, length=length, seed=seed, out=out,
-                 progress=not as_json, constrained=rules)
+                 progress=not as_json, constrained=rules, realness=realness, real=real,
+                 sampler=Sampler(temperature=temperature, top_p=top_p))
     _emit(as_json, result.to_json(), result.table())
 
 

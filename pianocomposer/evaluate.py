@@ -34,12 +34,15 @@ from pianocomposer.metrics import (
     normalise,
     token_spans,
 )
+from pianocomposer.readers import MIDI_SUFFIXES
+from pianocomposer.realness import FEATURES, FOLDS, Realness, note_array, realness_test
 from pianocomposer.tokens import load_tokens
 
 SCORE_BATCH = 256  # sequences scored together; bounds memory on large held-out sets
 MAX_CORPUS_SONGS = 500  # corpus statistics of a larger corpus come from a fixed sample of this many songs
 MAX_CHECKED_SONGS = 100  # corpus songs judged by the encoding's own rules (abc: abc2midi and music21 per tune)
 MAX_HARMONISED = 100  # held-out pieces whose melody a harmonising model harmonises
+DEFAULT_PIECES = 60  # generated pieces: enough for the real-or-generated classifiers (60 a class, as issue 23)
 HARMONY_CANDIDATES = 4  # harmonisations sampled per melody, the most likely kept (as `harmonize --candidates 4`)
 
 
@@ -100,6 +103,7 @@ class EvaluationResult:
     copy_rate: dict[str, float | None]
     checks: dict[str, dict] = field(default_factory=dict)  # the encoding's own rules: label, corpus, generated
     harmonization: dict | None = None  # harmonize.judge_heldout on held-out pieces, for a harmonising model
+    realness: Realness | None = None  # can classifiers tell the pieces from real ones (realness.py)
     pieces: list[dict] = field(default_factory=list)
     plot: Path | None = None
     notes: list[str] = field(default_factory=list)
@@ -141,7 +145,10 @@ class EvaluationResult:
             "copy_rate": self.copy_rate,
             "checks": {k: {side: asdict(v) if isinstance(v, Summary) else v for side, v in sides.items()}
                        for k, sides in self.checks.items()},
-            "harmonization": self.harmonization, "pieces": self.pieces, "plot": self.plot, "notes": self.notes,
+            "harmonization": self.harmonization,
+            "realness": {**asdict(self.realness), "chance": 0.5, "features": len(FEATURES), "folds": FOLDS}
+            if self.realness else None,
+            "pieces": self.pieces, "plot": self.plot, "notes": self.notes,
             "seconds": self.seconds})
 
     def checks_labels(self) -> dict[str, tuple[str, str]]:
@@ -199,12 +206,39 @@ class EvaluationResult:
             for name, (label, _meaning) in {**self.checks_labels(), "nats_per_frame": (
                     "lower voices, nats per frame", "")}.items():
                 lines.append(f"  {label:<32}{h['original'][name]:>20.3f}{h['model'][name]:>22.3f}")
+        if self.realness:
+            lines += ["", *realness_lines(self.realness)]
         lines += [f"note: {n}" for n in self.notes]
         if self.plot:
             lines.append(f"histograms: {self.plot}")
         s = self.seconds
         lines.append("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()))
         return lines
+
+
+def realness_lines(r: Realness) -> list[str]:
+    """The real-or-generated test as table lines."""
+    def acc(a) -> str:
+        return f"{a.mean:.1%} ± {a.sd:.1%}" if a else "-"
+
+    compared = ("whole generated pieces vs whole real pieces" if r.whole else
+                f"generated pieces vs real excerpts of the same lengths (mean {r.quarters:.0f} quarters)")
+    lines = [f"real or generated? classifiers on {len(FEATURES)} features per piece, {FOLDS}-fold cross-validated "
+             "accuracy ± sd over folds (50 % = chance, lower is better)",
+             f"  {r.pieces} {compared}; control: {r.control_pieces} real vs {r.control_pieces} other real "
+             f"(real: {r.real_source})",
+             f"  {'classifier':<32}{'generated vs real':>20}{'control (real vs real)':>26}"]
+    for label, a, c in (("logistic regression", r.logistic, r.control_logistic),
+                        ("gradient-boosted trees", r.boosted, r.control_boosted)):
+        lines.append(f"  {label:<32}{acc(a):>20}{acc(c):>26}")
+    lines.append("  one feature group alone (logistic): " + ", ".join(
+        f"{g} {v:.0%}" for g, v in sorted(r.groups.items(), key=lambda kv: -kv[1])))
+    lines.append("  what gives the pieces away (standardised logistic coefficient, + = more in generated; "
+                 "mean real -> generated):")
+    lines += [f"    {g.name + ' (' + g.group + ')':<40}{g.coefficient:+.2f}   {g.real:.3f} -> {g.generated:.3f}"
+              for g in r.giveaways]
+    lines += [f"  note: {n}" for n in r.notes]
+    return lines
 
 
 def _accumulate(net, inputs: np.ndarray, targets: np.ndarray, weights: np.ndarray, bar: tqdm | None) -> np.ndarray:
@@ -298,16 +332,17 @@ def _plays(encoding, tokens: list[str]) -> bool:
 
 
 def _statistics(token_lists: list[list[str]], encoding, reference: dict[str, np.ndarray] | None,
-                desc: str, progress: bool) -> tuple[list[dict[str, float]], dict[str, np.ndarray]]:
-    """Per-song statistics of songs decoded to MIDI, and their pooled histogram counts.
+                desc: str, progress: bool) -> tuple[list[dict[str, float]], dict[str, np.ndarray], list[np.ndarray]]:
+    """Per-song statistics of songs decoded to MIDI, their pooled histogram counts and their notes (note_array).
 
     The histogram distances are taken to `reference` (pooled counts), or to the songs' own pooled counts.
     """
-    rows, hists = [], []
+    rows, hists, notes = [], [], []
     for tokens in tqdm(token_lists, desc=desc, unit="song", disable=not progress or None):
         midi = encoding.decode(tokens)
         rows.append(music_statistics(midi))
         hists.append(histograms(midi))
+        notes.append(note_array(midi))
     pooled = {k: np.sum([h[k] for h in hists], axis=0) if hists else np.zeros(len(HISTOGRAM_LABELS[k]))
               for k in HISTOGRAM_LABELS}
     ref = reference if reference is not None else pooled
@@ -315,20 +350,21 @@ def _statistics(token_lists: list[list[str]], encoding, reference: dict[str, np.
         for k in HISTOGRAM_LABELS:
             row[f"{k}_distance"] = (
                 histogram_distance(h[k], ref[k]) if h[k].sum() else math.nan)
-    return rows, pooled
+    return rows, pooled, notes
 
 
 def _plot(target: Path, corpus: dict[str, np.ndarray], generated: dict[str, np.ndarray] | None,
-          title: str) -> None:
-    """One PNG: the corpus's and the generated pieces' pitch-class, IOI and duration histograms side by side."""
+          title: str, realness: Realness | None = None) -> None:
+    """One PNG: the corpus's and the generated pieces' pitch-class, IOI and duration histograms side by side, and
+    the real-or-generated classifiers' accuracy when measured."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = {"pitch_class": "pitch class", "ioi": "inter-onset interval (quarters)", "duration": "duration (quarters)"}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4), dpi=100)
-    for ax, (key, label) in zip(axes, names.items(), strict=True):
+    fig, axes = plt.subplots(1, 3 + (realness is not None), figsize=(15 + 5 * (realness is not None), 4), dpi=100)
+    for ax, (key, label) in zip(axes, names.items(), strict=False):
         x = np.arange(len(HISTOGRAM_LABELS[key]))
         width = 0.4 if generated is not None else 0.8
         ax.bar(x - (width / 2 if generated is not None else 0), normalise(corpus[key]), width, label="corpus")
@@ -339,10 +375,29 @@ def _plot(target: Path, corpus: dict[str, np.ndarray], generated: dict[str, np.n
         ax.set_ylabel("share of notes" if key != "ioi" else "share of intervals")
         ax.legend()
         ax.grid(alpha=0.3, axis="y")
+    if realness is not None:
+        _plot_realness(axes[3], realness)
     fig.suptitle(title)
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)
+
+
+def _plot_realness(ax, r: Realness) -> None:
+    """Bars of the classifiers' accuracy (generated vs real, and the control), chance marked, the top giveaways."""
+    pairs = [("logistic", r.logistic, r.control_logistic), ("boosted", r.boosted, r.control_boosted)]
+    x = np.arange(len(pairs))
+    for offset, side, label in ((-0.2, 1, "generated vs real"), (0.2, 2, "real vs real (control)")):
+        accs = [p[side] for p in pairs]
+        ax.bar(x + offset, [a.mean if a else 0 for a in accs], 0.4, yerr=[a.sd if a else 0 for a in accs],
+               capsize=4, label=label)
+    ax.axhline(0.5, color="black", linestyle="--", linewidth=1, label="chance")
+    ax.set_xticks(x, [p[0] for p in pairs])
+    ax.set_ylim(0, 1.45)
+    ax.set_ylabel(f"{FOLDS}-fold accuracy ({r.pieces} pieces each)")
+    ax.set_title("gives away: " + ", ".join(g.name for g in r.giveaways[:3]), fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
+    ax.grid(alpha=0.3, axis="y")
 
 
 def plot_path(out: Path) -> Path:
@@ -358,15 +413,46 @@ def plot_path(out: Path) -> Path:
     return path
 
 
-def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, length: int = 0, seed: int = 0,
-             out: Path | None = DEFAULT_OUTPUT_DIR, progress: bool = True,
-             constrained: bool = True) -> EvaluationResult:
-    """Score held-out songs and compare the statistics of `generate` new pieces (sampled within the encoding's
-    constraint unless `constrained` is False) with the training corpus's."""
+def real_midi_files(folder: Path) -> list[Path]:
+    """The MIDI files in folder (searched recursively) to set generated pieces beside; one-line error if none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PianoComposerError(f"--real {folder}: no such folder")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
+    if not files:
+        raise PianoComposerError(f"--real {folder}: no .mid or .midi files in it")
+    return files
+
+
+def read_real(files: list[Path], notes: list[str]) -> list[np.ndarray]:
+    """The notes (note_array) of each readable file; the unreadable are counted in notes."""
+    import pretty_midi
+
+    pieces, failed = [], 0
+    for path in files:
+        try:
+            pieces.append(note_array(pretty_midi.PrettyMIDI(str(path))))
+        except Exception:  # a broken file: counted and named in the report, never fatal
+            failed += 1
+    if failed:
+        notes.append(f"real or generated: {failed} of {len(files)} MIDI files could not be read and were left out")
+    return [p for p in pieces if len(p)]
+
+
+def evaluate(weights: Path, data: Path | None = None, *, generate: int = DEFAULT_PIECES, length: int = 0,
+             seed: int = 0, out: Path | None = DEFAULT_OUTPUT_DIR, progress: bool = True,
+             constrained: bool = True, realness: bool = True, sampler: Sampler | None = None,
+             real: Path | None = None) -> EvaluationResult:
+    """Score held-out songs, compare the statistics of `generate` new pieces (drawn by `sampler`, within the
+    encoding's constraint unless `constrained` is False) with the training corpus's, and (`realness`) let
+    classifiers try to tell them from corpus songs (decoded from tokens, or the MIDI files in the folder `real`)."""
     if generate < 0:
         raise PianoComposerError(f"--generate must be >= 0 (got {generate})")
     if length < 0:
         raise PianoComposerError(f"--length must be >= 0, 0 = the lengths of corpus songs (got {length})")
+    if sampler is not None:
+        sampler.check()
+    real_files = real_midi_files(real) if real is not None and realness else None
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     data = Path(data) if data is not None else DEFAULT_DATA_DIR
@@ -421,7 +507,7 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
         picks = np.random.default_rng(0).choice(len(corpus_songs), MAX_CORPUS_SONGS, replace=False)
         corpus_songs = [corpus_songs[i] for i in sorted(picks)]
         corpus_source += f" (statistics of a sample of {MAX_CORPUS_SONGS})"
-    corpus_rows, corpus_hist = _statistics(corpus_songs, encoding, None, "corpus statistics", progress)
+    corpus_rows, corpus_hist, corpus_notes = _statistics(corpus_songs, encoding, None, "corpus statistics", progress)
     # Copy-rate spans cover SPAN note onsets whatever the encoding: SPAN tokens for cpc (a token per onset),
     # more for encodings that spend several tokens on an onset (pitch, duration, time shift).
     onsets = corpus_hist["ioi"].sum() + len(corpus_songs)
@@ -447,7 +533,8 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
         primers, labels = encoding.start(bundle.seeds, generate, rng)
         lengths = [length] * generate if length else encoding.piece_lengths([len(s) for s in corpus_songs],
                                                                             generate, rng)
-        pieces_made = compose_tokens(bundle, net, primers, max(lengths), Sampler(), rng, progress, constrained)
+        pieces_made = compose_tokens(bundle, net, primers, max(lengths), sampler or Sampler(), rng,
+                                     progress, constrained)
         excerpts = [(label, encoding.excerpt(p, n)) for label, p, n in zip(labels, pieces_made, lengths, strict=True)]
         kept = [(label, p) for label, p in excerpts if encoding.incomplete(p, len(p)) is None and _plays(encoding, p)]
         labels, generated_tokens = [k[0] for k in kept], [k[1] for k in kept]
@@ -455,7 +542,8 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
             notes.append(f"{len(kept)} of {generate} generated pieces are whole and play; statistics are theirs")
         seconds["generate"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        gen_rows, gen_hist = _statistics(generated_tokens, encoding, corpus_hist, "piece statistics", progress)
+        gen_rows, gen_hist, gen_notes = _statistics(generated_tokens, encoding, corpus_hist, "piece statistics",
+                                                    progress)
         generated = summarise(gen_rows)
         for i, (toks, row) in enumerate(zip(generated_tokens, gen_rows, strict=True)):
             found, total = copied_spans(toks, known, span) if known is not None else (0, 0)
@@ -467,11 +555,26 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
     else:
         gen_copy = None
 
+    real_or_not = None
+    if realness and generate:
+        t0 = time.perf_counter()
+        pool = corpus_notes if real_files is None else read_real(real_files, notes)
+        if real_files is None and training and len(pool) < 3 * len(gen_notes):  # held-out songs join a small corpus
+            pool = pool + [note_array(encoding.decode(s)) for s in heldout[:MAX_CORPUS_SONGS]]
+        real_or_not = realness_test(pool, gen_notes, whole=encoding.end_token is not None, seed=seed)
+        if real_or_not is not None:
+            real_or_not.real_source = (f"{len(pool)} MIDI files of {real}" if real_files is not None else
+                                       f"{len(pool)} corpus songs decoded from tokens")
+        if real_or_not is None:
+            notes.append(f"real or generated: {len(gen_notes)} pieces are too few for the classifiers "
+                         f"(at least 5; --generate {DEFAULT_PIECES})")
+        seconds["realness"] = time.perf_counter() - t0
+
     plot = None
     if out is not None:
         plot = plot_path(out)
         _plot(plot, corpus_hist, gen_hist, f"{Path(weights).name}: corpus ({corpus_source}) vs "
-                                           f"{len(pieces)} generated pieces")
+                                           f"{len(pieces)} generated pieces", real_or_not)
     labels = HISTOGRAM_LABELS
     hist_json = {k: {"bins": labels[k], "corpus": normalise(corpus_hist[k]).tolist(),
                      "generated": normalise(gen_hist[k]).tolist() if gen_hist else None,
@@ -488,5 +591,5 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = 16, len
         corpus=summarise(corpus_rows), generated=generated, histograms=hist_json,
         loop_rate={"corpus": Summary.of([loop_rate(s) for s in corpus_songs]), "generated": gen_loop},
         copy_rate={"generated": gen_copy, "heldout": pooled_copy(heldout) if training else None, "span_tokens": span},
-        pieces=pieces, plot=plot, notes=notes, checks=checks, harmonization=harmonization,
+        pieces=pieces, plot=plot, notes=notes, checks=checks, harmonization=harmonization, realness=real_or_not,
         seconds={k: round(v, 3) for k, v in seconds.items()})
