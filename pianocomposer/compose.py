@@ -31,6 +31,7 @@ class Sampler:
     top_k: int = 0
     top_p: float = DEFAULT_TOP_P
     greedy: bool = False
+    min_p: float = 0.0  # keep only tokens at least this share of the likeliest one's probability (0: all)
 
     def check(self) -> None:
         """Reject settings that make no sense, in one line."""
@@ -40,13 +41,15 @@ class Sampler:
             raise PianoComposerError(f"--top-k must be >= 0 (got {self.top_k})")
         if not 0 < self.top_p <= 1:
             raise PianoComposerError(f"--top-p must be in (0, 1] (got {self.top_p})")
+        if not 0 <= self.min_p < 1:
+            raise PianoComposerError(f"--min-p must be in [0, 1) (got {self.min_p})")
 
     def describe(self) -> str:
         """The setting in words, e.g. 'temperature 0.8, top-p 0.9'."""
         if self.greedy:
             return "greedy (always the most likely token)"
         return f"temperature {self.temperature:g}, top-p {self.top_p:g}" + (
-            f", top-k {self.top_k}" if self.top_k else "")
+            f", top-k {self.top_k}" if self.top_k else "") + (f", min-p {self.min_p:g}" if self.min_p else "")
 
     def __call__(self, probs: np.ndarray, rng: np.random.Generator, allowed: np.ndarray | None = None) -> np.ndarray:
         """One token id per row of probs (batch, vocab), drawn only among the allowed ones (a bool mask) if given."""
@@ -67,6 +70,8 @@ class Sampler:
         if self.top_p < 1:
             # keep the smallest prefix whose mass reaches top_p (always at least the top token)
             keep &= (np.cumsum(sorted_p, axis=1) - sorted_p) < self.top_p
+        if self.min_p:
+            keep &= sorted_p >= self.min_p * sorted_p[:, :1]  # the likeliest token is always kept
         sorted_p = np.where(keep, sorted_p, 0.0)
         cdf = np.cumsum(sorted_p, axis=1)
         draws = rng.random((len(p), 1)) * cdf[:, -1:]

@@ -42,6 +42,17 @@ def test_generate_writes_pieces_with_the_asked_number_of_events(bundle_dir, tmp_
     assert set(result.to_json()["seconds"]) == {"load", "generate", "write", "render"}
 
 
+def test_sampler_min_p_keeps_tokens_near_the_likeliest():
+    rng = np.random.default_rng(0)
+    probs = np.tile([0.5, 0.3, 0.12, 0.08], (4000, 1))
+    draws = Sampler(top_p=1.0, min_p=0.2)(probs, rng)  # 0.2 x 0.5 = 0.1: the 0.08 token is never drawn
+    assert set(draws.tolist()) == {0, 1, 2}
+    assert np.bincount(draws)[0] / len(draws) == pytest.approx(0.5 / 0.92, abs=0.03)
+    assert set(Sampler(top_p=1.0, min_p=0.9)(probs, rng).tolist()) == {0}
+    with pytest.raises(PianoComposerError, match="min-p"):
+        Sampler(min_p=1.0).check()
+
+
 def test_sampler_top_k_one_is_greedy_and_top_p_truncates():
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(20), size=64)
