@@ -1,6 +1,8 @@
 """A musician's controls measured on the shipped models: `--key "D major"` as music21's key analysis hears the
 pieces, `--bars 16` and `--seconds 30` as the pieces' last notes end, an abc tune's asked-for key and metre and its
-bars under abc2midi, each run timed from process start:
+bars under abc2midi, each run timed from process start. Then what makes a piece come out in a key, before generate's
+last step (keeping only pieces music21 hears in the key asked for): the voices model started from the key's token
+alone, and each MIDI model's pieces moved by the key heard in them:
 
     .venv/bin/python -m benchmarks.controls --pieces 10
 """
@@ -16,10 +18,13 @@ import time
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pretty_midi
 from music21 import converter
 
 from benchmarks.train_speed import cpu_name
+from pianocomposer.compose import Composer, Sampler
+from pianocomposer.controls import analysed_key, interval_to, transpose_tokens
 
 
 def generate(folder: Path, *args: str) -> tuple[list[dict], float]:
@@ -35,6 +40,26 @@ def generate(folder: Path, *args: str) -> tuple[list[dict], float]:
 def last_end(path: str) -> tuple[float, pretty_midi.PrettyMIDI]:
     midi = pretty_midi.PrettyMIDI(path)
     return max(n.end for t in midi.instruments for n in t.notes), midi
+
+
+def heard_in_d(composer: Composer, pieces: int, seed: int) -> dict:
+    """How often music21 hears D major in `pieces` raw pieces: started from the D major token (where the encoding
+    names keys), and moved from the key heard in them to D, of those heard in a major key."""
+    rng = np.random.default_rng(seed)
+    start = composer.encoding.key_primer(2, False)
+    out = {}
+    if start is not None:
+        started = composer.compose(composer.encoding.default_length, pieces, rng=rng, sampler=Sampler(), start=start)
+        out["started_in_d"] = sum(analysed_key(composer.to_midi(t)) == (2, False) for t, _ in started)
+    major = moved = 0
+    for tokens, _ in composer.compose(500 if start is None else composer.encoding.default_length, pieces, rng=rng,
+                                      sampler=Sampler()):
+        tonic, minor = analysed_key(composer.to_midi(tokens))
+        if not minor:
+            major += 1
+            moved += analysed_key(composer.to_midi(transpose_tokens(composer.encoding, tokens,
+                                                                    interval_to(tonic, 2)))) == (2, False)
+    return {**out, "pieces": pieces, "heard_major": major, "moved_and_heard_in_d": moved}
 
 
 def main() -> None:
@@ -57,7 +82,7 @@ def main() -> None:
                 end, midi = last_end(p["midi"])
                 pickup = len(midi.time_signature_changes) > 1 and midi.time_signature_changes[1].time > 0
                 bars = [*midi.get_downbeats()[int(pickup):], midi.get_end_time()]
-                exact += len(bars) >= 17 and bars[15] < end <= bars[16] + 1e-6
+                exact += bool(len(bars) >= 17 and bars[15] < end <= bars[16] + 1e-6)
             sec_pieces, sec_seconds = generate(out / weights / "seconds", "--weights", weights, "--seconds", "30",
                                                "--num-outputs", n, "--seed", "1")
             off = []
@@ -66,8 +91,9 @@ def main() -> None:
                 beat = 60 / midi.get_tempo_changes()[1][0]
                 off.append(abs(end - 30) / beat)
             result[weights] = {"key_d_major": in_d, "key_seconds": seconds, "bars_16_exact": exact,
-                               "bars_seconds": bar_seconds, "seconds_30_within_a_beat": sum(o <= 1 for o in off),
-                               "seconds_30_max_off_beats": round(max(off), 2), "seconds_seconds": sec_seconds}
+                               "bars_seconds": bar_seconds, "seconds_30_within_a_beat": sum(bool(o <= 1) for o in off),
+                               "seconds_30_max_off_beats": round(float(max(off)), 2), "seconds_seconds": sec_seconds}
+            print(weights, result[weights], file=sys.stderr, flush=True)
         tunes, seconds = generate(out / "abc", "--weights", "abc", "--key", "D major", "--metre", "6/8",
                                   "--num-outputs", n, "--seed", "1")
         asked = clean = 0
@@ -86,6 +112,9 @@ def main() -> None:
             exact += full == 16 and len(measures) - full <= 1
         result["abc"] = {"key_and_metre_as_asked": asked, "abc2midi_clean": clean, "seconds": seconds,
                          "bars_16_exact": exact, "bars_seconds": bar_seconds}
+    for weights in ("timed", "default", "chorale"):
+        result[weights]["raw"] = heard_in_d(Composer(Path(weights)), 20, 2)
+        print(weights, result[weights]["raw"], file=sys.stderr, flush=True)
     print(json.dumps(result, indent=2))
 
 

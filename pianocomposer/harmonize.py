@@ -22,7 +22,7 @@ from pianocomposer.model import StepModel
 from pianocomposer.readers import read_midi
 from pianocomposer.render import render_wav
 from pianocomposer.score import write_sheet
-from pianocomposer.voice_leading import judge
+from pianocomposer.voice_leading import judge, rule_breaks
 
 SUFFIX = "-harmonized"
 LOWER = {f"{p}_" for p in PREFIXES[1:]}  # the alto's, tenor's and bass's tokens start so
@@ -79,25 +79,6 @@ def pitch(token: str) -> int:
     """A voice token's sounding pitch (a held note's too), or -1 for silence."""
     value = token.split("_", 1)[1].rstrip(HELD)
     return -1 if value == REST else int(value)
-
-
-def rule_breaks(notes: np.ndarray, before: np.ndarray, now: np.ndarray, voice: int) -> np.ndarray:
-    """(rows, vocabulary) True where a voice's new note (`notes`: each token's pitch, -1 if not one of the voice's
-    new notes) would cross above the nearest sounding voice over it, or make parallel fifths or octaves with a
-    voice above that moves the same way; `before` and `now` are the (rows, 4) pitches sounding in the last frame
-    and this one (-1: silent), the voices above `voice` already written."""
-    candidate = notes[None, :] >= 0
-    lowest_above = np.where(now[:, :voice] >= 0, now[:, :voice], 1000).min(axis=1)  # 1000: all above are silent
-    breaks = candidate & (notes[None, :] > lowest_above[:, None])
-    mine = before[:, voice][:, None]
-    for upper in range(voice):
-        was, is_ = before[:, upper][:, None], now[:, upper][:, None]
-        interval = (was - mine) % 12
-        moving = (was >= 0) & (is_ >= 0) & (mine >= 0) & (is_ != was)
-        same_way = (notes[None, :] - mine) * (is_ - was) > 0
-        parallel = ((interval == 0) | (interval == 7)) & ((is_ - notes[None, :]) % 12 == interval)
-        breaks |= candidate & moving & same_way & parallel
-    return breaks
 
 
 def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list[str]]]], rng: np.random.Generator,

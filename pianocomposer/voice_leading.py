@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
+import numpy as np
 import pretty_midi
 
 # Each voice's usual compass (the textbook's SATB ranges): S C4-G5, A G3-D5, T C3-G4, B E2-C4.
@@ -78,3 +79,22 @@ def judge(tracks: Sequence[pretty_midi.Instrument], steps_per_second: float) -> 
     return {"parallels_per_100": 100 * parallel / max(same_way, 1), "crossings_per_100": 100 * crossings / count,
             "chordal_onsets": chordal / count, "in_range": sum(lo <= p <= hi for p, (lo, hi) in notes) / max(len(
                 notes), 1), "four_voices_sound": full / count}
+
+
+def rule_breaks(notes: np.ndarray, before: np.ndarray, now: np.ndarray, voice: int) -> np.ndarray:
+    """(rows, vocabulary) True where a voice's new note (`notes`: each token's pitch, -1 if not one of the voice's
+    new notes) would cross above the nearest sounding voice over it, or make parallel fifths or octaves with a
+    voice above that moves the same way; `before` and `now` are the (rows, 4) pitches sounding in the last frame
+    and this one (-1: silent), the voices above `voice` already written."""
+    candidate = notes[None, :] >= 0
+    lowest_above = np.where(now[:, :voice] >= 0, now[:, :voice], 1000).min(axis=1)  # 1000: all above are silent
+    breaks = candidate & (notes[None, :] > lowest_above[:, None])
+    mine = before[:, voice][:, None]
+    for upper in range(voice):
+        was, is_ = before[:, upper][:, None], now[:, upper][:, None]
+        interval = (was - mine) % 12
+        moving = (was >= 0) & (is_ >= 0) & (mine >= 0) & (is_ != was)
+        same_way = (notes[None, :] - mine) * (is_ - was) > 0
+        parallel = ((interval == 0) | (interval == 7)) & ((is_ - notes[None, :]) % 12 == interval)
+        breaks |= candidate & moving & same_way & parallel
+    return breaks

@@ -243,3 +243,74 @@ def test_voice_leading_counts_what_a_teacher_marks():
     assert not is_chord(frozenset({0, 1, 2})) and not is_chord(frozenset({0, 7}))
     low = judge(voices([90], [67], [60], [48]), 4)
     assert low["in_range"] == 0.75
+
+
+def _grammar(rules: bool = False):
+    from pianocomposer.encodings.voices_grammar import FrameConstraint, FrameState
+
+    songs = [get_encoding("voices").read_songs(p)[0]["tokens"] for p in sorted((CHORALES / "heldout").glob("*.mid"))]
+    vocabulary = sorted({t for song in songs for t in song})
+    return FrameConstraint(vocabulary, ahead=True, rules=rules), FrameState(), songs
+
+
+def test_the_chorale_grammar_takes_every_held_out_chorale_and_its_mask_is_the_grammar():
+    grammar, start, songs = _grammar()
+    for song in songs:
+        state = start
+        for i, token in enumerate(song[1:]):  # every state begins after <start>
+            allowed = grammar.allowed(state)
+            if i % 7 == 0:  # the vectorised mask allows exactly what feed takes
+                assert (allowed == [grammar.feed(state, t) is not None for t in grammar.tokens]).all()
+            assert allowed[grammar.tokens.index(token)], (song[:2], i, token)
+            state = grammar.feed(state, token)
+        assert state.part == "end"
+
+
+def test_the_chorale_grammar_refuses_frames_out_of_order_and_voices_that_contradict_themselves():
+    grammar, start, _ = _grammar()
+    state = start
+    for token in ["Key_7M", "Beat_12", "S_67", "Next_69", "A_62", "T_59", "B_43", "Beat_13"]:
+        state = grammar.feed(state, token)
+    assert grammar.feed(state, "S_67~") is not None and grammar.feed(state, "S_69") is not None
+    assert grammar.feed(state, "S_65") is None  # the last Next_ named 69
+    assert grammar.feed(state, "S_66~") is None  # a held note must be the one sounding
+    assert grammar.feed(state, "A_62") is None  # the soprano comes first
+    held = grammar.feed(state, "S_67~")
+    assert grammar.feed(held, "Next_71") is None and grammar.feed(held, "Next_69") is not None
+    frame = grammar.feed(grammar.feed(grammar.feed(grammar.feed(held, "Next_69"), "A_62~"), "T_59~"), "B_43~")
+    assert grammar.feed(frame, "Beat_15") is None  # beats count on: 13 then 14 (or a new bar)
+    for token in ["Beat_14", "S_69", "Next_end", "A_62", "T_59", "B_43", "Beat_15", "S_69~", "Next_end", "A_62~",
+                  "T_59~", "B_43~"]:
+        frame = grammar.feed(frame, token)
+    assert frame is not None and frame.bar is None
+    bar = grammar.feed(frame, "Beat_0")
+    assert bar.bar == 16  # the pickup closed a bar of 16 steps
+    assert grammar.feed(grammar.feed(bar, "Fermata"), "S_69~") is not None
+    assert grammar.feed(bar, "S_71") is None  # after Next_end the soprano sings no new note
+
+
+def test_the_chorale_rules_mask_parallel_fifths_and_crossings_in_the_lower_voices():
+    grammar, start, _ = _grammar(rules=True)
+    state = start
+    for token in ["Key_0M", "Beat_0", "S_67", "Next_69", "A_60", "T_55", "B_48", "Beat_1", "S_69"]:
+        state = grammar.feed(state, token)
+    state = grammar.feed(state, "Next_71")
+    allowed = dict(zip(grammar.tokens, grammar.allowed(state), strict=True))
+    assert not allowed["A_62"]  # C-G to D-A: parallel fifths with the soprano moving the same way
+    assert not allowed.get("A_70", False)  # above the soprano's A
+    assert allowed["A_60~"] and allowed["A_65"]
+    plain, _, _ = _grammar(rules=False)
+    assert dict(zip(plain.tokens, plain.allowed(state), strict=True))["A_62"]
+
+
+def test_whole_chorales_from_the_shipped_model_keep_the_grammar():
+    from pianocomposer.compose import Composer, Sampler
+    from pianocomposer.encodings.voices_grammar import FrameConstraint, FrameState
+
+    composer = Composer(REPO / "weights" / "chorale")
+    grammar = FrameConstraint(composer.bundle.vocabulary.tokens, ahead=True, rules=False)
+    for tokens, _ in composer.compose(400, 2, rng=np.random.default_rng(0), sampler=Sampler()):
+        state = FrameState()
+        for token in tokens[1:]:
+            state = grammar.feed(state, token)
+            assert state is not None

@@ -26,6 +26,7 @@ import numpy as np
 import pretty_midi
 
 from pianocomposer.encodings.base import Encoding
+from pianocomposer.encodings.voices_grammar import FrameConstraint
 from pianocomposer.errors import Unplayable
 from pianocomposer.readers import MIDI_SUFFIXES, Music
 from pianocomposer.score import midi_key
@@ -230,6 +231,11 @@ class VoicesEncoding(Encoding):
             elif frames and token not in (START, END) and not token.startswith("Key_"):
                 frames[-1].append(token)
         return key, frames
+
+    def constraint(self, vocabulary: Sequence[str], fields: dict[str, str] | None = None) -> FrameConstraint:
+        """Frames in order, held notes that continue their voice, the soprano where its Next_ said, beats that count
+        on in bars of one length (voices_grammar)."""
+        return FrameConstraint(vocabulary, self.ahead)
 
     def key_primer(self, tonic: int, minor: bool) -> list[str]:
         """The start token and the key: the model writes the piece in it."""
