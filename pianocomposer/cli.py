@@ -185,7 +185,8 @@ def generate(
     wav: Annotated[bool, typer.Option("--wav/--no-wav", help="Render WAV audio with FluidSynth.")] = True,
     soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont for the WAV.")] = None,
     constrain: Annotated[bool, typer.Option("--rules/--no-rules", help="abc models: write only bars of the metre's "
-                                            "length (--no-rules: any length, for comparison).")] = True,
+                                            "length; voices models: keep the chorale grammar and the lower voices' "
+                                            "rules (--no-rules: neither, for comparison).")] = True,
     key: Annotated[str | None, typer.Option(help='The key, e.g. "D major", "F# minor" (abc also modes: "Dmix", '
                                             '"A dorian"): abc writes it as K:, other pieces are moved into it.',
                                             show_default=False)] = None,
