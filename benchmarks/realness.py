@@ -1,0 +1,179 @@
+"""Can evaluate's classifiers tell the shipped models' pieces from the corpus's? The cpc, timed and chorale models
+with their default sampling, the real-vs-real control, then the timed model step by step: temperature, top-p,
+min-p, and pieces started from a song's first chord instead of a seed window; the copy rate of each setting.
+
+    .venv/bin/pianocomposer extract --out data-cpc && .venv/bin/pianocomposer extract --encoding timed --out data-timed
+    .venv/bin/python -m benchmarks.realness --cpc-data data-cpc --timed-data data-timed --voices-data data/voices \\
+        --real midi_songs --seeds 0 1 --json output/realness.json
+
+Each setting generates --pieces pieces per seed exactly as evaluate does (lengths drawn from the corpus songs,
+whole chorales for the voices model) and runs realness.realness_test against the training songs decoded from
+tokens; accuracies are averaged over the seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from benchmarks.train_speed import cpu_name
+from pianocomposer.bundle import read_bundle, resolve_weights
+from pianocomposer.compose import Sampler, blas_threads, compose_tokens
+from pianocomposer.errors import Unplayable
+from pianocomposer.evaluate import read_real, real_midi_files
+from pianocomposer.metrics import SPAN, copied_spans, token_spans
+from pianocomposer.realness import note_array, realness_test
+from pianocomposer.tokens import load_tokens
+
+
+class Model:
+    """A bundle with its corpus: training songs as tokens and as notes, held-out songs, copy-rate spans."""
+
+    def __init__(self, weights: str, data: Path):
+        self.bundle = read_bundle(resolve_weights(weights))
+        self.net = self.bundle.step_model()
+        self.encoding = self.bundle.encoding
+        tokens = load_tokens(data)
+        train = set(self.bundle.meta["split"]["train"])
+        self.training = [s.tokens for s in tokens.songs if s.source in train]
+        self.heldout = [s.tokens for s in tokens.songs if s.source not in train]
+        self.notes = [note_array(self.encoding.decode(s)) for s in self.training]
+        onsets = sum(max(1, len(np.unique(n[:, 0]))) for n in self.notes)
+        self.span = max(SPAN, round(SPAN * sum(len(s) for s in self.training) / onsets))
+        self.known = token_spans(self.training, self.span)
+
+    def copy_rate(self, pieces: list[list[str]]) -> float:
+        """Share of the pieces' spans found verbatim in the training songs."""
+        found, total = np.sum([copied_spans(p, self.known, self.span) for p in pieces], axis=0)
+        return float(found / total) if total else float("nan")
+
+    def compose(self, n: int, sampler: Sampler, seed: int, song_start: bool) -> list[list[str]]:
+        """n pieces as evaluate writes them: seed windows (or each a training song's first chord) continued to the
+        length of a corpus song."""
+        rng = np.random.default_rng(seed)
+        enc = self.encoding
+        if song_start:  # the tokens up to the first time step of a random training song, kept in the piece
+            picks = rng.choice(len(self.training), n, replace=len(self.training) < n)
+            primers = []
+            for i in picks:
+                song = self.training[i]
+                first = next((k for k, t in enumerate(song) if t.startswith("TimeShift")), 8)
+                primers.append(song[:first + 1])
+        else:
+            primers, _ = enc.start(self.bundle.seeds, n, rng)
+        lengths = enc.piece_lengths([len(s) for s in self.training], n, rng)
+        made = compose_tokens(self.bundle, self.net, primers, max(lengths), sampler, rng)
+        pieces = [enc.excerpt((p + m) if song_start else m, k) for p, m, k in zip(primers, made, lengths, strict=True)]
+        return [p for p in pieces if enc.incomplete(p, len(p)) is None and _plays(enc, p)]
+
+
+def _plays(encoding, tokens: list[str]) -> bool:
+    """Whether a piece decodes to notes (evaluate leaves out those that do not, too)."""
+    try:
+        encoding.decode(tokens)
+        return True
+    except Unplayable:
+        return False
+
+
+def measure(model: Model, label: str, sampler: Sampler, seeds: list[int], pieces: int, song_start: bool = False,
+            real: list[np.ndarray] | None = None) -> dict:
+    """One setting: realness_test per seed, averaged, with the copy rate of all its pieces."""
+    t0 = time.perf_counter()
+    runs, made = [], []
+    for seed in seeds:
+        tokens = model.compose(pieces, sampler, seed, song_start)
+        made += tokens
+        gen = [note_array(model.encoding.decode(t)) for t in tokens]
+        r = realness_test(real if real is not None else model.notes, gen, whole=model.encoding.end_token is not None,
+                          seed=seed)
+        runs.append(r)
+
+    def avg(key: str) -> tuple[float, float]:
+        return (float(np.mean([getattr(r, key).mean for r in runs])),
+                float(np.mean([getattr(r, key).sd for r in runs])))
+
+    giveaways: dict[str, int] = {}
+    for r in runs:
+        for g in r.giveaways:
+            giveaways[g.name] = giveaways.get(g.name, 0) + 1
+    row = {"setting": label, "sampler": sampler.describe(), "pieces": runs[0].pieces, "seeds": seeds,
+           "logistic": avg("logistic"), "boosted": avg("boosted"), "control_logistic": avg("control_logistic"),
+           "control_boosted": avg("control_boosted"), "per_seed_logistic": [r.logistic.mean for r in runs],
+           "per_seed_boosted": [r.boosted.mean for r in runs],
+           "groups": {g: float(np.mean([r.groups[g] for r in runs])) for g in runs[0].groups},
+           "giveaways": sorted(giveaways, key=lambda k: -giveaways[k])[:5],
+           "copy_rate": model.copy_rate(made), "seconds": round(time.perf_counter() - t0, 1)}
+    print(f"{label:<42} logistic {row['logistic'][0]:.1%} ± {row['logistic'][1]:.1%}  boosted "
+          f"{row['boosted'][0]:.1%} ± {row['boosted'][1]:.1%}  control {row['control_logistic'][0]:.1%} / "
+          f"{row['control_boosted'][0]:.1%}  copy {row['copy_rate']:.1%}  ({row['seconds']} s)", flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpc-data", type=Path, default=Path("data"))
+    parser.add_argument("--timed-data", type=Path, default=Path("data-timed"))
+    parser.add_argument("--voices-data", type=Path, default=Path("data/voices"))
+    parser.add_argument("--real", type=Path, default=Path("midi_songs"),
+                        help="the original MIDI, to set the cpc model's pieces beside as well")
+    parser.add_argument("--pieces", type=int, default=60)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--models", nargs="+", choices=["cpc", "timed", "chorale"], default=["cpc", "timed", "chorale"])
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    rows, held, spans = [], {}, {}
+    default = Sampler()
+    with threadpool_limits(blas_threads(), "blas"):
+        if "cpc" in args.models:
+            measure_cpc(args, default, rows, held, spans)
+        if "timed" in args.models:
+            measure_timed(args, default, rows, held, spans)
+        if "chorale" in args.models:
+            chorale = Model("chorale", args.voices_data)
+            rows.append(measure(chorale, "chorale (weights/chorale), whole chorales", default, args.seeds,
+                                args.pieces))
+    print("held-out songs' own copy rate: " + ", ".join(f"{k} {v:.1%} ({spans[k]}-token spans)"
+                                                       for k, v in held.items()))
+    report = {"date": date.today().isoformat(), "cpu": cpu_name(), "rows": rows, "heldout_copy_rate": held,
+              "spans": spans}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+def measure_cpc(args, default: Sampler, rows: list, held: dict, spans: dict) -> None:
+    """The cpc model against its decoded corpus and against the original MIDI."""
+    cpc = Model("default", args.cpc_data)
+    rows.append(measure(cpc, "cpc (weights/default), default sampling", default, args.seeds, args.pieces))
+    originals = read_real(real_midi_files(args.real), [])
+    rows.append(measure(cpc, f"cpc, against the original MIDI of {args.real}", default, args.seeds,
+                        args.pieces, real=originals))
+    held["cpc"], spans["cpc"] = cpc.copy_rate(cpc.heldout), cpc.span
+
+
+def measure_timed(args, default: Sampler, rows: list, held: dict, spans: dict) -> None:
+    """The timed model with its default sampling, then step by step."""
+    timed = Model("timed", args.timed_data)
+    for label, sampler, start in [
+            ("timed (weights/timed), default sampling", default, False),
+            ("timed, temperature 0.8", Sampler(temperature=0.8), False),
+            ("timed, temperature 0.9", Sampler(temperature=0.9), False),
+            ("timed, top-p 0.9", Sampler(top_p=0.9), False),
+            ("timed, top-p 1.0 (plain sampling)", Sampler(top_p=1.0), False),
+            ("timed, min-p 0.05 (top-p 1.0)", Sampler(top_p=1.0, min_p=0.05), False),
+            ("timed, min-p 0.1 (top-p 1.0)", Sampler(top_p=1.0, min_p=0.1), False),
+            ("timed, temperature 0.9, min-p 0.05", Sampler(temperature=0.9, top_p=1.0, min_p=0.05), False),
+            ("timed, from a song's first chord", default, True)]:
+        rows.append(measure(timed, label, sampler, args.seeds, args.pieces, song_start=start))
+    held["timed"], spans["timed"] = timed.copy_rate(timed.heldout), timed.span
+
+
+if __name__ == "__main__":
+    main()
