@@ -577,7 +577,7 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = DEFAULT
         if real_files is None and training and len(pool) < 3 * len(gen_notes):  # held-out songs join a small corpus
             pool = pool + [note_array(encoding.decode(s)) for s in heldout[:MAX_CORPUS_SONGS]]
         # pieces that end themselves (whole chorales) are set beside whole songs, unless --length cut them
-        whole = encoding.end_token is not None and not length
+        whole = encoding.ends_itself and not length
         real_or_not = realness_test(pool, gen_notes, whole=whole, seed=seed)
         if real_or_not is not None:
             real_or_not.real_source = (f"{len(pool)} MIDI files of {real}" if real_files is not None else

@@ -18,15 +18,15 @@ import numpy as np
 import pretty_midi
 from threadpoolctl import threadpool_limits
 
+from pianocomposer.score import MAJOR, MINOR
+from pianocomposer.voice_leading import TRIADS_AND_SEVENTHS
+
 FOLDS = 5
 MIN_PER_CLASS = FOLDS  # fewer pieces per class cannot be split into the folds: no test
 MEANINGFUL_PER_CLASS = 30  # below this the accuracy's spread is too wide to read (+-9 % at 50 %)
 LOGISTIC_C = 0.1  # L2 strength of the logistic regression: ~75 features on ~100 pieces need a firm hand
 TOP_FEATURES = 5
 
-# Krumhansl-Kessler key profiles, tonic first.
-MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 DEGREES = ["1", "b2", "2", "b3", "3", "4", "#4", "5", "b6", "6", "b7", "7"]
 # Signed melodic intervals (semitones), right edges of the bins: <=-8, -7..-5, -4..-3, -2..-1, 0, 1..2, 3..4, 5..7, >=8
 INTERVAL_EDGES = np.array([-7.5, -4.5, -2.5, -0.5, 0.5, 2.5, 4.5, 7.5])
@@ -35,12 +35,6 @@ NOTE_VALUES = ["1/8", "1/4", "1/2", "3/4", "1", "3/2", "2", "3", "4+"]  # as met
 NOTE_VALUE_EDGES = np.array([0.1875, 0.375, 0.625, 0.875, 1.25, 1.75, 2.5, 3.5])
 GRID = 12  # onset phases are read on a 1/12-quarter grid (sixteenths and triplets)
 LONG = 2.0  # quarters: a top-line note this long ends a phrase (a fermata, a cadence's long note)
-TRIADS = [frozenset(c) for root in range(12) for c in
-          ({root, (root + 4) % 12, (root + 7) % 12}, {root, (root + 3) % 12, (root + 7) % 12},
-           {root, (root + 3) % 12, (root + 6) % 12}, {root, (root + 4) % 12, (root + 7) % 12, (root + 10) % 12},
-           {root, (root + 3) % 12, (root + 7) % 12, (root + 10) % 12},
-           {root, (root + 4) % 12, (root + 7) % 12, (root + 11) % 12},
-           {root, (root + 3) % 12, (root + 6) % 12, (root + 10) % 12})]
 
 
 def _features() -> dict[str, tuple[str, str]]:
@@ -127,7 +121,7 @@ def _key(notes: np.ndarray) -> tuple[int, bool, float]:
     if weights.std() == 0:
         return 0, False, 0.0
     best = (0, False, -2.0)
-    for minor, profile in ((False, MAJOR_PROFILE), (True, MINOR_PROFILE)):
+    for minor, profile in ((False, MAJOR), (True, MINOR)):
         for tonic in range(12):
             r = float(np.corrcoef(weights, np.roll(profile, tonic))[0, 1])
             if r > best[2]:
@@ -195,8 +189,9 @@ def piece_features(notes: np.ndarray) -> np.ndarray:
     classes = [frozenset(pitch[row] % 12) for row in sounding]
     full = [c for c in classes if len(c) >= 3]
     clash = [any((p + 1) % 12 in c for p in c) for c in classes]
+    chordal = float(np.mean([any(c <= t for t in TRIADS_AND_SEVENTHS) for c in full])) if full else 0.0
     values += [len(notes) / length, float(counts.mean()), float(counts.std()), float((counts == 1).mean()),
-               float(np.mean([any(c <= t for t in TRIADS) for c in full])) if full else 0.0, float(np.mean(clash))]
+               chordal, float(np.mean(clash))]
     values += [float(pitch.mean()), float(pitch.std()), float(top.mean()) if len(top) else math.nan,
                float(bass.mean()) if len(bass) else math.nan, float(np.subtract(*np.percentile(pitch, [95, 5])))]
 

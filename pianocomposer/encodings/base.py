@@ -160,9 +160,14 @@ class Encoding:
             return f"the piece did not end within {length} tokens"
         return None
 
+    @property
+    def ends_itself(self) -> bool:
+        """Whether a piece ends itself (with the end token) rather than running to its length."""
+        return self.end_token is not None
+
     def excerpt(self, tokens: list[str], n: int) -> list[str]:
         """A piece cut to n tokens, to set beside corpus songs of that length (a piece that ends itself is whole)."""
-        return tokens if self.end_token is not None else tokens[:n]
+        return tokens if self.ends_itself else tokens[:n]
 
     def check(self, tokens: Sequence[str]) -> dict[str, float]:
         """A piece judged by the encoding's own rules (`checks`): most a share from 0 (none kept) to 1 (all)."""
