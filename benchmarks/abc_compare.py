@@ -2,7 +2,7 @@
 
 Step 1 (`train`): the abc preset trained on each variant for the same wall-clock budget (the question a CPU user
 asks: which trains best in the time I have) or the same number of epochs, each data folder made by
-`pianocomposer extract --input abc_tunes --encoding abc --params '{"unit": U}' --out data/abc[-token]`:
+`pianocomposer extract --input abc_tunes/train --encoding abc --params '{"unit": U}' --out data/abc[-token]`:
 
     .venv/bin/python benchmarks/abc_compare.py train --token data/abc-token --char data/abc --minutes 5
 

@@ -4,10 +4,12 @@ For each sampler setting, `pianocomposer generate --weights BUNDLE --num-outputs
 start, and every tune it writes is judged: music21 reads it (generate's own check), abc2midi reports no `Error` and
 no `Bar ... has ... time units` warning (clean), and its share of bars as long as the metre (music21's measures).
 The corpus line judges the raw books' tunes the same way (normalised and repaired, before extract drops any).
-Held-out likelihood: the bundle's validation tunes, and every tune of music21's Nottingham collection, which no
-model here has seen (nats per character, the end-of-tune token included):
+Held-out likelihood: the bundle's validation tunes, every tune of music21's Nottingham collection, which no
+model here has seen, and the books of `--unseen` folders held out of training (nats per character, the end-of-tune
+token included); the shipped model is trained on `abc_tunes/train/` and never sees `abc_tunes/heldout/`:
 
-    .venv/bin/python -m benchmarks.abc_metre --bundle weights/abc --data data/abc --tunes 100 --examples 3
+    .venv/bin/python -m benchmarks.abc_metre --bundle weights/abc --data data/abc --tunes 100 --examples 3 \
+        --unseen abc_tunes/heldout/miscFolk
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ def corpus_texts(root: Path, count: int, seed: int) -> list[str]:
     return random.Random(seed).sample(texts, min(count, len(texts)))
 
 
-def likelihoods(bundle: str, data: Path) -> dict:
-    """Nats per character on the bundle's validation tunes and on the unseen Nottingham collection."""
+def likelihoods(bundle: str, data: Path, unseen: list[Path]) -> dict:
+    """Nats per character on the bundle's validation tunes, on music21's Nottingham collection and on each folder
+    of `unseen` (books held out of the bundle's training)."""
     from music21 import corpus
 
     from pianocomposer.bundle import read_bundle
@@ -78,20 +81,20 @@ def likelihoods(bundle: str, data: Path) -> dict:
     loaded = read_bundle(bundle)
     net = loaded.step_model()
     val = set(loaded.meta["split"]["val"])
-    heldout = [s.tokens for s in load_tokens(data).songs if s.source in val]
-    with tempfile.TemporaryDirectory() as tmp:
-        unseen = extract(Path(corpus.__file__).parent / "nottingham-dataset", Path(tmp), encoding="abc",
-                         encoding_params=loaded.meta["encoding_params"], progress=False)
+    collections = {"validation": ([s.tokens for s in load_tokens(data).songs if s.source in val], 0)}
+    for folder in [Path(corpus.__file__).parent / "nottingham-dataset", *unseen]:
+        with tempfile.TemporaryDirectory() as tmp:
+            read = extract(folder, Path(tmp), encoding="abc", encoding_params=loaded.meta["encoding_params"],
+                           progress=False)
+        collections[folder.name.replace("-dataset", "")] = ([s.tokens for s in read.songs], len(read.skipped))
     out = {}
-    for name, songs in (("validation", heldout), ("nottingham", [s.tokens for s in unseen.songs])):
+    for name, (songs, skipped) in collections.items():
         scored = score_likelihood(net, loaded, songs, name)
         # per character of the scored text (every token but each tune's first; the end token counts as one), so
         # that models writing characters and folk-rnn tokens compare
         chars = sum(len(t) if t != END else 1 for song in songs for t in song[1:])
-        out[name] = {"tunes": len(songs), "nats_per_char": round(scored.full.cross_entropy * scored.full.tokens
-                                                                  / chars, 4),
-                     "unknown_tokens": scored.unknown}
-    out["nottingham"]["skipped"] = len(unseen.skipped)
+        out[name] = {"tunes": len(songs), "skipped": skipped, "unknown_tokens": scored.unknown,
+                     "nats_per_char": round(scored.full.cross_entropy * scored.full.tokens / chars, 4)}
     return out
 
 
@@ -99,10 +102,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", default="weights/abc")
     parser.add_argument("--data", type=Path, default=Path("data/abc"), help="the bundle's tokens (validation split)")
-    parser.add_argument("--corpus", type=Path, default=Path("abc_tunes"))
+    parser.add_argument("--corpus", type=Path, default=Path("abc_tunes/train"))
     parser.add_argument("--tunes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--examples", type=int, default=3, help="clean tunes to print from the metre-aware run")
+    parser.add_argument("--unseen", type=Path, nargs="*", default=[], help="folders of abc books held out of training")
     args = parser.parse_args()
     result = {"date": date.today().isoformat(), "cpu": cpu_name(), "bundle": args.bundle}
     for metre in (True, False):
@@ -111,7 +115,7 @@ def main() -> None:
         if metre:
             result["examples"] = [t for t in texts if not abc2midi_problems(t)][:args.examples]
     result["corpus"] = judge_texts(corpus_texts(args.corpus, args.tunes * 3, args.seed))
-    result["likelihood"] = likelihoods(args.bundle, args.data)
+    result["likelihood"] = likelihoods(args.bundle, args.data, args.unseen)
     print(json.dumps(result, indent=2))
 
 

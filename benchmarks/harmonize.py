@@ -73,7 +73,8 @@ def main() -> None:
         folder = Path(tmp)
         paths = []
         for book in FOLK_BOOKS:  # each book's first tune that plays (some lack a metre)
-            for tune in split_tunes((Path("abc_tunes") / book).read_text(encoding="utf-8", errors="replace")):
+            text = next(Path("abc_tunes").glob(f"*/{book}")).read_text(encoding="utf-8", errors="replace")
+            for tune in split_tunes(text):
                 path = folder / f"{Path(book).stem}.abc"
                 path.write_text(tune.text, encoding="utf-8")
                 try:

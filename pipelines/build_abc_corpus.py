@@ -1,6 +1,7 @@
 """Build the shipped abc corpus `abc_tunes/` from the public-domain abc tune books bundled with music21, and report
 per book how many tunes extract keeps as they are, keeps repaired, and drops, and why (the same checks: music21 and
-abc2midi). music21's Nottingham collection is left out: it is the independent test of how a model generalises."""
+abc2midi). The books a model trains on go to `train/`; one whole book goes to `heldout/`, never trained on, to
+measure how a model does on a collection it never saw (as does music21's Nottingham sample, left out)."""
 
 from __future__ import annotations
 
@@ -31,16 +32,23 @@ BOOKS = {
                       "encoded by Helmut Schaffrath and the EsAC project, abc by music21's corpus"),
 }
 HELD_OUT = "nottingham-dataset"  # never copied: the model is tested on it (BENCHMARKS.md)
+HELD_OUT_BOOK = "miscFolk"  # copied to heldout/, never trained on: a whole collection the model never saw
+
+
+def part(folder: str) -> str:
+    """Where a book goes: train/ or heldout/."""
+    return "heldout" if folder == HELD_OUT_BOOK else "train"
 
 
 def build(out: Path) -> list[tuple[Path, int, str]]:
-    """Copy every abc file of BOOKS, unchanged, into out/<book>/; return (file, tunes, sha256) for each."""
+    """Copy every abc file of BOOKS, unchanged, into out/train/<book>/ (out/heldout/ for the held-out book); return
+    (file, tunes, sha256) for each."""
     root = Path(corpus.__file__).resolve().parent
     written = []
     for folder in BOOKS:
         for source in sorted((root / folder).glob("*.abc")):
             data = source.read_bytes()
-            target = out / folder / source.name
+            target = out / part(folder) / folder / source.name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             tunes = len(split_tunes(data.decode("utf-8", errors="replace")))
@@ -83,12 +91,14 @@ def provenance(out: Path, written: list[tuple[Path, int, str]]) -> str:
              "music21 distributes these abc transcriptions with its corpus (see music21/corpus/license.txt: "
              "\"out of copyright in the United States or licensed for use\"). Transcribers are credited in each "
              "tune's own fields, which are kept in the files.", "",
-             f"music21's `{HELD_OUT}/` is not copied: it is the collection the abc model never sees, on which its "
-             "generalisation is measured (BENCHMARKS.md).", "",
+             f"`train/` holds the books the abc model trains on; `heldout/{HELD_OUT_BOOK}/` is a whole book it never "
+             f"sees, on which its generalisation is measured, as on music21's `{HELD_OUT}/` (a sample of two tunes, "
+             "not copied; BENCHMARKS.md).", "",
              "| folder | book | printed | transcriptions | files | tunes |", "| --- | --- | --- | --- | --- | --- |"]
     for folder, (book, year, credit) in BOOKS.items():
         rows = [w for w in written if w[0].parent.name == folder]
-        lines.append(f"| `{folder}/` | {book} | {year} | {credit} | {len(rows)} | {sum(w[1] for w in rows)} |")
+        lines.append(f"| `{part(folder)}/{folder}/` | {book} | {year} | {credit} | {len(rows)} | "
+                     f"{sum(w[1] for w in rows)} |")
     lines += ["", "## What extract keeps (`--encoding abc`)", "",
               "Every tune is normalised (`pianocomposer/abc_notation.py`), mechanical faults repaired (letter "
               "decorations dropped; ties between different notes, which are slurs, dropped; R:hornpipe dropped "
@@ -103,7 +113,7 @@ def provenance(out: Path, written: list[tuple[Path, int, str]]) -> str:
         dropped = sum((c[2] for c in counts), Counter())
         total = kept + repaired + sum(dropped.values())
         why = "; ".join(f"{reason} ({n})" for reason, n in dropped.most_common(4))
-        lines.append(f"| `{folder}/` | {total} | {kept} | {repaired} | {sum(dropped.values())} "
+        lines.append(f"| `{part(folder)}/{folder}/` | {total} | {kept} | {repaired} | {sum(dropped.values())} "
                      f"({sum(dropped.values()) / max(total, 1):.0%}) | {why} |")
     lines += ["", "## Files (sha256)", ""]
     lines += [f"- `{w[0].relative_to(out)}`: {w[1]} tunes, `{w[2]}`" for w in written]

@@ -20,7 +20,7 @@ from pianocomposer.extract import extract
 from pianocomposer.generate import generate
 from tests.conftest import REPO, run_cli
 
-BOOK = REPO / "abc_tunes" / "oneills1850" / "0001-0050.abc"  # 50 tunes of the shipped corpus
+BOOK = REPO / "abc_tunes" / "train" / "oneills1850" / "0001-0050.abc"  # 50 tunes of the shipped corpus
 ABC_BUNDLE = shipped_bundle("abc")
 
 BAD_BOOK = """% a book with a file header: its L: applies to every tune
