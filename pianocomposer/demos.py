@@ -159,7 +159,7 @@ def _finished(out: Path, stem: str, recipe: dict) -> dict | None:
     return info if isinstance(info, dict) and info.get("recipe") == recipe else None
 
 
-def _plot_piano_roll(midi, target: Path, title: str) -> None:
+def plot_piano_roll(midi, target: Path, title: str) -> None:
     """A PNG of the piece's notes: time in seconds across, pitch up (matplotlib without pyplot's global state)."""
     import pretty_midi
     from matplotlib.figure import Figure
@@ -190,10 +190,9 @@ def _json_number(value: float) -> float | None:
 def render_piece(out: Path, stem: str, info: dict) -> tuple[dict, dict[str, float]]:
     """In a worker: every file of a piece from its MIDI, then its .json card; return the card and seconds per step."""
     import pretty_midi
-    import soundfile
 
     from pianocomposer.metrics import music_statistics
-    from pianocomposer.render import render_wav
+    from pianocomposer.render import render_wav, wav_to_ogg
 
     warnings.simplefilter("ignore")  # music21 and pretty_midi warn about harmless details of generated MIDI
     seconds: dict[str, float] = {}
@@ -208,15 +207,12 @@ def render_piece(out: Path, stem: str, info: dict) -> tuple[dict, dict[str, floa
     midi_path = out / f"{stem}.mid"
     wav = render_wav(midi_path)
     lap("wav")
-    with atomic_path(out / f"{stem}.ogg") as tmp, soundfile.SoundFile(wav) as source, \
-            soundfile.SoundFile(tmp, "w", source.samplerate, source.channels, format="OGG", subtype="VORBIS") as ogg:
-        for block in source.blocks(65536, dtype="float32"):  # one big write overflows libsndfile's Vorbis encoder
-            ogg.write(block)
+    wav_to_ogg(wav, out / f"{stem}.ogg")
     lap("ogg")
     midi = pretty_midi.PrettyMIDI(str(midi_path))
     if not any(inst.notes for inst in midi.instruments):
         raise PianoComposerError(f"{midi_path}: the piece has no notes")
-    _plot_piano_roll(midi, out / f"{stem}.png", stem)
+    plot_piano_roll(midi, out / f"{stem}.png", stem)
     lap("png")
     encoding = get_encoding(info["encoding"], info["encoding_params"])
     title = f"{info['bundle']}, {info['sampling']}, seed {info['seed']}"

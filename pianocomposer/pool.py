@@ -1,8 +1,8 @@
 """Worker processes, in one place: forked from a clean single-threaded server with the heavy modules imported once
 (cheap per worker, and safe even when the caller has threads, TensorFlow's or BLAS's, where a plain fork of the
 caller can crash the child). `parse_files` reads music files in sandboxed workers (time-out, memory limit, killed
-and replaced on a hang or crash) for extract and its Ray engine; `process_pool` is a plain pool for generate and
-demos."""
+and replaced on a hang or crash) for extract and its Ray engine, `call_sandboxed` runs one call on untrusted input
+(serve's uploads) in such a process; `process_pool` is a plain pool for generate, demos and serve."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ import multiprocessing
 import resource
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.connection import wait
 from pathlib import Path
 
 from tqdm import tqdm
 
+from pianocomposer.errors import PianoComposerError, first_line
 from pianocomposer.readers import time_allowed
 
 MEMORY_LIMIT_BYTES = 2 * 2**30  # per parsing process; real songs need a few hundred MB
@@ -131,3 +132,43 @@ def parse_files(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, 
         for worker in pool:
             worker.stop(kill=worker.job is not None)
     return results
+
+
+def _call_limited(conn, func: Callable[..., bytes], args: tuple) -> None:
+    """Runs in a forked process under the memory limit: one call; its bytes, or why it failed, as the one reply."""
+    warnings.simplefilter("ignore")
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+    try:
+        reply = b"+" + func(*args)
+    except MemoryError:
+        reply = f"-needs more than {MEMORY_LIMIT_BYTES // 2**30} GiB of memory".encode()
+    except PianoComposerError as exc:
+        reply = f"-{first_line(exc)}".encode()
+    except Exception as exc:
+        reply = f"-{type(exc).__name__}: {first_line(exc)}".encode()
+    conn.send_bytes(reply)
+
+
+def call_sandboxed(func: Callable[..., bytes], args: tuple, timeout_s: float) -> bytes:
+    """func(*args) on untrusted input, in a process of its own forked from the clean server, under the memory limit
+    and killed past timeout_s: the bytes it returns (never unpickled), or PianoComposerError with the reason."""
+    ctx = forkserver()
+    conn, child_end = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_call_limited, args=(child_end, func, args), daemon=True)
+    proc.start()
+    child_end.close()
+    try:
+        if not conn.poll(timeout_s):
+            raise PianoComposerError(f"reading it took longer than {timeout_s:g} s")
+        try:
+            reply = conn.recv_bytes()
+        except (EOFError, OSError):
+            proc.join(5)
+            raise PianoComposerError(f"the reader crashed on it (exit code {proc.exitcode})") from None
+    finally:
+        proc.kill()
+        proc.join()
+        conn.close()
+    if reply[:1] != b"+":
+        raise PianoComposerError(reply[1:].decode(errors="replace"))
+    return reply[1:]

@@ -54,3 +54,14 @@ def render_wav(midi_path: Path, wav_path: Path | None = None, soundfont: Path | 
         if tmp.stat().st_size <= 44:  # a bare WAV header: FluidSynth could not read the MIDI
             raise PianoComposerError(f"{midi_path}: FluidSynth produced no audio (not a playable MIDI file?)")
     return wav_path
+
+
+def wav_to_ogg(wav_path: Path, ogg_path: Path) -> Path:
+    """Encode a WAV file as Ogg Vorbis (what browsers play, a tenth of the size) and return its path."""
+    import soundfile
+
+    with atomic_path(ogg_path) as tmp, soundfile.SoundFile(wav_path) as source, \
+            soundfile.SoundFile(tmp, "w", source.samplerate, source.channels, format="OGG", subtype="VORBIS") as ogg:
+        for block in source.blocks(65536, dtype="float32"):  # one big write overflows libsndfile's Vorbis encoder
+            ogg.write(block)
+    return Path(ogg_path)

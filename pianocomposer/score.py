@@ -176,8 +176,12 @@ def write_sheet(score, xml_path: Path, svg_path: Path | None = None) -> None:
     """The score as MusicXML, and its first page engraved as SVG by verovio where svg_path is given."""
     with atomic_path(xml_path) as tmp:
         score.write("musicxml", fp=str(tmp))
-    if svg_path is None:
-        return
+    if svg_path is not None:
+        write_svg(xml_path, svg_path)
+
+
+def write_svg(xml_path: Path, svg_path: Path) -> None:
+    """The first page of a MusicXML score engraved as SVG by verovio."""
     import verovio
 
     verovio.enableLog(verovio.LOG_OFF)
