@@ -15,6 +15,7 @@ from pianocomposer.config import (
     DEFAULT_DEMOS_DIR,
     DEFAULT_MIDI_DIR,
     DEFAULT_OUTPUT_DIR,
+    DEFAULT_SERVE_DIR,
     DEFAULT_TEMPERATURE,
     DEFAULT_TIMEOUT_S,
     DEFAULT_TOP_P,
@@ -335,6 +336,32 @@ def demos(
              f"{result.count('failed')} failed) in {s['total']:.1f} s -> {result.index}"])
     if result.count("failed"):
         raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every network the machine is on).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    out: Annotated[Path, typer.Option(help="Folder for the results (one folder per result).")] = DEFAULT_SERVE_DIR,
+    weights: Annotated[list[Path] | None, typer.Option(help="Bundle folders to offer, or folders of bundles "
+                                                       "(default: weights/ and the shipped bundles).",
+                                                       show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes composing at once (default and most: one per "
+                                                "CPU core).", show_default=False)] = None,
+    queue: Annotated[int, typer.Option(help="Requests waiting for a process beyond those running; more are "
+                                       "answered 503.")] = 32,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest melody file accepted, in MB.")] = 2.0,
+    quota_mb: Annotated[float, typer.Option(help="Disk the results may take, in MB; the oldest go first.")]
+    = 2048.0,
+) -> None:
+    """Serve a page (and a JSON API) to compose, listen, read the score and harmonise, on http://HOST:PORT/."""
+    from pianocomposer.serve import Limits
+    from pianocomposer.serve import serve as run
+
+    limits = Limits(queue=queue, max_upload_bytes=int(max_upload_mb * 2**20), quota_bytes=int(quota_mb * 2**20),
+                    **({"workers": workers} if workers else {}))
+    run(host, port, out, weights=weights, limits=limits)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ DEFAULT_WEIGHTS_DIR = Path("weights")
 DEFAULT_OUTPUT_DIR = Path("output")
 DEFAULT_DEMOS_CONFIG = Path("pipelines/demos.toml")
 DEFAULT_DEMOS_DIR = DEFAULT_OUTPUT_DIR / "demos"
+DEFAULT_SERVE_DIR = DEFAULT_OUTPUT_DIR / "serve"
 DEFAULT_TIMEOUT_S = 60.0  # seconds to parse one file: one hostile file must not hang extract
 
 
