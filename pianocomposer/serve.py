@@ -56,11 +56,11 @@ SUFFIXES = {"midi": ".mid", "ogg": ".ogg", "png": ".png", "svg": ".svg", "musicx
 RESULT_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{8}")
 RESULT_FILE = "result.json"  # written last: a folder without it is a result still being made (or a dead one)
 MAX_JSON_BYTES = 16 * 1024
-MAX_LENGTH = 6000  # tokens (a voices model's whole chorale may take 6,000)
+MAX_LENGTH = 2000  # tokens a piece may take (~8 minutes of cpc), or more where a model's own pieces are longer
 MAX_BARS = 128
-MAX_SECONDS = 600.0
-MAX_MELODY_NOTES = 5000  # an upload with more notes is not a melody to harmonise or continue
-MAX_MELODY_SECONDS = 20 * 60
+MAX_SECONDS = 300.0
+MAX_MELODY_NOTES = 2000  # an upload with more notes is not a melody to harmonise or continue
+MAX_MELODY_SECONDS = 5 * 60
 # What the workers import once, in the clean server they are forked from.
 WORKER_PRELOAD = ("pianocomposer.generate", "pianocomposer.harmonize", "pianocomposer.demos", "matplotlib.figure",
                   "soundfile", "verovio")
@@ -311,7 +311,7 @@ def checked(values: dict, fields: dict[str, type]) -> dict:
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ApiError(400, f"{name} must be {TYPE_WORDS[kind]} (got {json.dumps(value)[:40]})")
         settings[name] = value
-    for name, low, high in (("length", 1, MAX_LENGTH), ("bars", 1, MAX_BARS), ("seconds", 0.1, MAX_SECONDS),
+    for name, low, high in (("length", 1, 10**5), ("bars", 1, MAX_BARS), ("seconds", 0.1, MAX_SECONDS),
                             ("seed", 0, 2**32 - 1), ("top_k", 0, 10**6)):
         if name in settings and not low <= settings[name] <= high:
             raise ApiError(400, f"{name} must be between {low:g} and {high:g} (got {settings[name]:g})")
@@ -388,6 +388,14 @@ class Server:
         if self.bundles[name] not in able:
             raise ApiError(400, f"bundle {name!r} cannot {what}")
         return self.bundles[name]
+
+    @staticmethod
+    def check_length(settings: dict, info: BundleInfo) -> None:
+        """A length within what the bundle's pieces may take: MAX_LENGTH, or its own pieces' most."""
+        most = max(MAX_LENGTH, info.default_length)
+        if settings.get("length", 0) > most:
+            raise ApiError(400, f"length must be at most {most} tokens for bundle {info.name!r} "
+                                f"(got {settings['length']})")
 
     def new_result(self) -> tuple[str, Path]:
         """A fresh result id and its folder."""
@@ -526,6 +534,7 @@ async def compose(request: Request) -> JSONResponse:
     server = _server(request)
     settings = _seeded(checked(await _json_body(request), COMPOSE_FIELDS))
     info = server.bundle(settings.pop("bundle", None), "compose")
+    server.check_length(settings, info)
     return await server.job(compose_job, info, settings, {"kind": "compose"})
 
 
@@ -543,6 +552,7 @@ async def continue_melody(request: Request) -> JSONResponse:
     server = _server(request)
     settings = _seeded(checked(query_values(request, CONTINUE_FIELDS), CONTINUE_FIELDS))
     info = server.bundle(settings.pop("bundle", None), "continues")
+    server.check_length(settings, info)
     name = settings.pop("name", None)
     return await server.job(_continue_job, info, settings, {"kind": "continue", "name": name}, upload=request)
 
