@@ -436,7 +436,7 @@ class Server:
         async with self.place():
             result_id, folder = self.new_result()
             try:
-                melody = str(await self.read_melody(upload, folder)) if upload is not None else None
+                melody = str(await self.read_melody(upload, folder, answer.get("name"))) if upload else None
                 return await self.run(result_id, folder, job, str(bundle.folder), str(folder), settings, melody,
                                       answer={**answer, "bundle": bundle.name})
             except BaseException:
@@ -448,8 +448,9 @@ class Server:
                 if removed:
                     log.info("disk quota: removed %d oldest results", len(removed))
 
-    async def read_melody(self, request: Request, folder: Path) -> Path:
-        """The request body, read up to the size limit as it arrives, parsed in the sandbox: the melody's MIDI."""
+    async def read_melody(self, request: Request, folder: Path, name: str | None) -> Path:
+        """The request body, read up to the size limit as it arrives, parsed in the sandbox: the melody's MIDI,
+        named after the upload's name where it gives one (the score's title)."""
         limit = self.limits.max_upload_bytes
         too_big = ApiError(413, f"the file is larger than the limit of {limit / 2**20:g} MB")
         declared = request.headers.get("content-length")
@@ -477,7 +478,8 @@ class Server:
             raise ApiError(422, f"the file cannot be used: {self.public(first_line(exc))}") from None
         finally:
             upload.unlink(missing_ok=True)
-        melody = folder / "melody.mid"
+        stem = re.sub(r"[^\w .-]+", "", Path(name or "").stem).strip(" .") or "melody"
+        melody = folder / f"{stem[:60]}.mid"
         with atomic_path(melody) as tmp:
             tmp.write_bytes(midi)
         return melody

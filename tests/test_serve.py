@@ -197,6 +197,7 @@ def test_harmonize_a_midi_an_abc_and_a_musicxml_melody(client):
     assert status == 200, result
     assert result["kind"] == "harmonize" and result["bundle"] == "chorale" and result["name"] == "scale.mid"
     assert set(result["files"]) == set(KINDS) and result["melody_notes"] == 16 and result["left_out"] == 0
+    assert b"scale (harmonised)" in client.request("GET", result["files"]["musicxml"])[2]  # titled by its name
     satb = pretty_midi.PrettyMIDI(io.BytesIO(client.request("GET", result["files"]["midi"])[2]))
     assert len(satb.instruments) == 4
     assert [n.pitch for n in satb.instruments[0].notes] == list(MELODY)  # the melody is the soprano
@@ -250,7 +251,7 @@ def test_hostile_uploads_answer_4xx_and_leave_nothing(client, case):
     assert (answer, list(result)) == (status, ["error"]) and message in result["error"], result
     assert str(client.out) not in result["error"] and "\n" not in result["error"]
     assert client.alive()
-    leftovers = [p for p in client.out.glob("*/*") if p.name.startswith(("upload", "melody"))]
+    leftovers = [p for p in client.out.glob("*/*") if not p.name.startswith(("piece.", "continuation.", "result."))]
     assert leftovers == [] and all((p / RESULT_FILE).is_file() for p in client.out.iterdir() if p.is_dir())
 
 
@@ -403,6 +404,7 @@ def test_in_chromium_compose_listen_look_and_harmonise(client, tmp_path):
         wait.until(lambda d: d.execute_script("return [...document.images].every(i => i.complete)"))
         images = driver.execute_script("return [...document.images].map(i => [i.complete, i.naturalWidth])")
         titles = [h.text for h in driver.find_elements(By.CSS_SELECTOR, ".card h2")]
+        hidden_metre = not driver.find_element(By.ID, "metre").is_displayed()
         meta = driver.find_element(By.CSS_SELECTOR, ".card .meta").text
         links = [a.text for a in driver.find_elements(By.CSS_SELECTOR, ".card .links a")]
         status = driver.find_element(By.ID, "status").text
@@ -416,5 +418,6 @@ def test_in_chromium_compose_listen_look_and_harmonise(client, tmp_path):
     assert len(durations) == 2 and all(d > 0 for d in durations), durations
     assert len(images) == 4 and all(done and width > 0 for done, width in images), images
     assert titles[0].startswith("Harmonised") and titles[1].startswith("Composed"), titles
+    assert hidden_metre  # only an abc model takes a metre
     assert "model chorale" in meta and "my melody.mid" in meta
     assert {"MIDI", "MusicXML", "sheet (SVG)"} <= set(links) and status.startswith("Harmonising: done")
