@@ -111,6 +111,8 @@ def find_bundles(folders: list[Path] | None = None) -> dict[str, BundleInfo]:
     seen: set[Path] = set()
     roots = folders if folders is not None else [DEFAULT_WEIGHTS_DIR, shipped_bundle("default").parent]
     for root in map(Path, roots):
+        if folders is not None and not root.is_dir():
+            raise PianoComposerError(f"{root}: no such folder of bundles")
         candidates = [root] if has_bundle(root) else sorted(p for p in root.glob("*") if has_bundle(p))
         for folder in candidates:
             name = folder.resolve().name
@@ -414,10 +416,14 @@ class Server:
 
     async def run(self, result_id: str, folder: Path, job, *args, answer: dict) -> JSONResponse:
         """Run a job in the pool; write and answer its result, or remove its folder and answer why it failed."""
+        pool = self.pool
         try:
-            data = await asyncio.wrap_future(self.pool.submit(job, *args))
-        except BrokenProcessPool:
-            self.pool = process_pool(self.limits.workers, WORKER_PRELOAD)
+            data = await asyncio.wrap_future(pool.submit(job, *args))
+        except BrokenProcessPool:  # a worker died (killed, out of memory): every job it held fails, once
+            if self.pool is pool:
+                log.error("a worker process died; starting the pool anew")
+                pool.shutdown(wait=False, cancel_futures=True)
+                self.pool = process_pool(self.limits.workers, WORKER_PRELOAD)
             raise ApiError(500, "the composing process crashed; try again") from None
         except PianoComposerError as exc:
             raise ApiError(422, self.public(first_line(exc))) from None

@@ -21,6 +21,7 @@ import pretty_midi
 import pytest
 import uvicorn
 
+from pianocomposer.errors import PianoComposerError
 from pianocomposer.serve import RESULT_FILE, Limits, create_app, enforce_quota, find_bundles, sniff_suffix
 from tests.conftest import REPO
 from tests.hostile_midi import many_notes_bytes, midi_file, tempo_event, track
@@ -133,6 +134,8 @@ def test_find_bundles_takes_a_trained_folder_and_skips_a_broken_one(tmp_path):
     (tmp_path / "broken" / "bundle.json").write_text("{not json")
     found = find_bundles([REPO / "weights" / "timed", tmp_path])
     assert list(found) == ["timed"] and found["timed"].continues
+    with pytest.raises(PianoComposerError, match="nowhere: no such folder of bundles"):
+        find_bundles([tmp_path / "nowhere"])
 
 
 def test_compose_answers_every_file_and_serves_it(client, composed):
@@ -314,6 +317,22 @@ def test_a_burst_past_the_queue_gets_503_and_the_rest_200(client):
     for status, headers, body in answers:
         if status == 503:
             assert headers["retry-after"] == "5" and json.loads(body)["error"].startswith("the server is busy")
+    assert client.post_json("/api/compose", {"length": 100})[0] == 200
+
+
+def test_a_worker_killed_midway_fails_its_request_in_one_sentence_and_the_next_one_composes(client):
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(client.post_json, "/api/compose", {"length": 1000, "seed": 9})
+        server = client.app.state.server
+        for _ in range(200):  # until the job is in a worker
+            if server.busy and server.pool._processes:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+        for pid in list(server.pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        status, result = answer.result()
+    assert (status, result) == (500, {"error": "the composing process crashed; try again"})
     assert client.post_json("/api/compose", {"length": 100})[0] == 200
 
 
