@@ -260,6 +260,10 @@ def test_endings_come_in_order_and_a_tied_note_keeps_its_octave():
     assert _written(head + "|:dfaf:|2 d4|]") is None  # a second ending with no first (abc2midi's error)
     assert _written(head + "|:dfaf:|1 d4|]") is None  # a first ending after the repeat has closed
     assert _written(head + "|:dfaf|1 d4||\n") is None  # a first ending not closed by :|
+    second = "dfaf|1 d4:|2 d2z2|]"  # a second section with endings after a first that closed its repeat
+    assert _written(head + "dfaf:|" + second) is None  # abc2midi: found [1 or like before |:
+    assert abc2midi_problems(head + "dfaf:|" + second + "\n") and not abc2midi_problems(head + "dfaf:|\n|:" + second)
+    assert _written(head + "dfaf:|\n|:" + second).can_end() and _written(head + "dfaf|]" + second).can_end()
     assert not _written(head + "|:dfaf|1 d4|").can_end()
     assert _written(head + "dfa F-|F,4|") is None and _written(head + "dfa F,-|F,4|").can_end()
 

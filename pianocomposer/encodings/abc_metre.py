@@ -122,6 +122,7 @@ class BarState(NamedTuple):
     run: str = ""  # the bar line being written (`|`, `:|`, `||`, `|1`, ...)
     bar_started: bool = False  # anything with time in this bar yet
     repeat_open: bool = False
+    repeated: bool = False  # a `:|` has closed a repeat and no `|:` opened one since: no first ending may start
     ending: int = 0  # 0 none, 1 in a first ending, 3 just after the first ending's `:|`, 2 in a second ending
     pickup: int | None = None  # the first bar's time if it was short (an anacrusis), 0 if full, None until it ends
     owed: int = 0  # after a section's short closing bar: the next bar's time (the pickup again), 0 for a full bar
@@ -437,10 +438,10 @@ class BarState(NamedTuple):
     def _ending_allowed(self, run: str, digit: str) -> bool:
         """Whether a bar line (`run` before the digit) may start this ending: a first ending outside any other, a
         second one where the first closes (`:|2`) or has just closed (`:|` then `[2`); abc2midi refuses a `2` with
-        no `1`."""
+        no `1`, and a `1` after a `:|` until a `|:` opens the next repeat."""
         closes = ":" in run
         if digit == "1":
-            return self.ending == 0 and not closes
+            return self.ending == 0 and not closes and not self.repeated
         return digit == "2" and ((self.ending == 1 and closes) or (self.ending == 3 and not closes))
 
     def _end_run(self) -> BarState | None:
@@ -486,7 +487,8 @@ class BarState(NamedTuple):
         if opens:
             section_pickup = owed > 0
         return self._replace(run="", used=0, bar_started=False, stuck=False, at_line_start=False, ending=ending,
-                             repeat_open=(self.repeat_open and not closes) or opens, pickup=pickup, owed=owed,
+                             repeat_open=(self.repeat_open and not closes) or opens,
+                             repeated=(self.repeated or closes) and not opens, pickup=pickup, owed=owed,
                              section_pickup=section_pickup)
 
     def recover(self, text: str) -> BarState:
