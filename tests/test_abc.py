@@ -243,6 +243,9 @@ def test_a_broken_rhythm_needs_room_for_its_second_note_and_grace_notes_hold_not
     assert _written(head + "dfa a>fd|") is not None
     assert _written(head + "dfa {a>f}") is None and _written(head + "dfa {a{") is None  # abc2midi's errors
     assert _written(head + "dfa {^a'/}afd|") is not None
+    assert _written(head + "dfa {a}({b}d") is None  # abc2midi: Intervening note needed between grace notes
+    assert abc2midi_problems(head + "dfa {a}({b}(3def) d|\n") and not abc2midi_problems(head + "dfa {a}(3def) d|\n")
+    assert _written(head + "dfa {a}(3def) {b}d|") is not None
 
 
 def test_a_tune_that_did_not_end_in_time_is_cut_back_to_its_last_full_bar():

@@ -119,6 +119,7 @@ class BarState(NamedTuple):
     broken: int | None = None  # the duration the note after `>`/`<` must have
     marks: int = 0  # `>` or `<` written in a row (at most two)
     paren: bool = False  # just after `(`: a digit makes a tuplet
+    graced: bool = False  # a grace group waits for its note: no other may come first (abc2midi's error)
     run: str = ""  # the bar line being written (`|`, `:|`, `||`, `|1`, ...)
     bar_started: bool = False  # anything with time in this bar yet
     repeat_open: bool = False
@@ -292,7 +293,7 @@ class BarState(NamedTuple):
         if ch == '"':
             return state._replace(mode="quote")
         if ch == "{":
-            return state._replace(mode="grace")
+            return state._replace(mode="grace") if not self.graced else None
         if ch in LENGTH_CHARS or ch not in INERT:
             return None  # a length with no note before it, or a character a normalised tune body does not have
         return state
@@ -300,7 +301,7 @@ class BarState(NamedTuple):
     def _grace(self, ch: str) -> BarState | None:
         """Inside `{...}`: grace notes only (no time, no broken rhythm, no nesting), at least one before `}`."""
         if ch == "}":
-            return self._replace(mode="body", line="") if any(c in NOTES for c in self.line) else None
+            return self._replace(mode="body", line="", graced=True) if any(c in NOTES for c in self.line) else None
         if ch in NOTES or ch in ACCIDENTALS or ch in OCTAVE_MARKS or ch in LENGTH_CHARS:
             return self._replace(line=self.line + ch) if len(self.line) < 8 else None
         return None
@@ -313,7 +314,7 @@ class BarState(NamedTuple):
         """A note letter (or a rest: ''): it must fit the bar at its shortest, and be the tied note after a tie."""
         if not self.note_fits() or (self.tie is not None and self.tie[:1] != letter):
             return None
-        return self._replace(note="", note_base=8, bar_started=True, pitch=letter)
+        return self._replace(note="", note_base=8, bar_started=True, pitch=letter, graced=False)
 
     def duration(self, eighths: int) -> int:
         """Ticks of the next note written with this length (eighths of the unit), times its base and tuplet."""
@@ -401,7 +402,7 @@ class BarState(NamedTuple):
             if first is None or first not in LENGTHS:
                 return None
             state = self._replace(mode="body", note="", note_base=EIGHTHS[first], chord_first=None,
-                            chord_notes=0, bar_started=True, pitch="")
+                            chord_notes=0, bar_started=True, pitch="", graced=False)
             return state if state._can_fit("") else None
         if ch in NOTES or ch in RESTS:
             first = self.chord_first if self.chord_notes != 1 else self.note
