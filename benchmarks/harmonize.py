@@ -5,7 +5,8 @@ For every chorale in `chorales/heldout/`, its soprano alone is harmonised (`--ca
 kept) and judged by `voice_leading.judge`, beside Bach's own four voices, with the model's nats per frame for Bach's
 lower voices given his soprano and for its own (`harmonize.judge_heldout`, as `evaluate` reports it). Then the first
 playable tune of eight abc books is harmonised, and each melody checked to be kept note for note. Then `pianocomposer
-harmonize` is timed on a 40-second melody, three runs:
+harmonize` is timed on a 40-second melody, three runs. Last, 20 whole chorales are written from `<start>` with and
+without the sampler's grammar and rules (`generate --weights chorale` and its `--no-rules`) and judged the same way:
 
     .venv/bin/python -m benchmarks.harmonize --bundle weights/chorale --candidates 4
 """
@@ -26,7 +27,7 @@ import pretty_midi
 
 from benchmarks.train_speed import cpu_name
 from pianocomposer.abc_notation import split_tunes
-from pianocomposer.compose import Composer
+from pianocomposer.compose import Composer, Sampler
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.harmonize import harmonize, judge_heldout, read_melody
 from pianocomposer.voice_leading import SATB_RANGES
@@ -109,6 +110,15 @@ def main() -> None:
             assert proc.returncode == 0, proc.stderr
         result["seconds_40s_melody"] = runs
         result["melody_seconds"] = round(read_melody(melody)[1][-1].end, 1)
+    for rules in (False, True):
+        pieces = composer.compose(composer.encoding.default_length, 20, rng=np.random.default_rng(args.seed),
+                                  sampler=Sampler(), constrained=rules)
+        lengths = [len(tokens) for tokens, _ in pieces]
+        result[f"whole_chorales_rules_{rules}"] = {
+            **mean([composer.encoding.check(tokens) for tokens, _ in pieces]),
+            # a piece that ran to its length is ended after its last frame (at most 8 tokens) by the encoding
+            "ended": sum(n < composer.encoding.default_length - 8 for n in lengths),
+            "median_tokens": int(np.median(lengths))}
     print(json.dumps(result, indent=2))
 
 
