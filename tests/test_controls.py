@@ -3,11 +3,16 @@
 import json
 import subprocess
 
+import numpy as np
 import pretty_midi
 import pytest
 from music21 import converter
 
+from pianocomposer.bundle import read_bundle
+from pianocomposer.config import shipped_bundle
 from pianocomposer.controls import Key, parse_key
+from pianocomposer.encodings import get_encoding
+from pianocomposer.encodings.abc import tokenize
 from pianocomposer.encodings.abc_metre import BarState
 from pianocomposer.errors import PianoComposerError
 from tests.conftest import run_cli
@@ -99,6 +104,15 @@ def test_the_sampler_holds_an_abc_header_to_the_values_asked_for():
     after_metre = state.feed("M:3/4\nL:1/8\n")
     assert after_metre.feed("K:D\n") is None and after_metre.feed("K:Adorian") is None
     assert after_metre.feed("K:Ador\n").mode == "body"
+    # abc2midi plays a hornpipe only in 2/4 or 4/4: asked for 3/4, a tune is no hornpipe, and the sampler's mask
+    # (cached per state) says so at the R: line's first letter
+    assert state.feed("R:hornpipe") is None and state.feed("R:reel\n") is not None
+    assert BarState(wanted=(("M", "2/4"),)).feed("X:1\nT:A\nR:hornpipe\nM:2/4\n") is not None
+    constraint = get_encoding("abc").constraint(read_bundle(shipped_bundle("abc")).vocabulary.tokens, {"M": "3/4"})
+    constraint.start([tokenize("X:1\nT:A\n", "char")[:-1], tokenize("X:1\nT:A\nR:", "char")[:-1]])
+    mask = constraint.mask(np.arange(2))
+    h = constraint.tokens.index("h")
+    assert mask[0, h] and not mask[1, h]
 
 
 @pytest.mark.parametrize(("args", "message"), [

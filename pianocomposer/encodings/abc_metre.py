@@ -191,9 +191,12 @@ class BarState(NamedTuple):
         """A character of a field line: a K:, M: or L: field only on its way to a value abc2midi knows (a
         hornpipe's metre one it plays them in)."""
         line = self.line + ch
+        wanted = dict(self.wanted)
+        if line[:2] == "R:" and "M" in wanted and wanted["M"] not in HORNPIPE_METRES and (
+                line.lower() == "r:h" or "hornpipe" in line.lower()):
+            return None  # abc2midi plays a hornpipe only in 2/4 or 4/4, and another metre was asked for
         if line[:1] not in FIELD_VALUES:
             return self._replace(line=line)
-        wanted = dict(self.wanted)
         if line[:1] in wanted and not f"{line[:1]}:{wanted[line[:1]]}".startswith(line):
             return None
         if line == "K" and self.mode == "header" and "M" in wanted and self.bar is None:
@@ -534,6 +537,12 @@ def behaviour(token: str) -> str:
 BODY_MODES = ("body", "bracket", "chord", "grace")  # where a token can break a bar; elsewhere (fields, quotes) none can
 
 
+def _checked_line(state: BarState) -> bool:
+    """Whether the field line being written is checked character by character: K:, M: and L: values, and R: where a
+    metre is asked for (no hornpipe in a metre abc2midi does not play it in)."""
+    return state.line[:1] in FIELD_VALUES or (state.line[:2] == "R:" and any(n == "M" for n, _ in state.wanted))
+
+
 class MetreConstraint:
     """The abc sampler's mask: for each tune in a batch, the tokens that keep its bars the metre's length.
 
@@ -571,8 +580,8 @@ class MetreConstraint:
         pitch = state.pitch if state.tie else state.pitch[:1].isupper() if state.pitch else None
         if state.mode in BODY_MODES:
             key = state._replace(last=state.last is not None, pitch=pitch)
-        else:  # a K:, M: or L: field is checked as it is written; elsewhere only the end
-            key = state if state.line[:1] in FIELD_VALUES else state.mode
+        else:  # a K:, M: or L: field (and R: when a metre is asked for) is checked as it is written; elsewhere only
+            key = state if _checked_line(state) else state.mode  # the end
         cached = self.cache.get(key)
         if cached is None:
             cached = self._allowed(state)
@@ -584,7 +593,7 @@ class MetreConstraint:
         return cached
 
     def _allowed(self, state: BarState) -> np.ndarray:
-        if (state.mode in BODY_MODES and state.tie is not None) or state.line[:1] in FIELD_VALUES:
+        if (state.mode in BODY_MODES and state.tie is not None) or _checked_line(state):
             # a tie asks for one letter, a field for its values: every token is checked itself
             mask = np.array([state.feed(token) is not None for token in self.tokens], bool)
         elif state.mode in BODY_MODES:
