@@ -25,8 +25,7 @@ from threadpoolctl import threadpool_limits
 from benchmarks.train_speed import cpu_name
 from pianocomposer.bundle import read_bundle, resolve_weights
 from pianocomposer.compose import Sampler, blas_threads, compose_tokens
-from pianocomposer.errors import Unplayable
-from pianocomposer.evaluate import read_real, real_midi_files
+from pianocomposer.evaluate import plays, read_real, real_midi_files
 from pianocomposer.metrics import SPAN, copied_spans, token_spans
 from pianocomposer.realness import note_array, realness_test
 from pianocomposer.tokens import load_tokens
@@ -70,16 +69,7 @@ class Model:
         lengths = enc.piece_lengths([len(s) for s in self.training], n, rng)
         made = compose_tokens(self.bundle, self.net, primers, max(lengths), sampler, rng)
         pieces = [enc.excerpt((p + m) if song_start else m, k) for p, m, k in zip(primers, made, lengths, strict=True)]
-        return [p for p in pieces if enc.incomplete(p, len(p)) is None and _plays(enc, p)]
-
-
-def _plays(encoding, tokens: list[str]) -> bool:
-    """Whether a piece decodes to notes (evaluate leaves out those that do not, too)."""
-    try:
-        encoding.decode(tokens)
-        return True
-    except Unplayable:
-        return False
+        return [p for p in pieces if enc.incomplete(p, len(p)) is None and plays(enc, p)]
 
 
 def measure(model: Model, label: str, sampler: Sampler, seeds: list[int], pieces: int, song_start: bool = False,

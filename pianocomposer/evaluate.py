@@ -324,7 +324,7 @@ def score_likelihood(net, bundle: Bundle, songs: list[list[str]], source: str, p
     return Likelihood(source, len(songs), sum(len(s) for s in songs), unknown, examples, full, window, seq_len)
 
 
-def _plays(encoding, tokens: list[str]) -> bool:
+def plays(encoding, tokens: list[str]) -> bool:
     """Whether a piece decodes to MIDI (an abc tune can be text that music21 cannot play)."""
     try:
         encoding.decode(tokens)
@@ -551,7 +551,7 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = DEFAULT
         pieces_made = compose_tokens(bundle, net, primers, max(lengths), sampler or Sampler(), rng,
                                      progress, constrained)
         excerpts = [(label, encoding.excerpt(p, n)) for label, p, n in zip(labels, pieces_made, lengths, strict=True)]
-        kept = [(label, p) for label, p in excerpts if encoding.incomplete(p, len(p)) is None and _plays(encoding, p)]
+        kept = [(label, p) for label, p in excerpts if encoding.incomplete(p, len(p)) is None and plays(encoding, p)]
         labels, generated_tokens = [k[0] for k in kept], [k[1] for k in kept]
         if len(kept) < generate:
             notes.append(f"{len(kept)} of {generate} generated pieces are whole and play; statistics are theirs")
