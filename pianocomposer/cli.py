@@ -169,6 +169,8 @@ def generate(
     seed: Annotated[int | None, typer.Option(help="Random seed: the same seed gives the same pieces.")] = None,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (lower = safer).")] = DEFAULT_TEMPERATURE,
     top_k: Annotated[int, typer.Option(help="Sample from the k most likely tokens only (0 = all).")] = 0,
+    min_p: Annotated[float, typer.Option(help="Sample only tokens at least this share of the likeliest one's "
+                                         "probability (0 = all).")] = 0.0,
     top_p: Annotated[float, typer.Option(help="Sample from the smallest set holding this probability mass.")]
     = DEFAULT_TOP_P,
     greedy: Annotated[bool, typer.Option(help="Always take the most likely token (the original; loops).")] = False,
@@ -210,7 +212,7 @@ def generate(
     from pianocomposer.generate import generate as run
 
     result = run(weights, out, length=length, num_outputs=num_outputs, seed=seed,
-                 sampler=Sampler(temperature, top_k, top_p, greedy), primer=primer, primer_tokens=primer_tokens,
+                 sampler=Sampler(temperature, top_k, top_p, greedy, min_p), primer=primer, primer_tokens=primer_tokens,
                  primer_text=primer_text, program=program, qpm=qpm, wav=wav, soundfont=soundfont, sheet=sheet,
                  key=key, metre=metre, bars=bars, seconds=seconds, continuation=continuation, progress=not as_json,
                  constrained=constrain)

@@ -219,7 +219,7 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
                             piece.svg)
         spent["sheet"] = time.perf_counter() - t0
     settings = {"length": length, "num_outputs": num_outputs, "seed": seed, "temperature": sampler.temperature,
-                "top_k": sampler.top_k, "top_p": sampler.top_p, "greedy": sampler.greedy,
+                "top_k": sampler.top_k, "top_p": sampler.top_p, "min_p": sampler.min_p, "greedy": sampler.greedy,
                 "primer": str(primer) if primer else None, "primer_tokens": primer_tokens, "primer_text": primer_text,
                 "program": program, "qpm": qpm, "key": str(wanted) if wanted else None, "metre": metre, "bars": bars,
                 "seconds": seconds, "continuation": continuation, "sheet": sheet, "rules": constrained, "wav": wav}

@@ -158,11 +158,13 @@ def test_continue_writes_the_primer_and_its_continuation_at_its_tempo_and_key(bu
 
 def test_json_reports_every_control_the_pieces_were_made_with(bundle_dir, tmp_path):
     proc = run_cli("generate", "--weights", bundle_dir, "--out", tmp_path, "--seed", "2", "--no-wav", "--json",
-                   "--key", "A minor", "--bars", "2", "--temperature", "0.8", "--sheet")
+                   "--key", "A minor", "--bars", "2", "--temperature", "0.8", "--min-p", "0.05", "--sheet")
     assert proc.returncode == 0, proc.stderr
     settings = json.loads(proc.stdout)["settings"]
-    assert {k: settings[k] for k in ("key", "bars", "seconds", "temperature", "seed", "sheet", "rules")} == {
-        "key": "A minor", "bars": 2, "seconds": None, "temperature": 0.8, "seed": 2, "sheet": True, "rules": True}
+    assert {k: settings[k] for k in ("key", "bars", "seconds", "temperature", "min_p", "seed", "sheet", "rules")} == {
+        "key": "A minor", "bars": 2, "seconds": None, "temperature": 0.8, "min_p": 0.05, "seed": 2, "sheet": True,
+        "rules": True}
     help_text = run_cli("generate", "--help").stdout
-    for option in ("--key", "--metre", "--bars", "--seconds", "--continue", "--sheet", "--rules", "--length"):
+    for option in ("--key", "--metre", "--bars", "--seconds", "--continue", "--sheet", "--rules", "--length",
+                   "--min-p"):
         assert option in help_text
