@@ -177,15 +177,15 @@ def judge_heldout(bundle: Bundle, net: StepModel, songs: list[list[str]], rng: n
             "model": mean(model), "original": mean(original)}
 
 
-def harmonize(melodies: list[Path], weights: Path | None = None, out_dir: Path | None = None, *, seed: int = 0,
-              candidates: int = 1, temperature: float = HARMONY_TEMPERATURE, rules: bool = True, wav: bool = True,
-              soundfont: Path | None = None) -> list[Harmonization]:
-    """Harmonise each melody file (MIDI, MusicXML or an abc tune) with a voices bundle, all in one batch; each is
-    written beside it (or in out_dir) as NAME-harmonized.mid (one named track per voice, at the melody's tempo),
-    .musicxml (SATB on two staves) and .wav."""
+def harmonize(melodies: list[Path], weights: Path | Composer | None = None, out_dir: Path | None = None, *,
+              seed: int = 0, candidates: int = 1, temperature: float = HARMONY_TEMPERATURE, rules: bool = True,
+              wav: bool = True, soundfont: Path | None = None) -> list[Harmonization]:
+    """Harmonise each melody file (MIDI, MusicXML or an abc tune) with a voices bundle (a folder, or a Composer that
+    holds one), all in one batch; each is written beside it (or in out_dir) as NAME-harmonized.mid (one named track
+    per voice, at the melody's tempo), .musicxml (SATB on two staves) and .wav."""
     if candidates < 1:
         raise PianoComposerError(f"--candidates must be >= 1 (got {candidates})")
-    composer = Composer(weights)
+    composer = weights if isinstance(weights, Composer) else Composer(weights)
     encoding = composer.encoding
     if not encoding.harmonizes:
         raise PianoComposerError(f"{composer.folder}: harmonize needs a four-voice (voices) bundle; this one is "

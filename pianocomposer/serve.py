@@ -209,7 +209,7 @@ def harmonize_job(folder: str, out: str, settings: dict, melody: str) -> dict:
     t0 = time.perf_counter()
     options = {"temperature": settings["temperature"]} if "temperature" in settings else {}
     with threadpool_limits(1, "blas"):
-        (done,) = harmonize([Path(melody)], Path(folder), out_dir, seed=seed, **options)
+        (done,) = harmonize([Path(melody)], _composer(folder), out_dir, seed=seed, **options)
     write_svg(done.musicxml, done.musicxml.with_suffix(".svg"))
     files = _finish_files(out_dir, done.midi, done.wav, {"musicxml": done.musicxml,
                                                          "svg": done.musicxml.with_suffix(".svg")},
