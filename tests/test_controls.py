@@ -95,6 +95,9 @@ def test_bars_are_counted_after_a_pickup_and_a_tune_ends_only_where_no_repeat_is
     pickup = encoding.primer_from_text("X:1\nT:A\nM:3/4\nL:1/8\nK:D\nA2|d2f2 a2|e2c2 A2|d2f2 a2|]\n")
     cut = bar_ending(pickup, 2)
     assert "".join(pickup[:cut]).endswith("A2|d2f2 a2|e2c2 A2|")
+    # a section's short closing bar and the next pickup are one bar to abc2midi but two on the page: no cut after it
+    sections = encoding.primer_from_text("X:1\nT:A\nM:3/4\nL:1/8\nK:G\nd2|GA BG A2|B4||A2|G2 E2 F2|G4|]\n")
+    assert [bar_ending(sections, n) is not None for n in range(1, 4)] == [True, False, False]
 
 
 def test_the_sampler_holds_an_abc_header_to_the_values_asked_for():

@@ -620,16 +620,21 @@ class MetreConstraint:
 
 def bar_ending(tokens: Sequence[str], bars: int) -> int | None:
     """How many of a tune's tokens make exactly `bars` whole bars (its opening pickup not counted) and a bar line
-    after which it may end (no repeat left open, no first ending without its second), or None where it cannot."""
+    after which it may end (no repeat left open, no first ending without its second), or None where it cannot: also
+    where a bar before it is short but the opening pickup (a section's short closing bar and the next one's pickup
+    make one bar as abc2midi plays them, but two on the page, so the count would not be the musician's)."""
     state, done = BarState(), 0
     for i, token in enumerate(tokens, 1):
         before, state = state, state.feed(token) or state.recover(token)
         if before.run and not state.run and before.bar_started:  # this token ended a bar line
-            done += not (before.pickup is None and state.pickup)  # the tune's pickup is no bar of its own
+            opening = before.pickup is None and state.pickup  # the tune's pickup is no bar of its own
+            if not opening and before.used < before.bar:
+                return None
+            done += not opening
         if done >= bars:
             return None
-        if state.run in BAR_LINES and state.bar_started and state.can_end() and done + 1 == bars and not (
-                state.pickup is None and state.used < state.bar):
+        if state.run in BAR_LINES and state.bar_started and state.can_end() and done + 1 == bars and (
+                state.used == state.bar):
             return i
     return None
 
