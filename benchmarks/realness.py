@@ -1,10 +1,12 @@
 """Can evaluate's classifiers tell the shipped models' pieces from the corpus's? The cpc, timed and chorale models
 with their default sampling, the real-vs-real control, then the timed model step by step: temperature, top-p,
-min-p, and pieces started from a song's first chord instead of a seed window; the copy rate of each setting.
+min-p, and pieces started from a song's first chord instead of a seed window; the chorale model's harmonisations of
+Bach's own (validation) sopranos step by step: no rules, voice-leading rules, chords on the beats; the copy rate of
+each setting.
 
     .venv/bin/pianocomposer extract --out data-cpc && .venv/bin/pianocomposer extract --encoding timed --out data-timed
-    .venv/bin/python -m benchmarks.realness --cpc-data data-cpc --timed-data data-timed --voices-data data/voices \\
-        --real midi_songs --seeds 0 1 --json output/realness.json
+    .venv/bin/python -m benchmarks.realness --cpc-data data-cpc --timed-data data-timed \\
+        --voices-data data/voices-ahead --real midi_songs --seeds 0 1 --json output/realness.json
 
 Each setting generates --pieces pieces per seed exactly as evaluate does (lengths drawn from the corpus songs,
 whole chorales for the voices model) and runs realness.realness_test against the training songs decoded from
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -25,7 +28,10 @@ from threadpoolctl import threadpool_limits
 from benchmarks.train_speed import cpu_name
 from pianocomposer.bundle import read_bundle, resolve_weights
 from pianocomposer.compose import Sampler, blas_threads, compose_tokens
-from pianocomposer.evaluate import plays, read_real, real_midi_files
+from pianocomposer.config import HARMONY_TEMPERATURE
+from pianocomposer.encodings.voices import END, START
+from pianocomposer.evaluate import HARMONY_CANDIDATES, plays, read_real, real_midi_files
+from pianocomposer.harmonize import LOWER, four_parts
 from pianocomposer.metrics import SPAN, copied_spans, token_spans
 from pianocomposer.realness import note_array, realness_test
 from pianocomposer.tokens import load_tokens
@@ -73,12 +79,13 @@ class Model:
 
 
 def measure(model: Model, label: str, sampler: Sampler, seeds: list[int], pieces: int, song_start: bool = False,
-            real: list[np.ndarray] | None = None) -> dict:
-    """One setting: realness_test per seed, averaged, with the copy rate of all its pieces."""
+            real: list[np.ndarray] | None = None, make: Callable[[int], list[list[str]]] | None = None) -> dict:
+    """One setting: realness_test per seed (pieces from `make(seed)` if given, else composed), averaged, with the
+    copy rate of all its pieces."""
     t0 = time.perf_counter()
     runs, made = [], []
     for seed in seeds:
-        tokens = model.compose(pieces, sampler, seed, song_start)
+        tokens = make(seed) if make else model.compose(pieces, sampler, seed, song_start)
         made += tokens
         gen = [note_array(model.encoding.decode(t)) for t in tokens]
         r = realness_test(real if real is not None else model.notes, gen, whole=model.encoding.end_token is not None,
@@ -117,6 +124,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--models", nargs="+", choices=["cpc", "timed", "chorale"], default=["cpc", "timed", "chorale"])
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--harmony-sweep", action="store_true",
+                        help="chorale: harmonise at other temperatures and candidate counts too")
     args = parser.parse_args()
     rows, held, spans = [], {}, {}
     default = Sampler()
@@ -126,9 +135,7 @@ def main() -> None:
         if "timed" in args.models:
             measure_timed(args, default, rows, held, spans)
         if "chorale" in args.models:
-            chorale = Model("chorale", args.voices_data)
-            rows.append(measure(chorale, "chorale (weights/chorale), whole chorales", default, args.seeds,
-                                args.pieces))
+            measure_chorale(args, default, rows)
     print("held-out songs' own copy rate: " + ", ".join(f"{k} {v:.1%} ({spans[k]}-token spans)"
                                                        for k, v in held.items()))
     report = {"date": date.today().isoformat(), "cpu": cpu_name(), "rows": rows, "heldout_copy_rate": held,
@@ -136,6 +143,37 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1))
+
+
+def harmonised(model: Model, rules: bool, chords: bool, seed: int, temperature: float = HARMONY_TEMPERATURE,
+               candidates: int = HARMONY_CANDIDATES) -> list[list[str]]:
+    """The validation chorales' sopranos harmonised (by default as `evaluate` does: the most likely of
+    HARMONY_CANDIDATES at HARMONY_TEMPERATURE), each as a whole piece of tokens."""
+    pieces = [model.encoding.split(song) for song in model.heldout]
+    melodies = [(key, [[t for t in frame if t[:2] not in LOWER] for frame in frames]) for key, frames in pieces]
+    written = four_parts(model.bundle, model.net, melodies, np.random.default_rng(seed), candidates,
+                         Sampler(temperature=temperature), rules, chords)
+    return [[START, *([key] if key else []), *(t for frame in frames for t in frame), END]
+            for (key, _), (frames, _) in zip(pieces, written, strict=True)]
+
+
+def measure_chorale(args, default: Sampler, rows: list) -> None:
+    """Whole chorales (within the voices grammar and rules), then Bach's own sopranos harmonised: without rules,
+    with the voice-leading rules, with chords on the beats as well (harmonize's default)."""
+    chorale = Model("chorale", args.voices_data)
+    rows.append(measure(chorale, "chorale (weights/chorale), whole chorales", default, args.seeds, args.pieces))
+    for label, rules, chords in [("harmonised validation sopranos, no rules", False, False),
+                                 ("harmonised, parallels and crossings ruled out", True, False),
+                                 ("harmonised, and chords on the beats (default)", True, True)]:
+        rows.append(measure(chorale, f"chorale, {label}", Sampler(temperature=HARMONY_TEMPERATURE), args.seeds,
+                            len(chorale.heldout), make=lambda seed, r=rules, c=chords: harmonised(chorale, r, c,
+                                                                                                   seed)))
+    if args.harmony_sweep:  # the rules and chords on, other temperatures and candidate counts
+        for temperature, candidates in [(0.6, 4), (0.8, 4), (0.9, 4), (0.8, 1), (1.0, 1)]:
+            rows.append(measure(chorale, f"chorale, harmonised, temperature {temperature}, {candidates} candidate(s)",
+                                Sampler(temperature=temperature), args.seeds, len(chorale.heldout),
+                                make=lambda seed, t=temperature, c=candidates: harmonised(chorale, True, True, seed,
+                                                                                          t, c)))
 
 
 def measure_cpc(args, default: Sampler, rows: list, held: dict, spans: dict) -> None:

@@ -81,15 +81,21 @@ def pitch(token: str) -> int:
     return -1 if value == REST else int(value)
 
 
+def on_beat(frame: list[str], grid: int) -> bool:
+    """Whether a frame (its tokens) falls on a beat: its `Beat_n` a whole number of quarter notes into the bar."""
+    return any(t.startswith("Beat_") and int(t[5:]) % grid == 0 for t in frame)
+
+
 def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list[str]]]], rng: np.random.Generator,
-               candidates: int = 1, sampler: Sampler | None = None, rules: bool = True
+               candidates: int = 1, sampler: Sampler | None = None, rules: bool = True, chords: bool = True
                ) -> list[tuple[list[list[str]], float]]:
     """Each piece's alto, tenor and bass frame by frame, all pieces and `candidates` samples of each in one batch.
 
     A piece is its key token and frames (`Beat_n`, `Fermata`, the soprano, as VoicesEncoding.frames makes them);
     a lower voice a frame already holds is taken as given and scored, one it lacks is sampled (a held note may only
     continue the voice's last note; with `rules`, a new note that would cross the voice above or make parallel
-    fifths or octaves is not drawn, unless nothing else is left). Returns, per piece, the most likely candidate's
+    fifths or octaves, or with `chords` too leave a frame on a beat outside every triad and seventh chord, is not
+    drawn, unless nothing else is left). Returns, per piece, the most likely candidate's
     frames (each with S A T B) and its nats per frame for the three lower voices given the rest.
     """
     vocabulary, index = bundle.vocabulary, bundle.vocabulary.index
@@ -125,6 +131,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
             going = np.array([row for row in rows if j < len(context[row])])
             step(going, np.array([context[row][j] for row in going]))
         now = np.full((len(rows), len(PREFIXES)), -1)
+        strong = np.array([chords and on_beat(frame[row], bundle.encoding.grid) for row in rows])
         for i, row in enumerate(rows):
             chosen[row].append([t for t in frame[row] if t[:2] not in LOWER])
             now[i, 0] = next((pitch(t) for t in frame[row] if t.startswith(f"{PREFIXES[0]}_")), -1)
@@ -135,7 +142,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
                 if held is not None:
                     allowed[i, held] = True
             if rules:
-                kept = allowed & ~rule_breaks(notes[prefix], before[rows], now, voice)
+                kept = allowed & ~rule_breaks(notes[prefix], before[rows], now, voice, strong)
                 allowed = np.where(kept.any(axis=1)[:, None], kept, allowed)
             ids = sampler(probs[rows], rng, allowed)
             for i, row in enumerate(rows):

@@ -23,6 +23,7 @@ FIGURES = {
 TRIADS_AND_SEVENTHS = {frozenset((root + i) % 12 for i in chord) for root in range(12) for chord in (
     (0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 8),  # major, minor, diminished, augmented triads
     (0, 4, 7, 10), (0, 4, 7, 11), (0, 3, 7, 10), (0, 3, 6, 10), (0, 3, 6, 9))}  # 7, maj7, m7, half- and fully dim.
+CHORD_BITS = np.array(sorted(sum(1 << pc for pc in chord) for chord in TRIADS_AND_SEVENTHS))  # each as 12 bits
 
 
 def is_chord(classes: frozenset[int]) -> bool:
@@ -81,11 +82,13 @@ def judge(tracks: Sequence[pretty_midi.Instrument], steps_per_second: float) -> 
                 notes), 1), "four_voices_sound": full / count}
 
 
-def rule_breaks(notes: np.ndarray, before: np.ndarray, now: np.ndarray, voice: int) -> np.ndarray:
+def rule_breaks(notes: np.ndarray, before: np.ndarray, now: np.ndarray, voice: int,
+                chord: np.ndarray | None = None) -> np.ndarray:
     """(rows, vocabulary) True where a voice's new note (`notes`: each token's pitch, -1 if not one of the voice's
     new notes) would cross above the nearest sounding voice over it, or make parallel fifths or octaves with a
-    voice above that moves the same way; `before` and `now` are the (rows, 4) pitches sounding in the last frame
-    and this one (-1: silent), the voices above `voice` already written."""
+    voice above that moves the same way, or (in the rows where `chord` is True: frames on a beat) leave the pitch
+    classes sounding in the voices above and this one outside every triad and seventh chord; `before` and `now` are
+    the (rows, 4) pitches sounding in the last frame and this one (-1: silent), the voices above `voice` written."""
     candidate = notes[None, :] >= 0
     lowest_above = np.where(now[:, :voice] >= 0, now[:, :voice], 1000).min(axis=1)  # 1000: all above are silent
     breaks = candidate & (notes[None, :] > lowest_above[:, None])
@@ -97,4 +100,9 @@ def rule_breaks(notes: np.ndarray, before: np.ndarray, now: np.ndarray, voice: i
         same_way = (notes[None, :] - mine) * (is_ - was) > 0
         parallel = ((interval == 0) | (interval == 7)) & ((is_ - notes[None, :]) % 12 == interval)
         breaks |= candidate & moving & same_way & parallel
+    if chord is not None and chord.any():
+        above = np.bitwise_or.reduce(np.where(now[:, :voice] >= 0, 1 << (now[:, :voice] % 12), 0), axis=1)
+        classes = above[:, None] | np.where(candidate, 1 << (notes % 12), 0)  # (rows, vocabulary) as 12 bits
+        fits = ((classes[..., None] & ~CHORD_BITS) == 0).any(axis=-1)
+        breaks |= candidate & chord[:, None] & ~fits
     return breaks

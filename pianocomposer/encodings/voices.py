@@ -235,7 +235,7 @@ class VoicesEncoding(Encoding):
     def constraint(self, vocabulary: Sequence[str], fields: dict[str, str] | None = None) -> FrameConstraint:
         """Frames in order, held notes that continue their voice, the soprano where its Next_ said, beats that count
         on in bars of one length (voices_grammar)."""
-        return FrameConstraint(vocabulary, self.ahead)
+        return FrameConstraint(vocabulary, self.ahead, grid=self.grid if self.beats else None)
 
     def key_primer(self, tonic: int, minor: bool) -> list[str]:
         """The start token and the key: the model writes the piece in it."""

@@ -48,8 +48,9 @@ class FrameConstraint:
     """The voices sampler's mask: for each piece of a batch, the tokens that keep its frames in order, its voices
     consistent and (with `rules`) its voice leading clean; see the module's text."""
 
-    def __init__(self, vocabulary: Sequence[str], ahead: bool, rules: bool = True):
+    def __init__(self, vocabulary: Sequence[str], ahead: bool, rules: bool = True, grid: int | None = None):
         self.tokens = list(vocabulary)
+        self.grid = grid  # steps a beat: frames on a beat sound chords (with the rules); None: no chord rule
         self.order = ("S", "Next", "A", "T", "B") if ahead else ("S", "A", "T", "B")
         self.rules = rules
         kinds = [kind(t) for t in self.tokens]
@@ -104,7 +105,9 @@ class FrameConstraint:
             allowed &= self.held | (values == "rest") | (values == state.upcoming)
         if self.rules and voice > 0:
             notes = np.where(allowed & ~self.held & (self.pitch >= 0), self.pitch, -1)
-            breaks = rule_breaks(notes, np.array([state.before]), np.array([state.pitches]), voice)[0]
+            strong = self.grid is not None and state.beat is not None and state.beat % self.grid == 0
+            breaks = rule_breaks(notes, np.array([state.before]), np.array([state.pitches]), voice,
+                                 np.array([strong]))[0]
             allowed = allowed & ~breaks if (allowed & ~breaks).any() else allowed
         if not allowed.any():  # the note asked for is not in the vocabulary: any of the voice's new notes
             allowed = (names == name) & ~self.held
