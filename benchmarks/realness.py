@@ -33,7 +33,7 @@ from pianocomposer.encodings.voices import END, START
 from pianocomposer.evaluate import HARMONY_CANDIDATES, plays, read_real, real_midi_files
 from pianocomposer.harmonize import LOWER, four_parts
 from pianocomposer.metrics import SPAN, copied_spans, token_spans
-from pianocomposer.realness import note_array, realness_test
+from pianocomposer.realness import FEATURE_NAMES, note_array, piece_features, realness_test
 from pianocomposer.tokens import load_tokens
 
 
@@ -78,6 +78,12 @@ class Model:
         return [p for p in pieces if enc.incomplete(p, len(p)) is None and plays(enc, p)]
 
 
+def means(pieces: list[np.ndarray]) -> dict[str, float]:
+    """Each feature's mean over the pieces (NaN-free)."""
+    values = np.nanmean([piece_features(p) for p in pieces], axis=0)
+    return {name: round(float(v), 4) for name, v in zip(FEATURE_NAMES, values, strict=True)}
+
+
 def measure(model: Model, label: str, sampler: Sampler, seeds: list[int], pieces: int, song_start: bool = False,
             real: list[np.ndarray] | None = None, make: Callable[[int], list[list[str]]] | None = None) -> dict:
     """One setting: realness_test per seed (pieces from `make(seed)` if given, else composed), averaged, with the
@@ -106,10 +112,14 @@ def measure(model: Model, label: str, sampler: Sampler, seeds: list[int], pieces
            "per_seed_boosted": [r.boosted.mean for r in runs],
            "groups": {g: float(np.mean([r.groups[g] for r in runs])) for g in runs[0].groups},
            "giveaways": sorted(giveaways, key=lambda k: -giveaways[k])[:5],
-           "copy_rate": model.copy_rate(made), "seconds": round(time.perf_counter() - t0, 1)}
+           "copy_rate": model.copy_rate(made), "seconds": round(time.perf_counter() - t0, 1),
+           "feature_means": means([note_array(model.encoding.decode(t)) for t in made]),
+           "real_feature_means": means(real if real is not None else model.notes)}
     print(f"{label:<42} logistic {row['logistic'][0]:.1%} ± {row['logistic'][1]:.1%}  boosted "
           f"{row['boosted'][0]:.1%} ± {row['boosted'][1]:.1%}  control {row['control_logistic'][0]:.1%} / "
-          f"{row['control_boosted'][0]:.1%}  copy {row['copy_rate']:.1%}  ({row['seconds']} s)", flush=True)
+          f"{row['control_boosted'][0]:.1%}  copy {row['copy_rate']:.1%}  bass steps "
+          f"{row['feature_means']['bass steps']:.0%} (real {row['real_feature_means']['bass steps']:.0%})  "
+          f"({row['seconds']} s)", flush=True)
     return row
 
 
