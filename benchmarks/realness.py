@@ -29,9 +29,8 @@ from benchmarks.train_speed import cpu_name
 from pianocomposer.bundle import read_bundle, resolve_weights
 from pianocomposer.compose import Sampler, blas_threads, compose_tokens
 from pianocomposer.config import HARMONY_TEMPERATURE
-from pianocomposer.encodings.voices import END, START
 from pianocomposer.evaluate import HARMONY_CANDIDATES, plays, read_real, real_midi_files
-from pianocomposer.harmonize import LOWER, four_parts
+from pianocomposer.harmonize import reharmonize
 from pianocomposer.metrics import SPAN, copied_spans, token_spans
 from pianocomposer.realness import FEATURE_NAMES, note_array, piece_features, realness_test
 from pianocomposer.tokens import load_tokens
@@ -159,12 +158,8 @@ def harmonised(model: Model, rules: bool, chords: bool, seed: int, temperature: 
                candidates: int = HARMONY_CANDIDATES) -> list[list[str]]:
     """The validation chorales' sopranos harmonised (by default as `evaluate` does: the most likely of
     HARMONY_CANDIDATES at HARMONY_TEMPERATURE), each as a whole piece of tokens."""
-    pieces = [model.encoding.split(song) for song in model.heldout]
-    melodies = [(key, [[t for t in frame if t[:2] not in LOWER] for frame in frames]) for key, frames in pieces]
-    written = four_parts(model.bundle, model.net, melodies, np.random.default_rng(seed), candidates,
-                         Sampler(temperature=temperature), rules, chords)
-    return [[START, *([key] if key else []), *(t for frame in frames for t in frame), END]
-            for (key, _), (frames, _) in zip(pieces, written, strict=True)]
+    return [piece for piece, _ in reharmonize(model.bundle, model.net, model.heldout, np.random.default_rng(seed),
+                                              candidates, Sampler(temperature=temperature), rules, chords)]
 
 
 def measure_chorale(args, default: Sampler, rows: list) -> None:

@@ -164,21 +164,30 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     return best
 
 
+def reharmonize(bundle: Bundle, net: StepModel, songs: list[list[str]], rng: np.random.Generator,
+                candidates: int = 1, sampler: Sampler | None = None, rules: bool = True, chords: bool = True
+                ) -> list[tuple[list[str], float]]:
+    """Four-voice pieces (tokens) with their alto, tenor and bass written anew under their soprano (four_parts):
+    each new piece's tokens and its nats per frame."""
+    pieces = [bundle.encoding.split(song) for song in songs]
+    melodies = [(key, [[t for t in frame if t[:2] not in LOWER] for frame in frames]) for key, frames in pieces]
+    written = four_parts(bundle, net, melodies, rng, candidates, sampler, rules, chords)
+    return [([START, *([key] if key else []), *(t for frame in frames for t in frame), END], nats)
+            for (key, _), (frames, nats) in zip(pieces, written, strict=True)]
+
+
 def judge_heldout(bundle: Bundle, net: StepModel, songs: list[list[str]], rng: np.random.Generator,
                   candidates: int = 4, rules: bool = True) -> dict:
     """Four-voice pieces' sopranos harmonised (the most likely of `candidates`) and judged beside the pieces' own
     lower voices: the mean voice-leading figures of both and each one's nats per frame under the model."""
     encoding = bundle.encoding
-    pieces = [encoding.split(song) for song in songs]
-    melodies = [(key, [[t for t in frame if t[:2] not in LOWER] for frame in frames]) for key, frames in pieces]
-    written = four_parts(bundle, net, melodies, rng, candidates, Sampler(temperature=HARMONY_TEMPERATURE), rules)
-    own = four_parts(bundle, net, pieces, rng)
+    written = reharmonize(bundle, net, songs, rng, candidates, Sampler(temperature=HARMONY_TEMPERATURE), rules)
+    own = four_parts(bundle, net, [encoding.split(song) for song in songs], rng)
 
     def mean(rows: list[dict]) -> dict:
         return {name: float(np.nanmean([r[name] for r in rows])) for name in rows[0]}
 
-    model = [{**encoding.check([START, *([key] if key else []), *(t for f in frames for t in f), END]),
-              "nats_per_frame": nats} for (key, _), (frames, nats) in zip(pieces, written, strict=True)]
+    model = [{**encoding.check(piece), "nats_per_frame": nats} for piece, nats in written]
     original = [{**encoding.check(song), "nats_per_frame": nats} for song, (_, nats) in zip(songs, own, strict=True)]
     return {"pieces": len(songs), "candidates": candidates, "temperature": HARMONY_TEMPERATURE, "rules": rules,
             "model": mean(model), "original": mean(original)}
