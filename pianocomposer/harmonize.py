@@ -95,8 +95,8 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     a lower voice a frame already holds is taken as given and scored, one it lacks is sampled (a held note may only
     continue the voice's last note; with `rules`, a new note that would cross the voice above or make parallel
     fifths or octaves, or with `chords` too leave a frame on a beat outside every triad and seventh chord, is not
-    drawn, unless nothing else is left). Returns, per piece, the most likely candidate's
-    frames (each with S A T B) and its nats per frame for the three lower voices given the rest.
+    drawn, unless nothing else is left). Returns, per piece, the most likely candidate's frames (each with S A T B)
+    and its nats per frame for the three lower voices given the rest.
     """
     vocabulary, index = bundle.vocabulary, bundle.vocabulary.index
     sampler = sampler or Sampler()

@@ -234,7 +234,7 @@ class VoicesEncoding(Encoding):
 
     def constraint(self, vocabulary: Sequence[str], fields: dict[str, str] | None = None) -> FrameConstraint:
         """Frames in order, held notes that continue their voice, the soprano where its Next_ said, beats that count
-        on in bars of one length (voices_grammar)."""
+        on in bars of one length, and harmonize's rules with chords on the beats (voices_grammar)."""
         return FrameConstraint(vocabulary, self.ahead, grid=self.grid if self.beats else None)
 
     def key_primer(self, tonic: int, minor: bool) -> list[str]:

@@ -8,7 +8,8 @@ order; a held note (`A_64~`) only where the voice sounds that pitch; a new sopra
 beats that count on (`Beat_n` then `Beat_n+1`, or a new bar's `Beat_0`), no bar longer than the first that closed
 (a bar may close short, as a pickup or a section's end does). With the rules (as harmonize keeps them), a new alto,
 tenor or bass note does not cross above the voice over it or move in parallel fifths or octaves with a voice above
-that moves the same way, unless nothing else is left.
+that moves the same way, and on a beat (given the grid) keeps the voices written so far within one triad or seventh
+chord, unless nothing else is left.
 """
 
 from __future__ import annotations
