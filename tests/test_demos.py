@@ -56,24 +56,37 @@ def chrome():
     return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
 
 
+def page_media(driver, players: int, screenshot: Path, env: str) -> tuple[list, list, list]:
+    """Wait (up to ~20 s) until `players` audio players report their duration and every image has loaded; return
+    the durations, each image's (complete, natural width) and the console's errors, after a screenshot of the page
+    (also to the path in the environment variable `env`, if set: the README's pictures)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    durations: list = []
+    for _ in range(100):
+        durations = driver.execute_script(
+            "return [...document.querySelectorAll('audio')].map(a => a.readyState >= 1 ? a.duration : 0)")
+        if len(durations) == players and all(d > 0 for d in durations):
+            break
+        time.sleep(0.2)
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script(
+        "return [...document.images].every(i => i.complete)"))
+    images = driver.execute_script("return [...document.images].map(i => [i.complete, i.naturalWidth])")
+    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    driver.save_screenshot(str(screenshot))
+    if os.environ.get(env):
+        driver.save_screenshot(os.environ[env])
+    return durations, images, errors
+
+
 @pytest.mark.skipif(not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
                     reason="chromium and chromium-driver are not installed (make system-deps installs them)")
 def test_gallery_plays_and_shows_in_chromium(gallery, tmp_path):
     driver = chrome()
     try:
         driver.get(gallery.as_uri())
-        durations: list = []
-        for _ in range(50):  # up to ~10 s for every player's metadata
-            durations = driver.execute_script(
-                "return [...document.querySelectorAll('audio')].map(a => a.readyState >= 1 ? a.duration : 0)")
-            if durations and all(d > 0 for d in durations):
-                break
-            time.sleep(0.2)
-        images = driver.execute_script("return [...document.images].map(i => [i.complete, i.naturalWidth])")
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        driver.save_screenshot(str(tmp_path / "gallery.png"))
-        if os.environ.get("PIANOCOMPOSER_GALLERY_SCREENSHOT"):  # e.g. docs/gallery.png for the README
-            driver.save_screenshot(os.environ["PIANOCOMPOSER_GALLERY_SCREENSHOT"])
+        durations, images, errors = page_media(driver, 4, tmp_path / "gallery.png",
+                                               "PIANOCOMPOSER_GALLERY_SCREENSHOT")  # e.g. docs/gallery.png
     finally:
         driver.quit()
     assert errors == []

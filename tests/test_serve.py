@@ -25,7 +25,7 @@ from pianocomposer.errors import PianoComposerError
 from pianocomposer.serve import RESULT_FILE, Limits, create_app, enforce_quota, find_bundles, sniff_suffix
 from tests.conftest import REPO
 from tests.hostile_midi import many_notes_bytes, midi_file, tempo_event, track
-from tests.test_demos import CHROMEDRIVER, CHROMIUM, chrome
+from tests.test_demos import CHROMEDRIVER, CHROMIUM, chrome, page_media
 
 ABC_TUNE = "X:1\nT:Test tune\nM:4/4\nL:1/4\nK:G\nG A B c|d2 B2|c A G F|G4|]\n"
 KINDS = {"midi": b"MThd", "ogg": b"OggS", "png": b"\x89PNG", "svg": b"<svg", "musicxml": b"<score-partwise"}
@@ -413,24 +413,13 @@ def test_in_chromium_compose_listen_look_and_harmonise(client, tmp_path):
         driver.find_element(By.ID, "melody").send_keys(str(melody))
         driver.find_element(By.ID, "harmonize").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 2)
-        durations = []
-        for _ in range(100):  # up to ~20 s for both players' metadata
-            durations = driver.execute_script(
-                "return [...document.querySelectorAll('audio')].map(a => a.readyState >= 1 ? a.duration : 0)")
-            if len(durations) == 2 and all(d > 0 for d in durations):
-                break
-            time.sleep(0.2)
-        wait.until(lambda d: d.execute_script("return [...document.images].every(i => i.complete)"))
-        images = driver.execute_script("return [...document.images].map(i => [i.complete, i.naturalWidth])")
+        durations, images, errors = page_media(driver, 2, tmp_path / "serve.png",
+                                               "PIANOCOMPOSER_SERVE_SCREENSHOT")  # e.g. docs/serve.png
         titles = [h.text for h in driver.find_elements(By.CSS_SELECTOR, ".card h2")]
         hidden_metre = not driver.find_element(By.ID, "metre").is_displayed()
         meta = driver.find_element(By.CSS_SELECTOR, ".card .meta").text
         links = [a.text for a in driver.find_elements(By.CSS_SELECTOR, ".card .links a")]
         status = driver.find_element(By.ID, "status").text
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        driver.save_screenshot(str(tmp_path / "serve.png"))
-        if os.environ.get("PIANOCOMPOSER_SERVE_SCREENSHOT"):  # e.g. docs/serve.png for the README
-            driver.save_screenshot(os.environ["PIANOCOMPOSER_SERVE_SCREENSHOT"])
     finally:
         driver.quit()
     assert errors == []
