@@ -93,7 +93,7 @@ def measure(model: Model, label: str, sampler: Sampler, seeds: list[int], pieces
         tokens = make(seed) if make else model.compose(pieces, sampler, seed, song_start)
         made += tokens
         gen = [note_array(model.encoding.decode(t)) for t in tokens]
-        r = realness_test(real if real is not None else model.notes, gen, whole=model.encoding.end_token is not None,
+        r = realness_test(real if real is not None else model.notes, gen, whole=model.encoding.ends_itself,
                           seed=seed)
         runs.append(r)
 
