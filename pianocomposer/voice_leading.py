@@ -83,26 +83,31 @@ def judge(tracks: Sequence[pretty_midi.Instrument], steps_per_second: float) -> 
 
 
 def rule_breaks(notes: np.ndarray, before: np.ndarray, now: np.ndarray, voice: int,
-                chord: np.ndarray | None = None) -> np.ndarray:
+                chord: np.ndarray | None = None, written: Sequence[int] | None = None) -> np.ndarray:
     """(rows, vocabulary) True where a voice's new note (`notes`: each token's pitch, -1 if not one of the voice's
-    new notes) would cross above the nearest sounding voice over it, or make parallel fifths or octaves with a
-    voice above that moves the same way, or (in the rows where `chord` is True: frames on a beat) leave the pitch
-    classes sounding in the voices above and this one outside every triad and seventh chord; `before` and `now` are
-    the (rows, 4) pitches sounding in the last frame and this one (-1: silent), the voices above `voice` written."""
+    new notes) would cross the nearest sounding voice written over or under it, or make parallel fifths or octaves
+    with a written voice that moves the same way, or (in the rows where `chord` is True: frames on a beat) leave the
+    pitch classes sounding in the written voices and this one outside every triad and seventh chord; `before` and
+    `now` are the (rows, 4) pitches (S A T B) sounding in the last frame and this one (-1: silent), `written` the
+    voices this frame has written already (default: those above `voice`)."""
+    written = list(range(voice)) if written is None else list(written)
+    above, below = [w for w in written if w < voice], [w for w in written if w > voice]
     candidate = notes[None, :] >= 0
-    lowest_above = np.where(now[:, :voice] >= 0, now[:, :voice], 1000).min(axis=1)  # 1000: all above are silent
-    breaks = candidate & (notes[None, :] > lowest_above[:, None])
+    lowest_above = np.where(now[:, above] >= 0, now[:, above], 1000).min(axis=1, initial=1000)
+    highest_below = now[:, below].max(axis=1, initial=-1)
+    breaks = candidate & ((notes[None, :] > lowest_above[:, None]) | (notes[None, :] < highest_below[:, None]))
     mine = before[:, voice][:, None]
-    for upper in range(voice):
-        was, is_ = before[:, upper][:, None], now[:, upper][:, None]
-        interval = (was - mine) % 12
+    for other in written:
+        was, is_ = before[:, other][:, None], now[:, other][:, None]
+        sign = 1 if other < voice else -1  # intervals from the lower voice up
+        interval = sign * (was - mine) % 12
         moving = (was >= 0) & (is_ >= 0) & (mine >= 0) & (is_ != was)
         same_way = (notes[None, :] - mine) * (is_ - was) > 0
-        parallel = ((interval == 0) | (interval == 7)) & ((is_ - notes[None, :]) % 12 == interval)
+        parallel = ((interval == 0) | (interval == 7)) & (sign * (is_ - notes[None, :]) % 12 == interval)
         breaks |= candidate & moving & same_way & parallel
-    if chord is not None and chord.any():
-        above = np.bitwise_or.reduce(np.where(now[:, :voice] >= 0, 1 << (now[:, :voice] % 12), 0), axis=1)
-        classes = above[:, None] | np.where(candidate, 1 << (notes % 12), 0)  # (rows, vocabulary) as 12 bits
+    if chord is not None and chord.any() and written:
+        classes = np.bitwise_or.reduce(np.where(now[:, written] >= 0, 1 << (now[:, written] % 12), 0), axis=1)
+        classes = classes[:, None] | np.where(candidate, 1 << (notes % 12), 0)  # (rows, vocabulary) as 12 bits
         fits = ((classes[..., None] & ~CHORD_BITS) == 0).any(axis=-1)
         breaks |= candidate & chord[:, None] & ~fits
     return breaks

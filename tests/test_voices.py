@@ -78,6 +78,19 @@ def test_the_variant_that_reads_ahead_names_the_sopranos_next_note_in_every_fram
         get_encoding("voices").read_songs(path)[0]["tokens"]))
 
 
+def test_the_bass_first_order_writes_each_frame_soprano_bass_alto_tenor_and_plays_the_same():
+    path = CHORALES / "heldout" / "bwv113.8.mid"
+    satb = get_encoding("voices").read_songs(path)[0]["tokens"]
+    encoding = get_encoding("voices", {"order": "SBAT"})
+    sbat = encoding.read_songs(path)[0]["tokens"]
+    _, frames = encoding.split(sbat)
+    assert {tuple(t[0] for t in f[-5:]) for f in frames} == {("S", "N", "B", "A", "T")}
+    assert sorted(sbat) == sorted(satb) and sbat != satb  # the same tokens, each frame in the other order
+    assert _notes(encoding.decode(sbat)) == _notes(get_encoding("voices").decode(satb))
+    with pytest.raises(PianoComposerError, match="order must be one of SATB, SBAT"):
+        get_encoding("voices", {"order": "STAB"})
+
+
 def test_a_pickup_counts_as_the_end_of_a_bar():
     tokens = get_encoding("voices").read_songs(CHORALES / "heldout" / "bwv113.8.mid")[0]["tokens"]
     beats = [t for t in tokens if t.startswith("Beat_")]
@@ -305,6 +318,33 @@ def test_the_chorale_rules_mask_parallel_fifths_and_crossings_in_the_lower_voice
     assert dict(zip(plain.tokens, plain.allowed(state), strict=True))["A_62"]
 
 
+def test_a_voice_written_after_the_bass_keeps_above_it_and_out_of_parallels_with_it():
+    from pianocomposer.voice_leading import rule_breaks
+
+    # S C5 to D5, A G4 to F4, the bass C3 to D3 written; the tenor from G3: under the bass, in fifths with it, free
+    notes = np.array([45, 57, 59, 55])
+    before, now = np.array([[72, 67, 55, 48]]), np.array([[74, 65, -1, 50]])
+    assert rule_breaks(notes, before, now, 2, written=[0, 3, 1])[0].tolist() == [True, True, False, False]
+    assert not rule_breaks(notes, before, now, 2)[0].any()  # written S A T B, the bass is not there yet
+
+    from pianocomposer.encodings.voices_grammar import FrameConstraint, FrameState
+
+    songs = [get_encoding("voices", {"order": "SBAT"}).read_songs(p)[0]["tokens"]
+             for p in sorted((CHORALES / "heldout").glob("*.mid"))]
+    grammar = FrameConstraint(sorted({t for song in songs for t in song}), ahead=True, rules=True, order="SBAT")
+    state = FrameState()
+    for token in ["Key_0M", "Beat_0", "S_72", "Next_74", "B_48", "A_67", "T_64", "Beat_1", "S_74", "Next_76"]:
+        state = grammar.feed(state, token)
+    assert state.frames == 1 and grammar.feed(state, "A_67~") is None  # the bass comes after the soprano
+    assert {t[0] for t, ok in zip(grammar.tokens, grammar.allowed(state), strict=True) if ok} == {"B"}
+    state = grammar.feed(state, "B_43")  # C3 to G2 under C5 to D5
+    allowed = dict(zip(grammar.tokens, grammar.allowed(state), strict=True))
+    assert not allowed["A_62"]  # G4 over C3 to D4 over G2: parallel fifths with the bass
+    assert allowed["A_64"] and allowed["A_67~"]
+    state = grammar.feed(grammar.feed(state, "A_64"), "T_59")
+    assert state.frames == 2 and grammar.feed(state, "Beat_2") is not None  # the tenor ends the frame
+
+
 def test_on_a_beat_the_rules_keep_the_voices_to_a_triad_or_seventh_chord_and_off_it_they_pass():
     from pianocomposer.encodings.voices_grammar import FrameConstraint
 
@@ -335,7 +375,8 @@ def test_whole_chorales_from_the_shipped_model_keep_the_grammar():
     from pianocomposer.encodings.voices_grammar import FrameConstraint, FrameState
 
     composer = Composer(REPO / "weights" / "chorale")
-    grammar = FrameConstraint(composer.bundle.vocabulary.tokens, ahead=True, rules=False)
+    grammar = FrameConstraint(composer.bundle.vocabulary.tokens, ahead=True, rules=False,
+                              order=composer.encoding.order)
     for tokens, _ in composer.compose(400, 2, rng=np.random.default_rng(0), sampler=Sampler()):
         state = FrameState()
         for token in tokens[1:]:

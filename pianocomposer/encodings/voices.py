@@ -2,13 +2,13 @@
 
 A piece is `<start>`, its key (`Key_7M`: the tonic's pitch class and M or m), then one frame per grid step (a
 sixteenth by default): the step's place in its bar (`Beat_0` on the downbeat), `Fermata` where one is held, and
-each voice in order S A T B as a new note (`S_67`), the same note held (`S_67~`) or silence (`S_rest`); `<end>`
-ends it. This is BachBot's scheme (Liang et al. 2017) with DeepBach's metadata (beat in the bar, fermata) written
-as tokens, so the one network reads them in order and a harmoniser can fix the soprano at every frame. With
-`beats=False` a frame starts with a plain `Frame` token instead, as BachBot's frame delimiter: the variant without
-the beat. The soprano's token is followed by its next new note (`Next_69`, `Next_end` after the last), so the
-lower voices are written knowing where the melody goes, as a harmoniser reading the tune does (`ahead=False`
-leaves it out: 70 % instead of 80 % chordal onsets when harmonising held-out sopranos).
+each voice in order S A T B (or S B A T: `order="SBAT"`) as a new note (`S_67`), the same note held (`S_67~`) or
+silence (`S_rest`); `<end>` ends it. This is BachBot's scheme (Liang et al. 2017) with DeepBach's metadata (beat in
+the bar, fermata) written as tokens, so the one network reads them in order and a harmoniser can fix the soprano at
+every frame. With `beats=False` a frame starts with a plain `Frame` token instead, as BachBot's frame delimiter: the
+variant without the beat. The soprano's token is followed by its next new note (`Next_69`, `Next_end` after the
+last), so the lower voices are written knowing where the melody goes, as a harmoniser reading the tune does
+(`ahead=False` leaves it out: 70 % instead of 80 % chordal onsets when harmonising held-out sopranos).
 
 Four-voice files are read by track name (`Soprano`, `Alto`, `Tenor`, `Bass`, as `chorales/` has them) or, with
 exactly four pitched tracks, from the highest to the lowest; the key from the file's key signature, else
@@ -39,6 +39,10 @@ PREFIXES = tuple(v[0] for v in VOICES)  # S A T B
 RANGES = {"S": (57, 84), "A": (50, 77), "T": (43, 72), "B": (31, 67)}
 START, END, FERMATA, REST, HELD, FRAME, NEXT = "<start>", "<end>", "Fermata", "rest", "~", "Frame", "Next"
 DEFAULT_QPM = 100.0
+# The orders a frame may write its voices in: the soprano first (a harmoniser is given it), then the inner voices
+# and the bass as BachBot wrote them, or the bass before the inner voices, as a student writes the outer voices
+# first and fills in the inner ones.
+ORDERS = ("SATB", "SBAT")
 VELOCITY = 80
 def key_token(tonic: int, minor: bool) -> str:
     """`Key_7M` for G major, `Key_9m` for A minor."""
@@ -62,19 +66,26 @@ class VoicesEncoding(Encoding):
     checks: ClassVar[dict[str, tuple[str, str]]] = FIGURES  # voice leading, as a teacher marks it
     harmonizes = True
 
-    def __init__(self, grid: int = 4, beats: bool = True, ahead: bool = True):
+    def __init__(self, grid: int = 4, beats: bool = True, ahead: bool = True, order: str = "SATB"):
         if grid not in (2, 4, 8):
             raise ValueError(f"grid must be 2, 4 or 8 steps a quarter note (got {grid!r})")
         for name, value in (("beats", beats), ("ahead", ahead)):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be true or false (got {value!r})")
-        self.grid, self.beats, self.ahead = grid, beats, ahead
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)} (got {order!r})")
+        self.grid, self.beats, self.ahead, self.order = grid, beats, ahead, order
 
     @property
     def params(self) -> dict:
         """Steps per quarter note (4: sixteenths), whether a frame names its place in the bar and the soprano's
-        next note."""
-        return {"grid": self.grid, "beats": self.beats, "ahead": self.ahead}
+        next note, and the order a frame writes its voices in."""
+        return {"grid": self.grid, "beats": self.beats, "ahead": self.ahead, "order": self.order}
+
+    @property
+    def lower(self) -> str:
+        """The alto, tenor and bass in the order a frame writes them."""
+        return self.order[1:]
 
     @property
     def cache_key(self) -> str:
@@ -99,8 +110,8 @@ class VoicesEncoding(Encoding):
         columns = [self._column(midi, PREFIXES[0], soprano, frames)]
         if self.ahead:
             columns.append(self._next_notes(columns[0]))
-        columns += [self._column(midi, p, t.notes, frames) for p, t in zip(PREFIXES[1:], (tracks or [])[1:],
-                                                                           strict=False)]
+        given = dict(zip(PREFIXES[1:], (tracks or [])[1:], strict=False))
+        columns += [self._column(midi, p, given[p].notes, frames) for p in self.lower if p in given]
         fermatas = {self._step(midi, e.time) for e in [*midi.text_events, *midi.lyrics]
                     if e.text.strip().lower() == "fermata"}
         return key_token(*midi_key(midi)), [
@@ -235,7 +246,7 @@ class VoicesEncoding(Encoding):
     def constraint(self, vocabulary: Sequence[str], fields: dict[str, str] | None = None) -> FrameConstraint:
         """Frames in order, held notes that continue their voice, the soprano where its Next_ said, beats that count
         on in bars of one length, and harmonize's rules with chords on the beats (voices_grammar)."""
-        return FrameConstraint(vocabulary, self.ahead, grid=self.grid if self.beats else None)
+        return FrameConstraint(vocabulary, self.ahead, grid=self.grid if self.beats else None, order=self.order)
 
     def key_primer(self, tonic: int, minor: bool) -> list[str]:
         """The start token and the key: the model writes the piece in it."""

@@ -2,14 +2,14 @@
 token while the sampler writes.
 
 A piece is `<start>`, a key, then frames of `Beat_n` (or `Frame`), an optional `Fermata`, the soprano, its next
-note (`Next_69`, where the encoding reads ahead), alto, tenor and bass, until `<end>`. The mask allows only that
-order; a held note (`A_64~`) only where the voice sounds that pitch; a new soprano note only the one its last
-`Next_` named (none after `Next_end`), and a `Next_` that names the same note again until the soprano reaches it;
-beats that count on (`Beat_n` then `Beat_n+1`, or a new bar's `Beat_0`), no bar longer than the first that closed
-(a bar may close short, as a pickup or a section's end does). With the rules (as harmonize keeps them), a new alto,
-tenor or bass note does not cross above the voice over it or move in parallel fifths or octaves with a voice above
-that moves the same way, and on a beat (given the grid) keeps the voices written so far within one triad or seventh
-chord, unless nothing else is left.
+note (`Next_69`, where the encoding reads ahead), alto, tenor and bass (or bass, alto and tenor: the encoding's
+order), until `<end>`. The mask allows only that order; a held note (`A_64~`) only where the voice sounds that
+pitch; a new soprano note only the one its last `Next_` named (none after `Next_end`), and a `Next_` that names the
+same note again until the soprano reaches it; beats that count on (`Beat_n` then `Beat_n+1`, or a new bar's
+`Beat_0`), no bar longer than the first that closed (a bar may close short, as a pickup or a section's end does).
+With the rules (as harmonize keeps them), a new alto, tenor or bass note does not cross a voice written over or
+under it or move in parallel fifths or octaves with a written voice that moves the same way, and on a beat (given
+the grid) keeps the voices written so far within one triad or seventh chord, unless nothing else is left.
 """
 
 from __future__ import annotations
@@ -49,10 +49,12 @@ class FrameConstraint:
     """The voices sampler's mask: for each piece of a batch, the tokens that keep its frames in order, its voices
     consistent and (with `rules`) its voice leading clean; see the module's text."""
 
-    def __init__(self, vocabulary: Sequence[str], ahead: bool, rules: bool = True, grid: int | None = None):
+    def __init__(self, vocabulary: Sequence[str], ahead: bool, rules: bool = True, grid: int | None = None,
+                 order: str = VOICES):
         self.tokens = list(vocabulary)
         self.grid = grid  # steps a beat: frames on a beat sound chords (with the rules); None: no chord rule
-        self.order = ("S", "Next", "A", "T", "B") if ahead else ("S", "A", "T", "B")
+        self.order = ("S", "Next", *order[1:]) if ahead else tuple(order)
+        self.last = order[-1]  # the voice that ends a frame
         self.rules = rules
         kinds = [kind(t) for t in self.tokens]
         self.names = np.array([name for name, _ in kinds])
@@ -93,7 +95,7 @@ class FrameConstraint:
             return np.zeros(len(names), bool)
         if state.part == "start":
             return names == "Key"
-        if state.part in ("Key", "B"):  # a new frame, or the end
+        if state.part in ("Key", self.last):  # a new frame, or the end
             beats = (names == "Beat") & np.isin(values, [str(b) for b in self._beats(state)])
             return beats | (names == "Frame") | ((names == "<end>") & (state.frames > 0))
         name = self._next(state)
@@ -107,8 +109,9 @@ class FrameConstraint:
         if self.rules and voice > 0:
             notes = np.where(allowed & ~self.held & (self.pitch >= 0), self.pitch, -1)
             strong = self.grid is not None and state.beat is not None and state.beat % self.grid == 0
+            written = [VOICES.index(v) for v in self.order[:self.order.index(name)] if v in VOICES]
             breaks = rule_breaks(notes, np.array([state.before]), np.array([state.pitches]), voice,
-                                 np.array([strong]))[0]
+                                 np.array([strong]), written)[0]
             allowed = allowed & ~breaks if (allowed & ~breaks).any() else allowed
         if not allowed.any():  # the note asked for is not in the vocabulary: any of the voice's new notes
             allowed = (names == name) & ~self.held
@@ -121,7 +124,7 @@ class FrameConstraint:
             return None
         if state.part == "start":
             return state._replace(part="Key") if name == "Key" else None
-        if state.part in ("Key", "B"):
+        if state.part in ("Key", self.last):
             if name == "<end>":
                 return state._replace(part="end") if state.frames else None
             if token == "Frame" or (name == "Beat" and value.isdigit() and int(value) in self._beats(state)):
@@ -146,7 +149,7 @@ class FrameConstraint:
             return None  # a new soprano note is the one the last Next_ named (none after Next_end)
         pitches = list(state.pitches)
         pitches[voice] = int(pitch) if pitch.isdigit() else -1
-        new = state._replace(part=name, pitches=tuple(pitches), frames=state.frames + (name == "B"))
+        new = state._replace(part=name, pitches=tuple(pitches), frames=state.frames + (name == self.last))
         return new._replace(soprano_new=new_note) if name == "S" else new
 
     @staticmethod
