@@ -1,8 +1,9 @@
 """Can evaluate's classifiers tell the shipped models' pieces from the corpus's? The cpc, timed and chorale models
 with their default sampling, the real-vs-real control, then the timed model step by step: temperature, top-p,
 min-p, and pieces started from a song's first chord instead of a seed window; the chorale model's harmonisations of
-Bach's own (validation) sopranos step by step: no rules, voice-leading rules, chords on the beats; the copy rate of
-each setting.
+Bach's own (validation) sopranos step by step: no rules, voice-leading rules, chords on the beats, each frame's
+voices drawn one by one or together; the copy rate of each setting. `--chorale-weights` measures another voices
+bundle (a bass-first one: `--voices-data` then holds tokens extracted in its order).
 
     .venv/bin/pianocomposer extract --out data-cpc && .venv/bin/pianocomposer extract --encoding timed --out data-timed
     .venv/bin/python -m benchmarks.realness --cpc-data data-cpc --timed-data data-timed \\
@@ -30,7 +31,7 @@ from pianocomposer.bundle import read_bundle, resolve_weights
 from pianocomposer.compose import Sampler, blas_threads, compose_tokens
 from pianocomposer.config import HARMONY_TEMPERATURE
 from pianocomposer.evaluate import HARMONY_CANDIDATES, plays, read_real, real_midi_files
-from pianocomposer.harmonize import reharmonize
+from pianocomposer.harmonize import LOOKAHEAD, reharmonize
 from pianocomposer.metrics import SPAN, copied_spans, token_spans
 from pianocomposer.realness import FEATURE_NAMES, note_array, piece_features, realness_test
 from pianocomposer.tokens import load_tokens
@@ -127,6 +128,7 @@ def main() -> None:
     parser.add_argument("--cpc-data", type=Path, default=Path("data"))
     parser.add_argument("--timed-data", type=Path, default=Path("data-timed"))
     parser.add_argument("--voices-data", type=Path, default=Path("data/voices"))
+    parser.add_argument("--chorale-weights", default="chorale", help="the voices bundle (its data: --voices-data)")
     parser.add_argument("--real", type=Path, default=Path("midi_songs"),
                         help="the original MIDI, to set the cpc model's pieces beside as well")
     parser.add_argument("--pieces", type=int, default=60)
@@ -155,24 +157,28 @@ def main() -> None:
 
 
 def harmonised(model: Model, rules: bool, chords: bool, seed: int, temperature: float = HARMONY_TEMPERATURE,
-               candidates: int = HARMONY_CANDIDATES) -> list[list[str]]:
+               candidates: int = HARMONY_CANDIDATES, width: int = LOOKAHEAD) -> list[list[str]]:
     """The validation chorales' sopranos harmonised (by default as `evaluate` does: the most likely of
-    HARMONY_CANDIDATES at HARMONY_TEMPERATURE), each as a whole piece of tokens."""
+    HARMONY_CANDIDATES at HARMONY_TEMPERATURE, each frame's voices drawn together), each as a whole piece of
+    tokens."""
     return [piece for piece, _ in reharmonize(model.bundle, model.net, model.heldout, np.random.default_rng(seed),
-                                              candidates, Sampler(temperature=temperature), rules, chords)]
+                                              candidates, Sampler(temperature=temperature), rules, chords, width)]
 
 
 def measure_chorale(args, default: Sampler, rows: list) -> None:
     """Whole chorales (within the voices grammar and rules), then Bach's own sopranos harmonised: without rules,
     with the voice-leading rules, with chords on the beats as well (harmonize's default)."""
-    chorale = Model("chorale", args.voices_data)
-    rows.append(measure(chorale, "chorale (weights/chorale), whole chorales", default, args.seeds, args.pieces))
-    for label, rules, chords in [("harmonised validation sopranos, no rules", False, False),
-                                 ("harmonised, parallels and crossings ruled out", True, False),
-                                 ("harmonised, and chords on the beats (default)", True, True)]:
-        rows.append(measure(chorale, f"chorale, {label}", Sampler(temperature=HARMONY_TEMPERATURE), args.seeds,
-                            len(chorale.heldout), make=lambda seed, r=rules, c=chords: harmonised(chorale, r, c,
-                                                                                                   seed)))
+    chorale = Model(args.chorale_weights, args.voices_data)
+    name = f"chorale ({args.chorale_weights}, order {chorale.encoding.order})"
+    rows.append(measure(chorale, f"{name}, whole chorales", default, args.seeds, args.pieces))
+    for label, rules, chords, width in [("harmonised validation sopranos, no rules", False, False, LOOKAHEAD),
+                                        ("harmonised, parallels and crossings ruled out", True, False, LOOKAHEAD),
+                                        ("harmonised, and chords on the beats, voice by voice", True, True, 1),
+                                        ("harmonised, chords on the beats, frames drawn whole (default)", True, True,
+                                         LOOKAHEAD)]:
+        rows.append(measure(chorale, f"{name}, {label}", Sampler(temperature=HARMONY_TEMPERATURE), args.seeds,
+                            len(chorale.heldout), make=lambda seed, r=rules, c=chords, w=width: harmonised(
+                                chorale, r, c, seed, width=w)))
     if args.harmony_sweep:  # the rules and chords on, other temperatures and candidate counts
         for temperature, candidates in [(0.6, 4), (0.8, 4), (0.9, 4), (0.8, 1), (1.0, 1)]:
             rows.append(measure(chorale, f"chorale, harmonised, temperature {temperature}, {candidates} candidate(s)",

@@ -26,6 +26,7 @@ from pianocomposer.voice_leading import judge, rule_breaks
 
 SUFFIX = "-harmonized"
 LOWER = {f"{p}_" for p in PREFIXES[1:]}  # the alto's, tenor's and bass's tokens start so
+LOOKAHEAD = 4  # frame_voices keeps so many notes of each voice but the last
 
 
 @dataclass
@@ -87,22 +88,22 @@ def on_beat(frame: list[str], grid: int) -> bool:
 
 
 def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list[str]]]], rng: np.random.Generator,
-               candidates: int = 1, sampler: Sampler | None = None, rules: bool = True, chords: bool = True
-               ) -> list[tuple[list[list[str]], float]]:
+               candidates: int = 1, sampler: Sampler | None = None, rules: bool = True, chords: bool = True,
+               width: int = LOOKAHEAD) -> list[tuple[list[list[str]], float]]:
     """Each piece's alto, tenor and bass frame by frame, all pieces and `candidates` samples of each in one batch.
 
     A piece is its key token and frames (`Beat_n`, `Fermata`, the soprano, as VoicesEncoding.frames makes them);
     a lower voice a frame already holds is taken as given and scored, one it lacks is sampled (a held note may only
-    continue the voice's last note; with `rules`, a new note that would cross the voice above or make parallel
-    fifths or octaves, or with `chords` too leave a frame on a beat outside every triad and seventh chord, is not
-    drawn, unless nothing else is left). Returns, per piece, the most likely candidate's frames (each with S A T B)
-    and its nats per frame for the three lower voices given the rest.
+    continue the voice's last note; with `rules`, a new note that would cross a voice or make parallel fifths or
+    octaves, or with `chords` too leave a frame on a beat outside every triad and seventh chord, is not drawn,
+    unless nothing else is left). A frame's lower voices are drawn together (`frame_voices`: the `width` likeliest
+    notes of each voice but the last weighed by what they leave the voices after them), not one by one. Returns,
+    per piece, the most likely candidate's frames (each with S and the lower voices in the encoding's order) and
+    its nats per frame for the three lower voices given the rest.
     """
-    vocabulary, index = bundle.vocabulary, bundle.vocabulary.index
+    vocabulary, index, encoding = bundle.vocabulary, bundle.vocabulary.index, bundle.encoding
     sampler = sampler or Sampler()
-    lower = PREFIXES[1:]
-    notes = {p: np.array([pitch(t) if t.startswith(f"{p}_") and not t.endswith(HELD) else -1
-                          for t in vocabulary.tokens]) for p in lower}
+    voices = Voices(vocabulary.tokens, encoding.lower)
     before = np.full((len(pieces) * candidates, len(PREFIXES)), -1)  # each row's pitches in the last frame
     owner = np.repeat(np.arange(len(pieces)), candidates)  # the piece each row writes
     starts = []
@@ -112,50 +113,37 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     probs, state = prime(net, [starts[p] for p in owner])
     logp = np.zeros(len(owner))
     chosen: list[list[list[str]]] = [[] for _ in owner]
-    last: dict[str, list[str | None]] = {p: [None] * len(owner) for p in lower}
-
-    def step(rows: np.ndarray, ids: np.ndarray) -> None:
-        nonlocal probs
-        out, new = net.step(ids.astype(np.int32), [s[rows] for s in state])
-        probs[rows] = out
-        for old, fresh in zip(state, new, strict=True):
-            old[rows] = fresh
 
     for f in range(max(len(frames) for _, frames in pieces)):
         rows = np.flatnonzero([f < len(pieces[p][1]) for p in owner])
         frame = {row: pieces[owner[row]][1][f] for row in rows}
-        given = {row: {t[0]: t for t in frame[row] if t[:2] in LOWER} for row in rows}
         context = {row: [i for t in frame[row] if t[:2] not in LOWER
                          if (i := token_id(bundle, t)) is not None] for row in rows}
         for j in range(max(len(c) for c in context.values())):  # beat, fermata, soprano: as many as each row has
             going = np.array([row for row in rows if j < len(context[row])])
-            step(going, np.array([context[row][j] for row in going]))
+            out, new = net.step(np.array([context[row][j] for row in going], np.int32), [s[going] for s in state])
+            probs[going] = out
+            for old, fresh in zip(state, new, strict=True):
+                old[going] = fresh
+        given = np.full((len(rows), len(voices.order)), -1)
         now = np.full((len(rows), len(PREFIXES)), -1)
-        strong = np.array([chords and on_beat(frame[row], bundle.encoding.grid) for row in rows])
         for i, row in enumerate(rows):
             chosen[row].append([t for t in frame[row] if t[:2] not in LOWER])
             now[i, 0] = next((pitch(t) for t in frame[row] if t.startswith(f"{PREFIXES[0]}_")), -1)
-        for voice, prefix in enumerate(lower, 1):
-            allowed = np.tile(notes[prefix] >= 0, (len(rows), 1))
-            for i, row in enumerate(rows):  # a held note continues the voice's last note only
-                held = index.get(f"{prefix}_{last[prefix][row]}{HELD}") if last[prefix][row] is not None else None
-                if held is not None:
-                    allowed[i, held] = True
-            if rules:
-                kept = allowed & ~rule_breaks(notes[prefix], before[rows], now, voice, strong)
-                allowed = np.where(kept.any(axis=1)[:, None], kept, allowed)
-            ids = sampler(probs[rows], rng, allowed)
-            for i, row in enumerate(rows):
-                if prefix in given[row] and (known := token_id(bundle, given[row][prefix])) is not None:
-                    ids[i] = known
-            logp[rows] += np.log(np.maximum(probs[rows, ids], 1e-30))
-            for i, row in enumerate(rows):
-                token = vocabulary.tokens[int(ids[i])]
-                chosen[row][-1].append(token)
-                now[i, voice] = pitch(token)
-                last[prefix][row] = None if now[i, voice] < 0 else str(now[i, voice])
-            step(rows, ids)
-        before[rows] = now
+            for t in frame[row]:
+                if t[:2] in LOWER and (known := token_id(bundle, t)) is not None:
+                    given[i, voices.order.index(t[0])] = known
+        strong = np.array([chords and on_beat(frame[row], encoding.grid) for row in rows])
+        ids, nats, probs[rows], new_state = frame_voices(net, voices, probs[rows], [s[rows] for s in state],
+                                                         before[rows], now, strong, given, rng, sampler, rules,
+                                                         width)
+        for old, fresh in zip(state, new_state, strict=True):
+            old[rows] = fresh
+        logp[rows] -= nats
+        for i, row in enumerate(rows):
+            chosen[row][-1] += [vocabulary.tokens[int(t)] for t in ids[i]]
+            before[row] = now[i]
+            before[row, voices.columns] = voices.sounding[ids[i]]
     best = []
     for piece, (_, frames) in enumerate(pieces):
         rows = np.flatnonzero(owner == piece)
@@ -164,14 +152,79 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     return best
 
 
+class Voices:
+    """The lower voices' tokens, as arrays over the vocabulary, in the order a frame writes them."""
+
+    def __init__(self, tokens: list[str], order: str):
+        self.order = order
+        self.columns = np.array([PREFIXES.index(p) for p in order])  # each voice's column in S A T B
+        self.sounding = np.array([pitch(t) if t[:2] in LOWER else -1 for t in tokens])  # a held note's too
+        own = np.array([t[0] if t[:2] in LOWER else "" for t in tokens])
+        held = np.array([t.endswith(HELD) for t in tokens])
+        self.new = {p: np.where((own == p) & ~held, self.sounding, -1) for p in order}  # -1: not a new note
+        self.held = {p: np.where((own == p) & held, self.sounding, -2) for p in order}  # -2: not a held note
+
+
+def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[np.ndarray], before: np.ndarray,
+                 now: np.ndarray, strong: np.ndarray, given: np.ndarray, rng: np.random.Generator, sampler: Sampler,
+                 rules: bool, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """One frame's lower voices for each row, drawn together: each voice but the last keeps its `width` likeliest
+    allowed notes, and every branch (a note for each) is weighed by its tempered probability times the tempered
+    mass its last voice has left under the rules, so a note that leaves a later voice only forbidden or unlikely
+    notes is seldom drawn; the last voice is then drawn by `sampler` in the branch drawn. `given` (rows, voices)
+    holds the token ids of voices the frame already has (-1: draw one). Returns the ids (rows, voices), their nats,
+    and the next-token probabilities and state after them."""
+    rows = len(probs)
+    parent = np.arange(rows)  # each branch's row
+    weight, nats, picked = np.ones(rows), np.zeros(rows), np.zeros((rows, 0), np.int64)
+    exponent = 1.0 if sampler.greedy else 1 / sampler.temperature
+    for level, prefix in enumerate(voices.order):
+        voice = voices.columns[level]
+        allowed = (voices.new[prefix] >= 0) | (voices.held[prefix] == before[parent, voice][:, None])
+        mask, penalty = allowed, np.ones(len(parent))
+        if rules:
+            kept = allowed & ~rule_breaks(voices.new[prefix], before[parent], now, voice, strong[parent],
+                                          [0, *voices.columns[:level]])  # the soprano, the voices drawn
+            mask = np.where(kept.any(axis=1)[:, None], kept, allowed)
+            penalty = np.where(kept.any(axis=1), 1.0, 1e-6)  # a branch that leaves the voice no rule-abiding note
+        fixed = np.flatnonzero(given[parent, level] >= 0)
+        mask[fixed] = False
+        mask[fixed, given[parent[fixed], level]] = True
+        penalty[fixed] = 1.0
+        mass = np.where(mask, np.maximum(probs, 1e-30) ** exponent, 0.0) * penalty[:, None]
+        if level == len(voices.order) - 1:  # the last voice: draw a branch for each row, then its note
+            total = (weight * mass.sum(axis=1)).reshape(rows, -1)
+            if sampler.greedy or total.shape[1] == 1:
+                which = total.argmax(axis=1)
+            else:
+                cdf = np.cumsum(total, axis=1)
+                which = np.minimum((cdf < rng.random((rows, 1)) * cdf[:, -1:]).sum(axis=1), total.shape[1] - 1)
+            pick = np.arange(rows) * total.shape[1] + which
+            last = sampler(probs[pick], rng, mask[pick])
+            out_nats = nats[pick] - np.log(np.maximum(probs[pick, last], 1e-30))
+            next_probs, next_state = net.step(last.astype(np.int32), [s[pick] for s in state])
+            return np.concatenate([picked[pick], last[:, None]], axis=1), out_nats, next_probs, next_state
+        # each branch's likeliest notes (width 1: one drawn, the voices one after another)
+        top = sampler(probs, rng, mask)[:, None] if width == 1 else np.argsort(-mass, axis=1)[:, :width]
+        weight = (weight[:, None] * np.take_along_axis(mass, top, axis=1)).reshape(-1)
+        nats = (nats[:, None] - np.log(np.maximum(np.take_along_axis(probs, top, axis=1), 1e-30))).reshape(-1)
+        source = np.repeat(np.arange(len(parent)), width)  # each new branch's branch before it
+        picked = np.concatenate([picked[source], top.reshape(-1, 1)], axis=1)
+        now = now[source]
+        now[:, voice] = voices.sounding[top.reshape(-1)]
+        probs, state = net.step(top.reshape(-1).astype(np.int32), [s[source] for s in state])
+        parent = parent[source]
+    raise AssertionError("a voices encoding has lower voices")
+
+
 def reharmonize(bundle: Bundle, net: StepModel, songs: list[list[str]], rng: np.random.Generator,
-                candidates: int = 1, sampler: Sampler | None = None, rules: bool = True, chords: bool = True
-                ) -> list[tuple[list[str], float]]:
+                candidates: int = 1, sampler: Sampler | None = None, rules: bool = True, chords: bool = True,
+                width: int = LOOKAHEAD) -> list[tuple[list[str], float]]:
     """Four-voice pieces (tokens) with their alto, tenor and bass written anew under their soprano (four_parts):
     each new piece's tokens and its nats per frame."""
     pieces = [bundle.encoding.split(song) for song in songs]
     melodies = [(key, [[t for t in frame if t[:2] not in LOWER] for frame in frames]) for key, frames in pieces]
-    written = four_parts(bundle, net, melodies, rng, candidates, sampler, rules, chords)
+    written = four_parts(bundle, net, melodies, rng, candidates, sampler, rules, chords, width)
     return [([START, *([key] if key else []), *(t for frame in frames for t in frame), END], nats)
             for (key, _), (frames, nats) in zip(pieces, written, strict=True)]
 
@@ -182,7 +235,7 @@ def judge_heldout(bundle: Bundle, net: StepModel, songs: list[list[str]], rng: n
     lower voices: the mean voice-leading figures of both and each one's nats per frame under the model."""
     encoding = bundle.encoding
     written = reharmonize(bundle, net, songs, rng, candidates, Sampler(temperature=HARMONY_TEMPERATURE), rules)
-    own = four_parts(bundle, net, [encoding.split(song) for song in songs], rng)
+    own = four_parts(bundle, net, [encoding.split(song) for song in songs], rng, width=1)  # given: scored only
 
     def mean(rows: list[dict]) -> dict:
         return {name: float(np.nanmean([r[name] for r in rows])) for name in rows[0]}
