@@ -173,9 +173,8 @@ def measure_chorale(args, default: Sampler, rows: list) -> None:
     rows.append(measure(chorale, f"{name}, whole chorales", default, args.seeds, args.pieces))
     for label, rules, chords, width in [("harmonised validation sopranos, no rules", False, False, LOOKAHEAD),
                                         ("harmonised, parallels and crossings ruled out", True, False, LOOKAHEAD),
-                                        ("harmonised, and chords on the beats, voice by voice", True, True, 1),
-                                        ("harmonised, chords on the beats, frames drawn whole (default)", True, True,
-                                         LOOKAHEAD)]:
+                                        ("harmonised, and chords on the beats (default)", True, True, LOOKAHEAD),
+                                        ("harmonised, chords on the beats, frames drawn whole", True, True, 4)]:
         rows.append(measure(chorale, f"{name}, {label}", Sampler(temperature=HARMONY_TEMPERATURE), args.seeds,
                             len(chorale.heldout), make=lambda seed, r=rules, c=chords, w=width: harmonised(
                                 chorale, r, c, seed, width=w)))

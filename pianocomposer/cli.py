@@ -242,9 +242,9 @@ def harmonize(
     candidates: Annotated[int, typer.Option(help="Harmonisations sampled per melody; the most likely is kept.")]
     = 1,
     temperature: Annotated[float, typer.Option(help="Sampling temperature of the lower voices.")] = HARMONY_TEMPERATURE,
-    rules: Annotated[bool, typer.Option("--rules/--no-rules", help="Keep the lower voices from crossing the voice "
-                                        "above and from parallel fifths and octaves, and on each beat to a triad "
-                                        "or seventh chord.")] = True,
+    rules: Annotated[bool, typer.Option("--rules/--no-rules", help="Keep the lower voices from crossing "
+                                        "each other or the melody and from parallel fifths and octaves, and on "
+                                        "each beat to a triad or seventh chord.")] = True,
     wav: Annotated[bool, typer.Option("--wav/--no-wav", help="Render WAV audio with FluidSynth.")] = True,
     soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont for the WAV.")] = None,
     as_json: JsonOpt = False,

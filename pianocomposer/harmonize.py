@@ -26,7 +26,10 @@ from pianocomposer.voice_leading import judge, rule_breaks
 
 SUFFIX = "-harmonized"
 LOWER = {f"{p}_" for p in PREFIXES[1:]}  # the alto's, tenor's and bass's tokens start so
-LOOKAHEAD = 4  # frame_voices keeps so many notes of each voice but the last
+# frame_voices: 1 draws a frame's lower voices one by one; more keeps so many notes of each voice but the last and
+# draws the frame whole. One by one is the default: with the bass-first model, frames drawn whole (4) are more likely
+# under the model (fewer crossings) but told from Bach's more easily (88.5 % against 81.1 %) and take twice as long.
+LOOKAHEAD = 1
 
 
 @dataclass
@@ -96,8 +99,8 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     a lower voice a frame already holds is taken as given and scored, one it lacks is sampled (a held note may only
     continue the voice's last note; with `rules`, a new note that would cross a voice or make parallel fifths or
     octaves, or with `chords` too leave a frame on a beat outside every triad and seventh chord, is not drawn,
-    unless nothing else is left). A frame's lower voices are drawn together (`frame_voices`: the `width` likeliest
-    notes of each voice but the last weighed by what they leave the voices after them), not one by one. Returns,
+    unless nothing else is left). With `width` > 1 a frame's lower voices are drawn together (`frame_voices`: the
+    `width` likeliest notes of each voice but the last weighed by what they leave the last voice). Returns,
     per piece, the most likely candidate's frames (each with S and the lower voices in the encoding's order) and
     its nats per frame for the three lower voices given the rest.
     """
@@ -191,7 +194,7 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
         mask[fixed] = False
         mask[fixed, given[parent[fixed], level]] = True
         penalty[fixed] = 1.0
-        mass = np.where(mask, np.maximum(probs, 1e-30) ** exponent, 0.0) * penalty[:, None]
+        mass = np.where(mask, np.maximum(probs.astype(np.float64), 1e-30) ** exponent, 0.0) * penalty[:, None]
         if level == len(voices.order) - 1:  # the last voice: draw a branch for each row, then its note
             total = (weight * mass.sum(axis=1)).reshape(rows, -1)
             if sampler.greedy or total.shape[1] == 1:
@@ -235,7 +238,7 @@ def judge_heldout(bundle: Bundle, net: StepModel, songs: list[list[str]], rng: n
     lower voices: the mean voice-leading figures of both and each one's nats per frame under the model."""
     encoding = bundle.encoding
     written = reharmonize(bundle, net, songs, rng, candidates, Sampler(temperature=HARMONY_TEMPERATURE), rules)
-    own = four_parts(bundle, net, [encoding.split(song) for song in songs], rng, width=1)  # given: scored only
+    own = four_parts(bundle, net, [encoding.split(song) for song in songs], rng)
 
     def mean(rows: list[dict]) -> dict:
         return {name: float(np.nanmean([r[name] for r in rows])) for name in rows[0]}

@@ -47,7 +47,8 @@ SHIPPED = {
             "nothing else; its titles are invented word-like strings, and a tune may still fail a check that is not "
             "about bars (generate checks each with music21 and says why)."),
     "chorale": ("`pianocomposer harmonize MELODY` uses it: the melody is the soprano at every frame and the model "
-                "writes alto, tenor and bass; `pianocomposer generate --weights chorale` writes whole chorales.",
+                "writes the bass, then alto and tenor (its encoding's order); `pianocomposer generate --weights "
+                "chorale` writes whole chorales.",
                 CHORALES + "it was trained without transposition, so keys the chorales do not use are new to it, and "
                 "its sixteenth grid moves shorter notes."),
 }

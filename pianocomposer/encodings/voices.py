@@ -261,7 +261,7 @@ class VoicesEncoding(Encoding):
         tokens = super().finish(primer, continuation)
         if tokens[-1:] == [END]:
             return tokens
-        last = max((i for i, t in enumerate(tokens) if t.startswith("B_")), default=None)
+        last = max((i for i, t in enumerate(tokens) if t.startswith(f"{self.order[-1]}_")), default=None)
         return tokens if last is None else [*tokens[:last + 1], END]
 
     def transpose(self, token: str, semitones: int) -> str | None:
