@@ -171,10 +171,11 @@ class Voices:
 def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[np.ndarray], before: np.ndarray,
                  now: np.ndarray, strong: np.ndarray, given: np.ndarray, rng: np.random.Generator, sampler: Sampler,
                  rules: bool, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
-    """One frame's lower voices for each row, drawn together: each voice but the last keeps its `width` likeliest
-    allowed notes, and every branch (a note for each) is weighed by its tempered probability times the tempered
-    mass its last voice has left under the rules, so a note that leaves a later voice only forbidden or unlikely
-    notes is seldom drawn; the last voice is then drawn by `sampler` in the branch drawn. `given` (rows, voices)
+    """One frame's lower voices for each row: with `width` 1 one by one, each drawn by `sampler` among the notes the
+    rules allow it; else together: each voice but the last keeps its `width` likeliest allowed notes, and every
+    branch (a note for each) is weighed by its tempered probability times the tempered mass its last voice has left
+    under the rules, so a note that leaves a later voice only forbidden or unlikely notes is seldom drawn; the last
+    voice is then drawn by `sampler` in the branch drawn. `given` (rows, voices)
     holds the token ids of voices the frame already has (-1: draw one). Returns the ids (rows, voices), their nats,
     and the next-token probabilities and state after them."""
     rows = len(probs)
