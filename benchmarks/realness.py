@@ -159,7 +159,7 @@ def main() -> None:
 def harmonised(model: Model, rules: bool, chords: bool, seed: int, temperature: float = HARMONY_TEMPERATURE,
                candidates: int = HARMONY_CANDIDATES, width: int = LOOKAHEAD) -> list[list[str]]:
     """The validation chorales' sopranos harmonised (by default as `evaluate` does: the most likely of
-    HARMONY_CANDIDATES at HARMONY_TEMPERATURE, each frame's voices drawn together), each as a whole piece of
+    HARMONY_CANDIDATES at HARMONY_TEMPERATURE, each frame's voices drawn one by one), each as a whole piece of
     tokens."""
     return [piece for piece, _ in reharmonize(model.bundle, model.net, model.heldout, np.random.default_rng(seed),
                                               candidates, Sampler(temperature=temperature), rules, chords, width)]
@@ -167,7 +167,8 @@ def harmonised(model: Model, rules: bool, chords: bool, seed: int, temperature: 
 
 def measure_chorale(args, default: Sampler, rows: list) -> None:
     """Whole chorales (within the voices grammar and rules), then Bach's own sopranos harmonised: without rules,
-    with the voice-leading rules, with chords on the beats as well (harmonize's default)."""
+    with the voice-leading rules, with chords on the beats as well (harmonize's default), and so with each frame's
+    voices drawn together."""
     chorale = Model(args.chorale_weights, args.voices_data)
     name = f"chorale ({args.chorale_weights}, order {chorale.encoding.order})"
     rows.append(measure(chorale, f"{name}, whole chorales", default, args.seeds, args.pieces))
@@ -180,7 +181,7 @@ def measure_chorale(args, default: Sampler, rows: list) -> None:
                                 chorale, r, c, seed, width=w)))
     if args.harmony_sweep:  # the rules and chords on, other temperatures and candidate counts
         for temperature, candidates in [(0.6, 4), (0.8, 4), (0.9, 4), (0.8, 1), (1.0, 1)]:
-            rows.append(measure(chorale, f"chorale, harmonised, temperature {temperature}, {candidates} candidate(s)",
+            rows.append(measure(chorale, f"{name}, harmonised, temperature {temperature}, {candidates} candidate(s)",
                                 Sampler(temperature=temperature), args.seeds, len(chorale.heldout),
                                 make=lambda seed, t=temperature, c=candidates: harmonised(chorale, True, True, seed,
                                                                                           t, c)))

@@ -55,6 +55,8 @@ class FrameConstraint:
         self.grid = grid  # steps a beat: frames on a beat sound chords (with the rules); None: no chord rule
         self.order = ("S", "Next", *order[1:]) if ahead else tuple(order)
         self.last = order[-1]  # the voice that ends a frame
+        # each voice's voices written before it in a frame (S A T B columns), for the rules
+        self.written = {v: [VOICES.index(w) for w in order[:i]] for i, v in enumerate(order)}
         self.rules = rules
         kinds = [kind(t) for t in self.tokens]
         self.names = np.array([name for name, _ in kinds])
@@ -109,9 +111,8 @@ class FrameConstraint:
         if self.rules and voice > 0:
             notes = np.where(allowed & ~self.held & (self.pitch >= 0), self.pitch, -1)
             strong = self.grid is not None and state.beat is not None and state.beat % self.grid == 0
-            written = [VOICES.index(v) for v in self.order[:self.order.index(name)] if v in VOICES]
             breaks = rule_breaks(notes, np.array([state.before]), np.array([state.pitches]), voice,
-                                 np.array([strong]), written)[0]
+                                 np.array([strong]), self.written[name])[0]
             allowed = allowed & ~breaks if (allowed & ~breaks).any() else allowed
         if not allowed.any():  # the note asked for is not in the vocabulary: any of the voice's new notes
             allowed = (names == name) & ~self.held
