@@ -241,7 +241,9 @@ def harmonize(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     candidates: Annotated[int, typer.Option(help="Harmonisations sampled per melody; the most likely is kept.")]
     = 1,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature of the lower voices.")] = HARMONY_TEMPERATURE,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of the lower voices' notes (whether a "
+                                               "voice holds or moves is drawn at the model's own odds).")
+                           ] = HARMONY_TEMPERATURE,
     rules: Annotated[bool, typer.Option("--rules/--no-rules", help="Keep the lower voices from crossing "
                                         "each other or the melody and from parallel fifths and octaves, and on "
                                         "each beat to a triad or seventh chord.")] = True,

@@ -96,8 +96,9 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     """Each piece's alto, tenor and bass frame by frame, all pieces and `candidates` samples of each in one batch.
 
     A piece is its key token and frames (`Beat_n`, `Fermata`, the soprano, as VoicesEncoding.frames makes them);
-    a lower voice a frame already holds is taken as given and scored, one it lacks is sampled (a held note may only
-    continue the voice's last note; with `rules`, a new note that would cross a voice or make parallel fifths or
+    a lower voice a frame already holds is taken as given and scored, one it lacks is sampled (whether it holds or
+    moves at the model's own odds, its new note by `sampler`: `draw`; a held note may only continue the voice's last
+    note; with `rules`, a new note that would cross a voice or make parallel fifths or
     octaves, or with `chords` too leave a frame on a beat outside every triad and seventh chord, is not drawn,
     unless nothing else is left). With `width` > 1 a frame's lower voices are drawn together (`frame_voices`: the
     `width` likeliest notes of each voice but the last weighed by what they leave the last voice). Returns,
@@ -166,16 +167,31 @@ class Voices:
         held = np.array([t.endswith(HELD) for t in tokens])
         self.new = {p: np.where((own == p) & ~held, self.sounding, -1) for p in order}  # -1: not a new note
         self.held = {p: np.where((own == p) & held, self.sounding, -2) for p in order}  # -2: not a held note
+        self.holds = held  # over the vocabulary: the tokens that hold a voice's note
+
+
+def draw(sampler: Sampler, probs: np.ndarray, rng: np.random.Generator, mask: np.ndarray,
+         holds: np.ndarray) -> np.ndarray:
+    """A voice's token for each row among the masked ones: whether it holds or moves at the model's own odds, then
+    which note by `sampler` (a temperature below 1 sharpens the choice of pitch, not the rhythm; greedy: the likeliest
+    token)."""
+    if sampler.greedy:
+        return sampler(probs, rng, mask)
+    hold, move = mask & holds, mask & ~holds
+    odds = np.where(hold, probs, 0.0).sum(axis=1), np.where(move, probs, 0.0).sum(axis=1)
+    holding = rng.random(len(probs)) * (odds[0] + odds[1]) < odds[0]
+    chosen = np.where(holding[:, None], hold, move)
+    return sampler(probs, rng, np.where(chosen.any(axis=1)[:, None], chosen, mask))
 
 
 def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[np.ndarray], before: np.ndarray,
                  now: np.ndarray, strong: np.ndarray, given: np.ndarray, rng: np.random.Generator, sampler: Sampler,
                  rules: bool, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
-    """One frame's lower voices for each row: with `width` 1 one by one, each drawn by `sampler` among the notes the
+    """One frame's lower voices for each row: with `width` 1 one by one, each drawn (`draw`) among the notes the
     rules allow it; else together: each voice but the last keeps its `width` likeliest allowed notes, and every
     branch (a note for each) is weighed by its tempered probability times the tempered mass its last voice has left
     under the rules, so a note that leaves a later voice only forbidden or unlikely notes is seldom drawn; the last
-    voice is then drawn by `sampler` in the branch drawn. `given` (rows, voices)
+    voice is then drawn (`draw`) in the branch drawn. `given` (rows, voices)
     holds the token ids of voices the frame already has (-1: draw one). Returns the ids (rows, voices), their nats,
     and the next-token probabilities and state after them."""
     rows = len(probs)
@@ -204,12 +220,15 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
                 cdf = np.cumsum(total, axis=1)
                 which = np.minimum((cdf < rng.random((rows, 1)) * cdf[:, -1:]).sum(axis=1), total.shape[1] - 1)
             pick = np.arange(rows) * total.shape[1] + which
-            last = sampler(probs[pick], rng, mask[pick])
+            last = draw(sampler, probs[pick], rng, mask[pick], voices.holds)
             out_nats = nats[pick] - np.log(np.maximum(probs[pick, last], 1e-30))
             next_probs, next_state = net.step(last.astype(np.int32), [s[pick] for s in state])
             return np.concatenate([picked[pick], last[:, None]], axis=1), out_nats, next_probs, next_state
         # each branch's likeliest notes (width 1: one drawn, the voices one after another)
-        top = sampler(probs, rng, mask)[:, None] if width == 1 else np.argsort(-mass, axis=1)[:, :width]
+        if width == 1:
+            top = draw(sampler, probs, rng, mask, voices.holds)[:, None]
+        else:
+            top = np.argsort(-mass, axis=1)[:, :width]
         weight = (weight[:, None] * np.take_along_axis(mass, top, axis=1)).reshape(-1)
         nats = (nats[:, None] - np.log(np.maximum(np.take_along_axis(probs, top, axis=1), 1e-30))).reshape(-1)
         source = np.repeat(np.arange(len(parent)), width)  # each new branch's branch before it
