@@ -8,7 +8,9 @@ the bar, fermata) written as tokens, so the one network reads them in order and 
 every frame. With `beats=False` a frame starts with a plain `Frame` token instead, as BachBot's frame delimiter: the
 variant without the beat. The soprano's token is followed by its next new note (`Next_69`, `Next_end` after the
 last), so the lower voices are written knowing where the melody goes, as a harmoniser reading the tune does
-(`ahead=False` leaves it out: 70 % instead of 80 % chordal onsets when harmonising held-out sopranos).
+(`ahead=False` leaves it out: 70 % instead of 80 % chordal onsets when harmonising held-out sopranos). With
+`keys=True` every bar's first frame names the piece's key again after its `Beat_0`, so a network that reads a
+thousand tokens has it in view at every bar, not only at the start.
 
 Four-voice files are read by track name (`Soprano`, `Alto`, `Tenor`, `Bass`, as `chorales/` has them) or, with
 exactly four pitched tracks, from the highest to the lowest; the key from the file's key signature, else
@@ -66,21 +68,25 @@ class VoicesEncoding(Encoding):
     checks: ClassVar[dict[str, tuple[str, str]]] = FIGURES  # voice leading, as a teacher marks it
     harmonizes = True
 
-    def __init__(self, grid: int = 4, beats: bool = True, ahead: bool = True, order: str = "SATB"):
+    def __init__(self, grid: int = 4, beats: bool = True, ahead: bool = True, order: str = "SATB",
+                 keys: bool = False):
         if grid not in (2, 4, 8):
             raise ValueError(f"grid must be 2, 4 or 8 steps a quarter note (got {grid!r})")
-        for name, value in (("beats", beats), ("ahead", ahead)):
+        for name, value in (("beats", beats), ("ahead", ahead), ("keys", keys)):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be true or false (got {value!r})")
         if order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)} (got {order!r})")
-        self.grid, self.beats, self.ahead, self.order = grid, beats, ahead, order
+        if keys and not beats:
+            raise ValueError("keys needs beats: the key is named again on each bar's Beat_0")
+        self.grid, self.beats, self.ahead, self.order, self.keys = grid, beats, ahead, order, keys
 
     @property
     def params(self) -> dict:
         """Steps per quarter note (4: sixteenths), whether a frame names its place in the bar and the soprano's
-        next note, and the order a frame writes its voices in."""
-        return {"grid": self.grid, "beats": self.beats, "ahead": self.ahead, "order": self.order}
+        next note, the order a frame writes its voices in, and whether each bar names the key again."""
+        return {"grid": self.grid, "beats": self.beats, "ahead": self.ahead, "order": self.order,
+                **({"keys": True} if self.keys else {})}
 
     @property
     def lower(self) -> str:
@@ -101,8 +107,9 @@ class VoicesEncoding(Encoding):
 
     def frames(self, midi: pretty_midi.PrettyMIDI, soprano: list[pretty_midi.Note],
                tracks: list[pretty_midi.Instrument] | None = None) -> tuple[str, list[list[str]]]:
-        """The piece's key token and its frames: `Beat_n`, `Fermata` where one is held, then the soprano's token
-        and (given the four tracks) the other voices'; raises Unplayable when no note lands on the grid."""
+        """The piece's key token and its frames: `Beat_n`, the key again on a bar's first (with `keys`), `Fermata`
+        where one is held, then the soprano's token and (given the four tracks) the other voices'; raises Unplayable
+        when no note lands on the grid."""
         frames = max((self._step(midi, n.end) for n in [*soprano, *(n for t in tracks or [] for n in t.notes)]),
                      default=0)
         if frames == 0:
@@ -114,8 +121,10 @@ class VoicesEncoding(Encoding):
         columns += [self._column(midi, p, given[p].notes, frames) for p in self.lower if p in given]
         fermatas = {self._step(midi, e.time) for e in [*midi.text_events, *midi.lyrics]
                     if e.text.strip().lower() == "fermata"}
-        return key_token(*midi_key(midi)), [
-            [f"Beat_{beat}" if self.beats else FRAME, *[FERMATA] * (frame in fermatas),
+        key = key_token(*midi_key(midi))
+        return key, [
+            [f"Beat_{beat}" if self.beats else FRAME, *[key] * (self.keys and beat == 0),
+             *[FERMATA] * (frame in fermatas),
              *(column[frame] for column in columns)]
             for frame, beat in enumerate(self._beats(midi, frames))]
 
@@ -233,20 +242,22 @@ class VoicesEncoding(Encoding):
 
     @staticmethod
     def split(tokens: Sequence[str]) -> tuple[str | None, list[list[str]]]:
-        """A piece's key token (None if it has none) and its frames, each from its `Beat_n` (or `Frame`) on."""
+        """A piece's key token (None if it has none) and its frames, each from its `Beat_n` (or `Frame`) on (a key
+        named again in a frame stays in it)."""
         key = next((t for t in tokens if t.startswith("Key_")), None)
         frames: list[list[str]] = []
         for token in tokens:
             if is_frame(token):
                 frames.append([token])
-            elif frames and token not in (START, END) and not token.startswith("Key_"):
+            elif frames and token not in (START, END):
                 frames[-1].append(token)
         return key, frames
 
     def constraint(self, vocabulary: Sequence[str], fields: dict[str, str] | None = None) -> FrameConstraint:
         """Frames in order, held notes that continue their voice, the soprano where its Next_ said, beats that count
         on in bars of one length, and harmonize's rules with chords on the beats (voices_grammar)."""
-        return FrameConstraint(vocabulary, self.ahead, grid=self.grid if self.beats else None, order=self.order)
+        return FrameConstraint(vocabulary, self.ahead, grid=self.grid if self.beats else None, order=self.order,
+                               keys=self.keys)
 
     def key_primer(self, tonic: int, minor: bool) -> list[str]:
         """The start token and the key: the model writes the piece in it."""

@@ -3,10 +3,11 @@ token while the sampler writes.
 
 A piece is `<start>`, a key, then frames of `Beat_n` (or `Frame`), an optional `Fermata`, the soprano, its next
 note (`Next_69`, where the encoding reads ahead), alto, tenor and bass (or bass, alto and tenor: the encoding's
-order), until `<end>`. The mask allows only that order; a held note (`A_64~`) only where the voice sounds that
-pitch; a new soprano note only the one its last `Next_` named (none after `Next_end`), and a `Next_` that names the
-same note again until the soprano reaches it; beats that count on (`Beat_n` then `Beat_n+1`, or a new bar's
-`Beat_0`), no bar longer than the first that closed (a bar may close short, as a pickup or a section's end does).
+order), until `<end>`; where the encoding names the key at every bar, a `Beat_0` is followed by the piece's key.
+The mask allows only that order; a held note (`A_64~`) only where the voice sounds that pitch; a new soprano note
+only the one its last `Next_` named (none after `Next_end`), and a `Next_` that names the same note again until the
+soprano reaches it; beats that count on (`Beat_n` then `Beat_n+1`, or a new bar's `Beat_0`), no bar longer than the
+first that closed (a bar may close short, as a pickup or a section's end does).
 With the rules (as harmonize keeps them), a new alto, tenor or bass note does not cross a voice written over or
 under it or move in parallel fifths or octaves with a written voice that moves the same way, and on a beat (given
 the grid) keeps the voices written so far within one triad or seventh chord, unless nothing else is left.
@@ -29,7 +30,7 @@ SILENT = (-1, -1, -1, -1)
 class FrameState(NamedTuple):
     """Where a piece is in its grammar, and what the next tokens must agree with."""
 
-    part: str = "start"  # what the last token was: start, Key, beat, Fermata, S, Next, A, T, B, end
+    part: str = "start"  # what the last token was: start, Key, beat, bar key, Fermata, S, Next, A, T, B, end
     beat: int | None = None  # the last frame's beat
     bar: int | None = None  # steps in a bar, once the first has closed
     pitches: tuple[int, ...] = SILENT  # each voice's sounding pitch after its last token (-1: silent)
@@ -37,6 +38,7 @@ class FrameState(NamedTuple):
     upcoming: str | None = None  # the soprano's next new note as the last Next_ named it ("end" after the last)
     soprano_new: bool = False  # whether this frame's soprano is a new note
     frames: int = 0
+    key: str | None = None  # the piece's key ("7M"), which a bar with `keys` names again
 
 
 def kind(token: str) -> tuple[str, str]:
@@ -50,8 +52,9 @@ class FrameConstraint:
     consistent and (with `rules`) its voice leading clean; see the module's text."""
 
     def __init__(self, vocabulary: Sequence[str], ahead: bool, rules: bool = True, grid: int | None = None,
-                 order: str = VOICES):
+                 order: str = VOICES, keys: bool = False):
         self.tokens = list(vocabulary)
+        self.keys = keys  # a bar's first frame names the piece's key after its beat
         self.grid = grid  # steps a beat: frames on a beat sound chords (with the rules); None: no chord rule
         self.order = ("S", "Next", *order[1:]) if ahead else tuple(order)
         self.last = order[-1]  # the voice that ends a frame
@@ -88,7 +91,11 @@ class FrameConstraint:
 
     def _next(self, state: FrameState) -> str:
         """The voice (or Next) a frame writes after the last token."""
-        return "S" if state.part in ("beat", "Fermata") else self.order[self.order.index(state.part) + 1]
+        return "S" if state.part in ("beat", "bar key", "Fermata") else self.order[self.order.index(state.part) + 1]
+
+    def _bar_key(self, state: FrameState) -> bool:
+        """Whether the next token is the key a bar's first frame names again."""
+        return self.keys and state.part == "beat" and state.beat == 0
 
     def allowed(self, state: FrameState) -> np.ndarray:
         """Every token `feed` takes after this state, at once."""
@@ -100,6 +107,8 @@ class FrameConstraint:
         if state.part in ("Key", self.last):  # a new frame, or the end
             beats = (names == "Beat") & np.isin(values, [str(b) for b in self._beats(state)])
             return beats | (names == "Frame") | ((names == "<end>") & (state.frames > 0))
+        if self._bar_key(state):
+            return (names == "Key") & (values == state.key)
         name = self._next(state)
         allowed = names == name
         if name == "Next":
@@ -116,7 +125,7 @@ class FrameConstraint:
             allowed = allowed & ~breaks if (allowed & ~breaks).any() else allowed
         if not allowed.any():  # the note asked for is not in the vocabulary: any of the voice's new notes
             allowed = (names == name) & ~self.held
-        return allowed | ((names == "Fermata") & (state.part == "beat"))
+        return allowed | ((names == "Fermata") & (state.part in ("beat", "bar key")))
 
     def feed(self, state: FrameState, token: str) -> FrameState | None:
         """The state after `token`, or None where the grammar does not allow it there (the rules aside)."""
@@ -124,7 +133,7 @@ class FrameConstraint:
         if state.part == "end":
             return None
         if state.part == "start":
-            return state._replace(part="Key") if name == "Key" else None
+            return state._replace(part="Key", key=value) if name == "Key" else None
         if state.part in ("Key", self.last):
             if name == "<end>":
                 return state._replace(part="end") if state.frames else None
@@ -134,7 +143,9 @@ class FrameConstraint:
                 return state._replace(part="beat", beat=beat, bar=state.beat + 1 if closes else state.bar,
                                       before=state.pitches)
             return None
-        if token == "Fermata" and state.part == "beat":
+        if self._bar_key(state):
+            return state._replace(part="bar key") if name == "Key" and value == state.key else None
+        if token == "Fermata" and state.part in ("beat", "bar key"):
             return state._replace(part="Fermata")
         if name != self._next(state):
             return None
