@@ -90,6 +90,19 @@ def on_beat(frame: list[str], grid: int) -> bool:
     return any(t.startswith("Beat_") and int(t[5:]) % grid == 0 for t in frame)
 
 
+def cadence(key: str | None, frames: list[list[str]]) -> tuple[int, int]:
+    """(the frame where the melody starts its last note, the key's tonic pitch class) when that note belongs to the
+    tonic chord, where a harmonisation ends over the tonic in the bass (Bach's chorales: 87 %); else (-1, -1)."""
+    if key is None:
+        return -1, -1
+    tonic = int(key[4:-1])
+    onsets = [(i, p) for i, frame in enumerate(frames) for t in frame
+              if t.startswith(f"{PREFIXES[0]}_") and not t.endswith(HELD) and (p := pitch(t)) >= 0]
+    if not onsets or (onsets[-1][1] - tonic) % 12 not in (0, 3, 4, 7):
+        return -1, -1
+    return onsets[-1][0], tonic
+
+
 def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list[str]]]], rng: np.random.Generator,
                candidates: int = 1, sampler: Sampler | None = None, rules: bool = True, chords: bool = True,
                width: int = LOOKAHEAD) -> list[tuple[list[list[str]], float]]:
@@ -98,12 +111,13 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     A piece is its key token and frames (`Beat_n`, `Fermata`, the soprano, as VoicesEncoding.frames makes them);
     a lower voice a frame already holds is taken as given and scored, one it lacks is sampled (whether it holds or
     moves at the model's own odds, its new note by `sampler`: `draw`; a held note may only continue the voice's last
-    note; with `rules`, a new note that would cross a voice or make parallel fifths or
-    octaves, or with `chords` too leave a frame on a beat outside every triad and seventh chord, is not drawn,
-    unless nothing else is left). With `width` > 1 a frame's lower voices are drawn together (`frame_voices`: the
-    `width` likeliest notes of each voice but the last weighed by what they leave the last voice). Returns,
-    per piece, the most likely candidate's frames (each with S and the lower voices in the encoding's order) and
-    its nats per frame for the three lower voices given the rest.
+    note; with `rules`, a new note that would cross a voice or make parallel fifths or octaves, or with `chords` too
+    leave a frame on a beat outside every triad and seventh chord, or a bass under the melody's last note (to the
+    end) other than the tonic where that note is in the tonic chord (`cadence`), is not drawn, unless nothing else
+    is left). With `width` > 1 a frame's lower voices are drawn together (`frame_voices`: the `width` likeliest
+    notes of each voice but the last weighed by what they leave the last voice). Returns, per piece, the most
+    likely candidate's frames (each with S and the lower voices in the encoding's order) and its nats per frame for
+    the three lower voices given the rest.
     """
     vocabulary, index, encoding = bundle.vocabulary, bundle.vocabulary.index, bundle.encoding
     sampler = sampler or Sampler()
@@ -117,6 +131,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     probs, state = prime(net, [starts[p] for p in owner])
     logp = np.zeros(len(owner))
     chosen: list[list[list[str]]] = [[] for _ in owner]
+    ends = [cadence(key, frames) if rules else (-1, -1) for key, frames in pieces]
 
     for f in range(max(len(frames) for _, frames in pieces)):
         rows = np.flatnonzero([f < len(pieces[p][1]) for p in owner])
@@ -138,9 +153,10 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
                 if t[:2] in LOWER and (known := token_id(bundle, t)) is not None:
                     given[i, voices.order.index(t[0])] = known
         strong = np.array([chords and on_beat(frame[row], encoding.grid) for row in rows])
+        ending = np.array([ends[owner[row]][1] if 0 <= ends[owner[row]][0] <= f else -1 for row in rows])
         ids, nats, probs[rows], new_state = frame_voices(net, voices, probs[rows], [s[rows] for s in state],
-                                                         before[rows], now, strong, given, rng, sampler, rules,
-                                                         width)
+                                                         before[rows], now, strong, ending, given, rng, sampler,
+                                                         rules, width)
         for old, fresh in zip(state, new_state, strict=True):
             old[rows] = fresh
         logp[rows] -= nats
@@ -185,15 +201,16 @@ def draw(sampler: Sampler, probs: np.ndarray, rng: np.random.Generator, mask: np
 
 
 def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[np.ndarray], before: np.ndarray,
-                 now: np.ndarray, strong: np.ndarray, given: np.ndarray, rng: np.random.Generator, sampler: Sampler,
-                 rules: bool, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+                 now: np.ndarray, strong: np.ndarray, ending: np.ndarray, given: np.ndarray,
+                 rng: np.random.Generator, sampler: Sampler, rules: bool, width: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
     """One frame's lower voices for each row: with `width` 1 one by one, each drawn (`draw`) among the notes the
     rules allow it; else together: each voice but the last keeps its `width` likeliest allowed notes, and every
     branch (a note for each) is weighed by its tempered probability times the tempered mass its last voice has left
     under the rules, so a note that leaves a later voice only forbidden or unlikely notes is seldom drawn; the last
-    voice is then drawn (`draw`) in the branch drawn. `given` (rows, voices)
-    holds the token ids of voices the frame already has (-1: draw one). Returns the ids (rows, voices), their nats,
-    and the next-token probabilities and state after them."""
+    voice is then drawn (`draw`) in the branch drawn. `ending` (rows) holds the pitch class the bass must sound
+    (a final chord's tonic; -1: any), `given` (rows, voices) the token ids of voices the frame already has (-1: draw
+    one). Returns the ids (rows, voices), their nats, and the next-token probabilities and state after them."""
     rows = len(probs)
     parent = np.arange(rows)  # each branch's row
     weight, nats, picked = np.ones(rows), np.zeros(rows), np.zeros((rows, 0), np.int64)
@@ -201,6 +218,10 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
     for level, prefix in enumerate(voices.order):
         voice = voices.columns[level]
         allowed = (voices.new[prefix] >= 0) | (voices.held[prefix] == before[parent, voice][:, None])
+        if voice == len(PREFIXES) - 1:  # the bass of a final chord: its tonic
+            tonic = ending[parent][:, None]
+            close = allowed & ((tonic < 0) | ((voices.sounding >= 0) & (voices.sounding % 12 == tonic)))
+            allowed = np.where(close.any(axis=1)[:, None], close, allowed)
         mask, penalty = allowed, np.ones(len(parent))
         if rules:
             kept = allowed & ~rule_breaks(voices.new[prefix], before[parent], now, voice, strong[parent],

@@ -442,3 +442,27 @@ def test_harmonising_at_a_low_temperature_keeps_the_lower_voices_moving_as_bach_
     # hold or move is drawn at the model's own odds; sharpened with the pitch it moved half as often as Bach (0.34
     # against 0.80 new notes an eighth)
     assert model > 0.75 * bach, (model, bach)
+
+
+def test_a_harmonisation_ends_over_the_tonic_where_the_melody_ends_in_the_tonic_chord():
+    from pianocomposer.compose import Composer, Sampler
+    from pianocomposer.harmonize import cadence, reharmonize
+
+    composer = Composer(REPO / "weights" / "chorale")
+    encoding = composer.encoding
+    songs = [encoding.read_songs(p)[0]["tokens"] for p in sorted((CHORALES / "heldout").glob("*.mid"))[:8]]
+    assert cadence("Key_7M", [["Beat_0", "S_74"], ["Beat_1", "S_74~"]])[1] == 7  # D over G: the tonic chord
+    assert cadence("Key_7M", [["Beat_0", "S_69"]]) == (-1, -1)  # A is not in G major's tonic chord
+
+    def ends(rules: bool) -> list[bool]:  # per piece that should end so: whether its last bass note is the tonic
+        written = reharmonize(composer.bundle, composer.net, songs, np.random.default_rng(0), 1, Sampler(), rules)
+        out = []
+        for piece, _ in written:
+            frame, tonic = cadence(*encoding.split(piece))
+            if frame >= 0:
+                bass = [t for t in piece if t.startswith("B_") and not t.endswith(("~", "rest"))][-1]
+                out.append(int(bass[2:]) % 12 == tonic)
+        return out
+
+    assert len(ends(True)) >= 6 and all(ends(True))
+    assert not all(ends(False))  # the model alone ends off the tonic now and then
