@@ -84,7 +84,8 @@ class VoicesEncoding(Encoding):
     @property
     def params(self) -> dict:
         """Steps per quarter note (4: sixteenths), whether a frame names its place in the bar and the soprano's
-        next note, the order a frame writes its voices in, and whether each bar names the key again."""
+        next note, the order a frame writes its voices in, and whether each bar names the key again (only when it
+        does, so the bundles and token stores made before it name the same parameters)."""
         return {"grid": self.grid, "beats": self.beats, "ahead": self.ahead, "order": self.order,
                 **({"keys": True} if self.keys else {})}
 
