@@ -18,6 +18,14 @@ from tests.conftest import REPO
 CHORALES = REPO / "chorales"
 
 
+@pytest.fixture(scope="module")
+def shipped_chorale():
+    """The shipped chorale model, loaded once for the tests that use it."""
+    from pianocomposer.compose import Composer
+
+    return Composer(REPO / "weights" / "chorale")
+
+
 def _notes(midi: pretty_midi.PrettyMIDI) -> list[list[tuple[int, float, float]]]:
     return [[(n.pitch, round(n.start, 3), round(n.end, 3)) for n in t.notes] for t in midi.instruments]
 
@@ -410,11 +418,11 @@ def test_on_a_beat_the_rules_keep_the_voices_to_a_triad_or_seventh_chord_and_off
     assert dict(zip(plain.tokens, plain.allowed(state), strict=True))["B_50"]
 
 
-def test_whole_chorales_from_the_shipped_model_keep_the_grammar():
-    from pianocomposer.compose import Composer, Sampler
+def test_whole_chorales_from_the_shipped_model_keep_the_grammar(shipped_chorale):
+    from pianocomposer.compose import Sampler
     from pianocomposer.encodings.voices_grammar import FrameConstraint, FrameState
 
-    composer = Composer(REPO / "weights" / "chorale")
+    composer = shipped_chorale
     grammar = FrameConstraint(composer.bundle.vocabulary.tokens, ahead=True, rules=False,
                               order=composer.encoding.order, keys=composer.encoding.keys)
     for tokens, _ in composer.compose(400, 2, rng=np.random.default_rng(0), sampler=Sampler()):
@@ -424,11 +432,11 @@ def test_whole_chorales_from_the_shipped_model_keep_the_grammar():
             assert state is not None
 
 
-def test_harmonising_at_a_low_temperature_keeps_the_lower_voices_moving_as_bach_does_between_beats():
-    from pianocomposer.compose import Composer, Sampler
+def test_harmonising_at_a_low_temperature_keeps_the_lower_voices_moving_as_bach_does_between_beats(shipped_chorale):
+    from pianocomposer.compose import Sampler
     from pianocomposer.harmonize import LOWER, reharmonize
 
-    composer = Composer(REPO / "weights" / "chorale")
+    composer = shipped_chorale
     encoding = composer.encoding
     songs = [encoding.read_songs(p)[0]["tokens"] for p in sorted((CHORALES / "heldout").glob("*.mid"))[:6]]
 
@@ -444,11 +452,11 @@ def test_harmonising_at_a_low_temperature_keeps_the_lower_voices_moving_as_bach_
     assert model > 0.75 * bach, (model, bach)
 
 
-def test_a_harmonisation_ends_over_the_tonic_where_the_melody_ends_in_the_tonic_chord():
-    from pianocomposer.compose import Composer, Sampler
+def test_a_harmonisation_ends_over_the_tonic_where_the_melody_ends_in_the_tonic_chord(shipped_chorale):
+    from pianocomposer.compose import Sampler
     from pianocomposer.harmonize import cadence, reharmonize
 
-    composer = Composer(REPO / "weights" / "chorale")
+    composer = shipped_chorale
     encoding = composer.encoding
     songs = [encoding.read_songs(p)[0]["tokens"] for p in sorted((CHORALES / "heldout").glob("*.mid"))[:8]]
     assert cadence("Key_7M", [["Beat_0", "S_74"], ["Beat_1", "S_74~"]])[1] == 7  # D over G: the tonic chord
