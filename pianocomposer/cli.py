@@ -245,8 +245,10 @@ def harmonize(
                                                "voice holds or moves is drawn at the model's own odds).")
                            ] = HARMONY_TEMPERATURE,
     rules: Annotated[bool, typer.Option("--rules/--no-rules", help="Keep the lower voices from crossing "
-                                        "each other or the melody and from parallel fifths and octaves, and on "
-                                        "each beat to a triad or seventh chord.")] = True,
+                                        "each other or the melody and from parallel fifths and octaves, on "
+                                        "each beat to a triad or seventh chord, to the tonic under a final tonic "
+                                        "chord, and to the note lengths Bach gives them in each place in the "
+                                        "beat.")] = True,
     wav: Annotated[bool, typer.Option("--wav/--no-wav", help="Render WAV audio with FluidSynth.")] = True,
     soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont for the WAV.")] = None,
     as_json: JsonOpt = False,

@@ -30,6 +30,10 @@ LOWER = {f"{p}_" for p in PREFIXES[1:]}  # the alto's, tenor's and bass's tokens
 # draws the frame whole. One by one is the default: with the bass-first model, frames drawn whole (4) are more likely
 # under the model (fewer crossings) but told from Bach's more easily (88.5 % against 81.1 %) and take twice as long.
 LOOKAHEAD = 1
+# How long Bach's lower voices hold a note by where in the beat it begins, in sixteenths (the training chorales):
+# begun off the eighths, a sixteenth (all 763); on the off-beat eighth, a sixteenth, an eighth or a quarter (99.8 %
+# of 11 528); on the beat, as long as the music asks. Used on a sixteenth grid (the voices encoding's default).
+LASTS = {1: (1,), 2: (1, 2, 4), 3: (1,)}
 
 
 @dataclass
@@ -85,9 +89,9 @@ def pitch(token: str) -> int:
     return -1 if value == REST else int(value)
 
 
-def on_beat(frame: list[str], grid: int) -> bool:
-    """Whether a frame (its tokens) falls on a beat: its `Beat_n` a whole number of quarter notes into the bar."""
-    return any(t.startswith("Beat_") and int(t[5:]) % grid == 0 for t in frame)
+def beat_phase(frame: list[str], grid: int) -> int:
+    """A frame's place in its beat, in grid steps (0: on a beat), by its `Beat_n` token; -1 without one."""
+    return next((int(t[5:]) % grid for t in frame if t.startswith("Beat_")), -1)
 
 
 def cadence(key: str | None, frames: list[list[str]]) -> tuple[int, int]:
@@ -103,6 +107,42 @@ def cadence(key: str | None, frames: list[list[str]]) -> tuple[int, int]:
     return onsets[-1][0], tonic
 
 
+@dataclass
+class Demands:
+    """What the rules ask of one frame's lower voices, row by row (each a numpy array over the rows)."""
+
+    strong: np.ndarray  # on a beat: the voices make a triad or seventh chord
+    ending: np.ndarray  # the pitch class the bass must sound (a final chord's tonic; -1: any)
+    hold: np.ndarray  # (rows, voices in the frame's order): the voice may hold its note on (LASTS)
+    move: np.ndarray  # (rows, voices): the voice may begin a new note (LASTS; off the eighths, only after one)
+
+
+class Rhythm:
+    """Each row's lower voices: where in the beat each one's sounding note began (-1: unknown) and how many frames
+    ago, for the rhythm rules (LASTS) on a sixteenth grid."""
+
+    def __init__(self, rows: int, voices: int):
+        self.began = np.full((rows, voices), -1)
+        self.age = np.zeros((rows, voices), np.int64)
+
+    def allows(self, rows: np.ndarray, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(may hold, may move), each (rows, voices), for `rows` in a frame at `phase` (sixteenths into the beat;
+        -1: no rule)."""
+        began, age = self.began[rows], self.age[rows]
+        hold, move = np.ones(age.shape, bool), np.ones(age.shape, bool)
+        for start, lasts in LASTS.items():
+            at = began == start
+            hold &= ~at | (age < max(lasts))
+            move &= ~at | np.isin(age, lasts)
+        move &= ~((phase[:, None] >= 0) & (phase[:, None] % 2 == 1)) | (age == 1)
+        return hold, move
+
+    def step(self, rows: np.ndarray, phase: np.ndarray, moved: np.ndarray) -> None:
+        """Advance `rows` by a frame at `phase` in which the voices `moved` (rows, voices) began notes."""
+        self.began[rows] = np.where(moved, phase[:, None], self.began[rows])
+        self.age[rows] = np.where(moved, 1, self.age[rows] + 1)
+
+
 def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list[str]]]], rng: np.random.Generator,
                candidates: int = 1, sampler: Sampler | None = None, rules: bool = True, chords: bool = True,
                width: int = LOOKAHEAD) -> list[tuple[list[list[str]], float]]:
@@ -111,13 +151,14 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     A piece is its key token and frames (`Beat_n`, `Fermata`, the soprano, as VoicesEncoding.frames makes them);
     a lower voice a frame already holds is taken as given and scored, one it lacks is sampled (whether it holds or
     moves at the model's own odds, its new note by `sampler`: `draw`; a held note may only continue the voice's last
-    note; with `rules`, a new note that would cross a voice or make parallel fifths or octaves, or with `chords` too
-    leave a frame on a beat outside every triad and seventh chord, or a bass under the melody's last note (to the
-    end) other than the tonic where that note is in the tonic chord (`cadence`), is not drawn, unless nothing else
-    is left). With `width` > 1 a frame's lower voices are drawn together (`frame_voices`: the `width` likeliest
-    notes of each voice but the last weighed by what they leave the last voice). Returns, per piece, the most
-    likely candidate's frames (each with S and the lower voices in the encoding's order) and its nats per frame for
-    the three lower voices given the rest.
+    note; with `rules`, a note that would cross a voice (held on or new) or make parallel fifths or octaves, or with
+    `chords` too leave a frame on a beat outside every triad and seventh chord, or a bass under the melody's last
+    note (to the end) other than the tonic where that note is in the tonic chord (`cadence`), or on a sixteenth grid
+    a note held longer or shorter than Bach's lower voices hold one begun at its place in the beat (LASTS, `Rhythm`:
+    this rule gives way first), is not drawn, unless nothing else is left). With `width` > 1 a frame's lower voices
+    are drawn together (`frame_voices`: the `width` likeliest notes of each voice but the last weighed by what they
+    leave the last voice). Returns, per piece, the most likely candidate's frames (each with S and the lower voices
+    in the encoding's order) and its nats per frame for the three lower voices given the rest.
     """
     vocabulary, index, encoding = bundle.vocabulary, bundle.vocabulary.index, bundle.encoding
     sampler = sampler or Sampler()
@@ -132,6 +173,8 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     logp = np.zeros(len(owner))
     chosen: list[list[list[str]]] = [[] for _ in owner]
     ends = [cadence(key, frames) if rules else (-1, -1) for key, frames in pieces]
+    sixteenths = rules and encoding.grid == 4 and encoding.beats  # where the rhythm rules apply
+    rhythm = Rhythm(len(owner), len(voices.order))
 
     for f in range(max(len(frames) for _, frames in pieces)):
         rows = np.flatnonzero([f < len(pieces[p][1]) for p in owner])
@@ -152,11 +195,16 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
             for t in frame[row]:
                 if t[:2] in LOWER and (known := token_id(bundle, t)) is not None:
                     given[i, voices.order.index(t[0])] = known
-        strong = np.array([chords and on_beat(frame[row], encoding.grid) for row in rows])
-        ending = np.array([ends[owner[row]][1] if 0 <= ends[owner[row]][0] <= f else -1 for row in rows])
+        phase = np.array([beat_phase(frame[row], encoding.grid) if sixteenths else -1 for row in rows])
+        hold, move = rhythm.allows(rows, phase)
+        demands = Demands(strong=np.array([chords and beat_phase(frame[row], encoding.grid) == 0 for row in rows]),
+                          ending=np.array([ends[owner[row]][1] if 0 <= ends[owner[row]][0] <= f else -1
+                                           for row in rows]),
+                          hold=hold, move=move)
         ids, nats, probs[rows], new_state = frame_voices(net, voices, probs[rows], [s[rows] for s in state],
-                                                         before[rows], now, strong, ending, given, rng, sampler,
-                                                         rules, width)
+                                                         before[rows], now, demands, given, rng, sampler, rules,
+                                                         width)
+        rhythm.step(rows, phase, ~voices.holds[ids])
         for old, fresh in zip(state, new_state, strict=True):
             old[rows] = fresh
         logp[rows] -= nats
@@ -200,34 +248,43 @@ def draw(sampler: Sampler, probs: np.ndarray, rng: np.random.Generator, mask: np
     return sampler(probs, rng, np.where(chosen.any(axis=1)[:, None], chosen, mask))
 
 
+def narrow(mask: np.ndarray, wish: np.ndarray) -> np.ndarray:
+    """`mask & wish` (rows, vocabulary) in the rows where that leaves a token; elsewhere `mask`."""
+    narrowed = mask & wish
+    return np.where(narrowed.any(axis=1)[:, None], narrowed, mask)
+
+
 def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[np.ndarray], before: np.ndarray,
-                 now: np.ndarray, strong: np.ndarray, ending: np.ndarray, given: np.ndarray,
-                 rng: np.random.Generator, sampler: Sampler, rules: bool, width: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+                 now: np.ndarray, demands: Demands, given: np.ndarray, rng: np.random.Generator, sampler: Sampler,
+                 rules: bool, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
     """One frame's lower voices for each row: with `width` 1 one by one, each drawn (`draw`) among the notes the
     rules allow it; else together: each voice but the last keeps its `width` likeliest allowed notes, and every
     branch (a note for each) is weighed by its tempered probability times the tempered mass its last voice has left
     under the rules, so a note that leaves a later voice only forbidden or unlikely notes is seldom drawn; the last
-    voice is then drawn (`draw`) in the branch drawn. `ending` (rows) holds the pitch class the bass must sound
-    (a final chord's tonic; -1: any), `given` (rows, voices) the token ids of voices the frame already has (-1: draw
-    one). Returns the ids (rows, voices), their nats, and the next-token probabilities and state after them."""
+    voice is then drawn (`draw`) in the branch drawn. `demands` says what the rules ask of each row (a chord, the
+    final tonic, which voices may hold or move: each kept where any note is left), `given` (rows, voices) the token
+    ids of voices the frame already has (-1: draw one). Returns the ids (rows, voices), their nats, and the
+    next-token probabilities and state after them."""
     rows = len(probs)
     parent = np.arange(rows)  # each branch's row
     weight, nats, picked = np.ones(rows), np.zeros(rows), np.zeros((rows, 0), np.int64)
     exponent = 1.0 if sampler.greedy else 1 / sampler.temperature
     for level, prefix in enumerate(voices.order):
         voice = voices.columns[level]
-        allowed = (voices.new[prefix] >= 0) | (voices.held[prefix] == before[parent, voice][:, None])
+        new, held = voices.new[prefix] >= 0, voices.held[prefix] == before[parent, voice][:, None]
+        mask, penalty = new | held, np.ones(len(parent))
         if voice == len(PREFIXES) - 1:  # the bass of a final chord: its tonic
-            tonic = ending[parent][:, None]
-            close = allowed & ((tonic < 0) | ((voices.sounding >= 0) & (voices.sounding % 12 == tonic)))
-            allowed = np.where(close.any(axis=1)[:, None], close, allowed)
-        mask, penalty = allowed, np.ones(len(parent))
+            tonic = demands.ending[parent][:, None]
+            mask = narrow(mask, (tonic < 0) | ((voices.sounding >= 0) & (voices.sounding % 12 == tonic)))
         if rules:
-            kept = allowed & ~rule_breaks(voices.new[prefix], before[parent], now, voice, strong[parent],
-                                          [0, *voices.columns[:level]])  # the soprano, the voices drawn
-            mask = np.where(kept.any(axis=1)[:, None], kept, allowed)
-            penalty = np.where(kept.any(axis=1), 1.0, 1e-6)  # a branch that leaves the voice no rule-abiding note
+            written = [0, *voices.columns[:level]]  # the soprano, the voices drawn
+            kept = ~rule_breaks(voices.new[prefix], before[parent], now, voice, demands.strong[parent], written)
+            kept &= ~rule_breaks(voices.held[prefix], before[parent], now, voice, None, written)  # held: crossing
+            penalty = np.where((mask & kept).any(axis=1), 1.0, 1e-6)  # a branch that leaves no rule-abiding note
+            mask = narrow(mask, kept)
+        # the rhythm weighs least: a note held too long or begun too soon rather than a parallel or a crossing
+        move, hold = demands.move[parent, level][:, None], demands.hold[parent, level][:, None]
+        mask = narrow(mask, (new & move) | (held & hold))
         fixed = np.flatnonzero(given[parent, level] >= 0)
         mask[fixed] = False
         mask[fixed, given[parent[fixed], level]] = True

@@ -1,6 +1,7 @@
 """The voices encoding: four voices frame by frame, read from the chorales and written back note for note."""
 
 import io
+import itertools
 import json
 
 import numpy as np
@@ -239,7 +240,7 @@ def test_drawn_together_a_frames_voices_break_no_rule_that_drawing_them_one_by_o
 
     composer = Composer(voices_bundle)  # one epoch: its choices are near chance, so voice by voice meets dead ends
     encoding = composer.encoding
-    songs = [encoding.read_songs(p)[0]["tokens"] for p in sorted((CHORALES / "heldout").glob("*.mid"))[:4]]
+    songs = [encoding.read_songs(p)[0]["tokens"] for p in sorted((CHORALES / "heldout").glob("*.mid"))[:8]]
     figures = {}
     for width in (1, 4):
         written = reharmonize(composer.bundle, composer.net, songs, np.random.default_rng(0), 1, Sampler(), width=width)
@@ -475,3 +476,31 @@ def test_a_harmonisation_ends_over_the_tonic_where_the_melody_ends_in_the_tonic_
     ruled = ends(True)
     assert len(ruled) >= 6 and all(ruled)
     assert not all(ends(False))  # the model alone ends off the tonic now and then
+
+
+def test_the_lower_voices_hold_their_notes_as_long_as_bachs_do(shipped_chorale):
+    from pianocomposer.compose import Sampler
+    from pianocomposer.harmonize import LASTS, reharmonize
+
+    composer = shipped_chorale
+    encoding = composer.encoding
+    songs = [encoding.read_songs(p)[0]["tokens"] for p in sorted((CHORALES / "heldout").glob("*.mid"))[:8]]
+
+    def breaks(pieces: list[list[str]]) -> tuple[int, int]:  # notes held against LASTS; lone off-eighth onsets
+        lasting = lone = 0
+        for piece in pieces:
+            frames = encoding.split(piece)[1]
+            phase = [int(f[0][5:]) % encoding.grid for f in frames]
+            for voice in "ATB":
+                tokens = [next(t for t in f if t.startswith(f"{voice}_")) for f in frames]
+                onsets = itertools.pairwise(i for i, t in enumerate(tokens) if not t.endswith("~"))
+                for a, b in onsets:
+                    lasting += b - a not in LASTS.get(phase[a], (b - a,))
+                    lone += phase[b] % 2 == 1 and a != b - 1
+        return lasting, lone
+
+    assert breaks(songs)[0] == 0  # Bach's own held-out chorales (one lone sixteenth in these eight)
+    written = {rules: [p for p, _ in reharmonize(composer.bundle, composer.net, songs, np.random.default_rng(0), 1,
+                                                 Sampler(), rules)] for rules in (True, False)}
+    assert breaks(written[True]) == (0, 0)
+    assert breaks(written[False])[0] > 10  # the model alone holds a quick note on now and then (20 times here)
