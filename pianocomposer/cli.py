@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from pianocomposer.config import (
+    CALIBRATION_SONGS,
     DEFAULT_DATA_DIR,
     DEFAULT_DEMOS_CONFIG,
     DEFAULT_DEMOS_DIR,
@@ -263,6 +264,27 @@ def harmonize(
            "per frame for the lower voices)" + (f"; {h.left_out} of its {h.melody_notes} melody notes are shorter "
                                                  "than the grid step and left out" if h.left_out else "")
            for h in done])
+
+
+@app.command()
+def calibrate(
+    weights: Annotated[Path, typer.Option(help="A four-voice (voices) bundle folder, or `chorale` for the shipped "
+                                          "one.")] = Path("chorale"),
+    data: Annotated[Path, typer.Option(help="The extract output it was trained on (its tokens.json).")]
+    = DEFAULT_DATA_DIR,
+    songs: Annotated[int, typer.Option(help="Training chorales to fit on.")] = CALIBRATION_SONGS,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit how a voices bundle's bass moves against the soprano to its training chorales; harmonize uses it."""
+    from pianocomposer.calibrate import calibrate as run
+
+    if songs < 1:
+        raise PianoComposerError(f"--songs must be >= 1 (got {songs})")
+    done = run(weights, data, songs)
+    _emit(as_json, done.to_json(),
+          [f"{done.bundle}: bass log-odds " + ", ".join(f"{k} {v:+.3f}" for k, v in done.motion.items()),
+           f"nats per bass token: {done.songs} training chorales {done.train_nats[0]:.4f} -> "
+           f"{done.train_nats[1]:.4f}, held-out {done.heldout_nats[0]:.4f} -> {done.heldout_nats[1]:.4f}"])
 
 
 @app.command()

@@ -34,6 +34,8 @@ LOOKAHEAD = 1
 # begun off the eighths, a sixteenth (all 763); on the off-beat eighth, a sixteenth, an eighth or a quarter (99.8 %
 # of 11 528); on the beat, as long as the music asks. Used on a sixteenth grid (the voices encoding's default).
 LASTS = {1: (1,), 2: (1, 2, 4), 3: (1,)}
+# How the bass moves against the soprano, re-weighed in a calibrated bundle (bundle.json `bass_motion`, calibrate.py)
+MOTIONS = ("similar", "contrary", "leap")
 
 
 @dataclass
@@ -149,12 +151,13 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     """Each piece's alto, tenor and bass frame by frame, all pieces and `candidates` samples of each in one batch.
 
     A piece is its key token and frames (`Beat_n`, `Fermata`, the soprano, as VoicesEncoding.frames makes them);
-    a lower voice a frame already holds is taken as given and scored, one it lacks is sampled (whether it holds or
-    moves at the model's own odds, its new note by `sampler`: `draw`; a held note may only continue the voice's last
-    note; with `rules`, a note that would cross a voice (held on or new) or make parallel fifths or octaves, or with
-    `chords` too leave a frame on a beat outside every triad and seventh chord, or a bass under the melody's last
-    note (to the end) other than the tonic where that note is in the tonic chord (`cadence`), or on a sixteenth grid
-    a note held longer or shorter than Bach's lower voices hold one begun at its place in the beat (LASTS, `Rhythm`:
+    a lower voice a frame already holds is taken as given and scored, one it lacks is sampled (the bass's odds
+    corrected where the bundle is calibrated: calibrate.py; whether it holds or moves at the model's own odds, its
+    new note by `sampler`: `draw`; a held note may only continue the voice's last note; with `rules`, a note that
+    would cross a voice (held on or new) or make parallel fifths or octaves, or with `chords` too leave a frame on
+    a beat outside every triad and seventh chord, or a bass under the melody's last note (to the end) other than
+    the tonic where that note is in the tonic chord (`cadence`), or on a sixteenth grid a note held longer or
+    shorter than Bach's lower voices hold one begun at its place in the beat (LASTS, `Rhythm`:
     this rule gives way first), is not drawn, unless nothing else is left). With `width` > 1 a frame's lower voices
     are drawn together (`frame_voices`: the `width` likeliest notes of each voice but the last weighed by what they
     leave the last voice). Returns, per piece, the most likely candidate's frames (each with S and the lower voices
@@ -162,7 +165,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     """
     vocabulary, index, encoding = bundle.vocabulary, bundle.vocabulary.index, bundle.encoding
     sampler = sampler or Sampler()
-    voices = Voices(vocabulary.tokens, encoding.lower)
+    voices = Voices(vocabulary.tokens, encoding.lower, bundle.meta.get("bass_motion"))
     before = np.full((len(pieces) * candidates, len(PREFIXES)), -1)  # each row's pitches in the last frame
     owner = np.repeat(np.arange(len(pieces)), candidates)  # the piece each row writes
     starts = []
@@ -221,10 +224,12 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
 
 
 class Voices:
-    """The lower voices' tokens, as arrays over the vocabulary, in the order a frame writes them."""
+    """The lower voices' tokens, as arrays over the vocabulary, in the order a frame writes them, and the bass's
+    calibration (log-odds per MOTIONS; zeros: none)."""
 
-    def __init__(self, tokens: list[str], order: str):
+    def __init__(self, tokens: list[str], order: str, motion: dict[str, float] | None = None):
         self.order = order
+        self.motion = np.array([(motion or {}).get(name, 0.0) for name in MOTIONS])
         self.columns = np.array([PREFIXES.index(p) for p in order])  # each voice's column in S A T B
         self.sounding = np.array([pitch(t) if t[:2] in LOWER else -1 for t in tokens])  # a held note's too
         own = np.array([t[0] if t[:2] in LOWER else "" for t in tokens])
@@ -232,6 +237,17 @@ class Voices:
         self.new = {p: np.where((own == p) & ~held, self.sounding, -1) for p in order}  # -1: not a new note
         self.held = {p: np.where((own == p) & held, self.sounding, -2) for p in order}  # -2: not a held note
         self.holds = held  # over the vocabulary: the tokens that hold a voice's note
+
+
+def motion_features(new_bass: np.ndarray, last: np.ndarray, soprano: np.ndarray) -> np.ndarray:
+    """(rows, vocabulary, MOTIONS): whether each token is a new bass note (`new_bass`: its pitch, -1 if not one)
+    moving from `last` (rows: the bass's pitch, -1: silent) the same way as the soprano, the other way (`soprano`,
+    rows: the sign of its step into this frame), or by five semitones or more."""
+    note, last, soprano = new_bass[None, :], last[:, None], soprano[:, None]
+    moving = (note >= 0) & (last >= 0) & (note != last)
+    way = np.sign(note - last)
+    return np.stack([moving & (soprano != 0) & (way == soprano), moving & (soprano != 0) & (way == -soprano),
+                     moving & (np.abs(note - last) >= 5)], axis=-1)
 
 
 def draw(sampler: Sampler, probs: np.ndarray, rng: np.random.Generator, mask: np.ndarray,
@@ -273,6 +289,10 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
         voice = voices.columns[level]
         new, held = voices.new[prefix] >= 0, voices.held[prefix] == before[parent, voice][:, None]
         mask, penalty = new | held, np.ones(len(parent))
+        if voice == len(PREFIXES) - 1 and voices.motion.any():  # a calibrated bundle's bass (calibrate.py)
+            soprano = np.where((now[:, 0] >= 0) & (before[parent, 0] >= 0), np.sign(now[:, 0] - before[parent, 0]), 0)
+            probs = probs * np.exp(motion_features(voices.new[prefix], before[parent, voice], soprano) @ voices.motion)
+            probs /= probs.sum(axis=1, keepdims=True)
         if voice == len(PREFIXES) - 1:  # the bass of a final chord: its tonic
             tonic = demands.ending[parent][:, None]
             mask = narrow(mask, (tonic < 0) | ((voices.sounding >= 0) & (voices.sounding % 12 == tonic)))
