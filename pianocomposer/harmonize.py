@@ -237,6 +237,7 @@ class Voices:
         self.new = {p: np.where((own == p) & ~held, self.sounding, -1) for p in order}  # -1: not a new note
         self.held = {p: np.where((own == p) & held, self.sounding, -2) for p in order}  # -2: not a held note
         self.holds = held  # over the vocabulary: the tokens that hold a voice's note
+        self.rest = {p: np.array([t == f"{p}_{REST}" for t in tokens]) for p in order}
 
 
 def motion_features(new_bass: np.ndarray, last: np.ndarray, soprano: np.ndarray) -> np.ndarray:
@@ -288,7 +289,9 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
     for level, prefix in enumerate(voices.order):
         voice = voices.columns[level]
         new, held = voices.new[prefix] >= 0, voices.held[prefix] == before[parent, voice][:, None]
-        mask, penalty = new | held, np.ones(len(parent))
+        # where the melody rests, the lower voices rest with it (Bach's, all three, at 96 % of such frames)
+        mask, penalty = np.where((now[:, 0] < 0)[:, None] & voices.rest[prefix].any(), voices.rest[prefix],
+                                 new | held), np.ones(len(parent))
         if voice == len(PREFIXES) - 1 and voices.motion.any():  # a calibrated bundle's bass (calibrate.py)
             soprano = np.where((now[:, 0] >= 0) & (before[parent, 0] >= 0), np.sign(now[:, 0] - before[parent, 0]), 0)
             probs = probs * np.exp(motion_features(voices.new[prefix], before[parent, voice], soprano) @ voices.motion)

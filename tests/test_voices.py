@@ -478,7 +478,7 @@ def test_a_harmonisation_ends_over_the_tonic_where_the_melody_ends_in_the_tonic_
     assert not all(ends(False))  # the model alone ends off the tonic now and then
 
 
-def test_the_lower_voices_hold_their_notes_as_long_as_bachs_do(shipped_chorale):
+def test_the_lower_voices_hold_their_notes_as_long_as_bachs_do_and_rest_where_the_melody_rests(shipped_chorale):
     from pianocomposer.compose import Sampler
     from pianocomposer.harmonize import LASTS, reharmonize
 
@@ -503,4 +503,6 @@ def test_the_lower_voices_hold_their_notes_as_long_as_bachs_do(shipped_chorale):
     written = {rules: [p for p, _ in reharmonize(composer.bundle, composer.net, songs, np.random.default_rng(0), 1,
                                                  Sampler(), rules)] for rules in (True, False)}
     assert breaks(written[True]) == (0, 0)
-    assert breaks(written[False])[0] > 10  # the model alone holds a quick note on now and then (20 times here)
+    resting = [f for p in written[True] for f in encoding.split(p)[1] if "S_rest" in f]
+    assert len(resting) >= 8 and all(sum(t.endswith("_rest") for t in f) == 4 for f in resting)
+    assert breaks(written[False])[0] > 0  # the model alone holds a quick note on now and then (10 times here)
