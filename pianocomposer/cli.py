@@ -275,15 +275,16 @@ def calibrate(
     songs: Annotated[int, typer.Option(help="Training chorales to fit on.")] = CALIBRATION_SONGS,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fit how a voices bundle's bass moves against the soprano to its training chorales; harmonize uses it."""
+    """Fit a voices bundle's odds for its lower voices to its training chorales (the bass's motion, the minor mode);
+    harmonize uses them."""
     from pianocomposer.calibrate import calibrate as run
 
     if songs < 1:
         raise PianoComposerError(f"--songs must be >= 1 (got {songs})")
     done = run(weights, data, songs)
     _emit(as_json, done.to_json(),
-          [f"{done.bundle}: bass log-odds " + ", ".join(f"{k} {v:+.3f}" for k, v in done.motion.items()),
-           f"nats per bass token: {done.songs} training chorales {done.train_nats[0]:.4f} -> "
+          [f"{done.bundle}: log-odds " + ", ".join(f"{k} {v:+.3f}" for k, v in done.calibration.items()),
+           f"nats per lower-voice token: {done.songs} training chorales {done.train_nats[0]:.4f} -> "
            f"{done.train_nats[1]:.4f}, held-out {done.heldout_nats[0]:.4f} -> {done.heldout_nats[1]:.4f}"])
 
 

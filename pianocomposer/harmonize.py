@@ -34,8 +34,11 @@ LOOKAHEAD = 1
 # begun off the eighths, a sixteenth (all 763); on the off-beat eighth, a sixteenth, an eighth or a quarter (99.8 %
 # of 11 528); on the beat, as long as the music asks. Used on a sixteenth grid (the voices encoding's default).
 LASTS = {1: (1,), 2: (1, 2, 4), 3: (1,)}
-# How the bass moves against the soprano, re-weighed in a calibrated bundle (bundle.json `bass_motion`, calibrate.py)
-MOTIONS = ("similar", "contrary", "leap")
+# The lower voices' odds a calibrated bundle corrects (bundle.json `calibration`, calibrate.py): how the bass moves
+# against the soprano, and in a minor key the notes that tell it from its relative major (semitones over the tonic)
+CALIBRATION = ("bass similar", "bass contrary", "bass leap", "minor leading tone", "minor flat seventh",
+               "minor raised sixth", "minor flat sixth")
+MINOR_DEGREES = (11, 10, 9, 8)
 
 
 @dataclass
@@ -117,6 +120,7 @@ class Demands:
     ending: np.ndarray  # the pitch class the bass must sound (a final chord's tonic; -1: any)
     hold: np.ndarray  # (rows, voices in the frame's order): the voice may hold its note on (LASTS)
     move: np.ndarray  # (rows, voices): the voice may begin a new note (LASTS; off the eighths, only after one)
+    minor: np.ndarray  # the key's tonic pitch class where it is minor, else -1 (for a calibrated bundle)
 
 
 class Rhythm:
@@ -165,7 +169,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     """
     vocabulary, index, encoding = bundle.vocabulary, bundle.vocabulary.index, bundle.encoding
     sampler = sampler or Sampler()
-    voices = Voices(vocabulary.tokens, encoding.lower, bundle.meta.get("bass_motion"))
+    voices = Voices(vocabulary.tokens, encoding.lower, bundle.meta.get("calibration"))
     before = np.full((len(pieces) * candidates, len(PREFIXES)), -1)  # each row's pitches in the last frame
     owner = np.repeat(np.arange(len(pieces)), candidates)  # the piece each row writes
     starts = []
@@ -178,6 +182,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     ends = [cadence(key, frames) if rules else (-1, -1) for key, frames in pieces]
     sixteenths = rules and encoding.grid == 4 and encoding.beats  # where the rhythm rules apply
     rhythm = Rhythm(len(owner), len(voices.order))
+    minor = np.array([int(key[4:-1]) if key and key.endswith("m") else -1 for key, _ in pieces])
 
     for f in range(max(len(frames) for _, frames in pieces)):
         rows = np.flatnonzero([f < len(pieces[p][1]) for p in owner])
@@ -203,7 +208,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
         demands = Demands(strong=np.array([chords and beat_phase(frame[row], encoding.grid) == 0 for row in rows]),
                           ending=np.array([ends[owner[row]][1] if 0 <= ends[owner[row]][0] <= f else -1
                                            for row in rows]),
-                          hold=hold, move=move)
+                          hold=hold, move=move, minor=minor[owner[rows]])
         ids, nats, probs[rows], new_state = frame_voices(net, voices, probs[rows], [s[rows] for s in state],
                                                          before[rows], now, demands, given, rng, sampler, rules,
                                                          width)
@@ -225,11 +230,11 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
 
 class Voices:
     """The lower voices' tokens, as arrays over the vocabulary, in the order a frame writes them, and the bass's
-    calibration (log-odds per MOTIONS; zeros: none)."""
+    calibration (log-odds per CALIBRATION; zeros: none)."""
 
-    def __init__(self, tokens: list[str], order: str, motion: dict[str, float] | None = None):
+    def __init__(self, tokens: list[str], order: str, calibration: dict[str, float] | None = None):
         self.order = order
-        self.motion = np.array([(motion or {}).get(name, 0.0) for name in MOTIONS])
+        self.calibration = np.array([(calibration or {}).get(name, 0.0) for name in CALIBRATION])
         self.columns = np.array([PREFIXES.index(p) for p in order])  # each voice's column in S A T B
         self.sounding = np.array([pitch(t) if t[:2] in LOWER else -1 for t in tokens])  # a held note's too
         own = np.array([t[0] if t[:2] in LOWER else "" for t in tokens])
@@ -240,15 +245,19 @@ class Voices:
         self.rest = {p: np.array([t == f"{p}_{REST}" for t in tokens]) for p in order}
 
 
-def motion_features(new_bass: np.ndarray, last: np.ndarray, soprano: np.ndarray) -> np.ndarray:
-    """(rows, vocabulary, MOTIONS): whether each token is a new bass note (`new_bass`: its pitch, -1 if not one)
-    moving from `last` (rows: the bass's pitch, -1: silent) the same way as the soprano, the other way (`soprano`,
-    rows: the sign of its step into this frame), or by five semitones or more."""
-    note, last, soprano = new_bass[None, :], last[:, None], soprano[:, None]
-    moving = (note >= 0) & (last >= 0) & (note != last)
+def calibration_features(new: np.ndarray, bass: bool, last: np.ndarray, soprano: np.ndarray, minor: np.ndarray
+                         ) -> np.ndarray:
+    """(rows, vocabulary, CALIBRATION) for a voice's tokens (`new`: each one's pitch where it is a new note of the
+    voice, else -1): if the voice is the `bass`, whether the note moves from `last` (rows: the voice's pitch, -1:
+    silent) the same way as the soprano (`soprano`, rows: the sign of its step into the frame), the other way, or
+    by five semitones or more; and whether it is each of MINOR_DEGREES of the row's key (`minor`, rows: the tonic's
+    pitch class where the key is minor, else -1)."""
+    note, last, soprano, minor = new[None, :], last[:, None], soprano[:, None], minor[:, None]
+    moving = bass & (note >= 0) & (last >= 0) & (note != last)
     way = np.sign(note - last)
+    degree = np.where((note >= 0) & (minor >= 0), (note - minor) % 12, -1)
     return np.stack([moving & (soprano != 0) & (way == soprano), moving & (soprano != 0) & (way == -soprano),
-                     moving & (np.abs(note - last) >= 5)], axis=-1)
+                     moving & (np.abs(note - last) >= 5), *(degree == d for d in MINOR_DEGREES)], axis=-1)
 
 
 def draw(sampler: Sampler, probs: np.ndarray, rng: np.random.Generator, mask: np.ndarray,
@@ -292,9 +301,11 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
         # where the melody rests, the lower voices rest with it (Bach's, all three, at 96 % of such frames)
         mask, penalty = np.where((now[:, 0] < 0)[:, None] & voices.rest[prefix].any(), voices.rest[prefix],
                                  new | held), np.ones(len(parent))
-        if voice == len(PREFIXES) - 1 and voices.motion.any():  # a calibrated bundle's bass (calibrate.py)
+        if voices.calibration.any():  # a calibrated bundle (calibrate.py)
             soprano = np.where((now[:, 0] >= 0) & (before[parent, 0] >= 0), np.sign(now[:, 0] - before[parent, 0]), 0)
-            probs = probs * np.exp(motion_features(voices.new[prefix], before[parent, voice], soprano) @ voices.motion)
+            probs = probs * np.exp(calibration_features(voices.new[prefix], voice == len(PREFIXES) - 1,
+                                                        before[parent, voice], soprano, demands.minor[parent])
+                                   @ voices.calibration)
             probs /= probs.sum(axis=1, keepdims=True)
         if voice == len(PREFIXES) - 1:  # the bass of a final chord: its tonic
             tonic = demands.ending[parent][:, None]
