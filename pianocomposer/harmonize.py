@@ -121,6 +121,7 @@ class Demands:
     hold: np.ndarray  # (rows, voices in the frame's order): the voice may hold its note on (LASTS)
     move: np.ndarray  # (rows, voices): the voice may begin a new note (LASTS; off the eighths, only after one)
     minor: np.ndarray  # the key's tonic pitch class where it is minor, else -1 (for a calibrated bundle)
+    heard: np.ndarray  # (rows, S A T B): each voice's last pitch, through rests (for the parallels rule)
 
 
 class Rhythm:
@@ -171,6 +172,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     sampler = sampler or Sampler()
     voices = Voices(vocabulary.tokens, encoding.lower, bundle.meta.get("calibration"))
     before = np.full((len(pieces) * candidates, len(PREFIXES)), -1)  # each row's pitches in the last frame
+    heard = before.copy()  # each row's last pitches, through rests (a voice that comes back may not move in parallel)
     owner = np.repeat(np.arange(len(pieces)), candidates)  # the piece each row writes
     starts = []
     for key, _ in pieces:
@@ -208,7 +210,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
         demands = Demands(strong=np.array([chords and beat_phase(frame[row], encoding.grid) == 0 for row in rows]),
                           ending=np.array([ends[owner[row]][1] if 0 <= ends[owner[row]][0] <= f else -1
                                            for row in rows]),
-                          hold=hold, move=move, minor=minor[owner[rows]])
+                          hold=hold, move=move, minor=minor[owner[rows]], heard=heard[rows])
         ids, nats, probs[rows], new_state = frame_voices(net, voices, probs[rows], [s[rows] for s in state],
                                                          before[rows], now, demands, given, rng, sampler, rules,
                                                          width)
@@ -220,6 +222,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
             chosen[row][-1] += [vocabulary.tokens[int(t)] for t in ids[i]]
             before[row] = now[i]
             before[row, voices.columns] = voices.sounding[ids[i]]
+            heard[row] = np.where(before[row] >= 0, before[row], heard[row])
     best = []
     for piece, (_, frames) in enumerate(pieces):
         rows = np.flatnonzero(owner == piece)
@@ -312,7 +315,8 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
             mask = narrow(mask, (tonic < 0) | ((voices.sounding >= 0) & (voices.sounding % 12 == tonic)))
         if rules:
             written = [0, *voices.columns[:level]]  # the soprano, the voices drawn
-            kept = ~rule_breaks(voices.new[prefix], before[parent], now, voice, demands.strong[parent], written)
+            kept = ~rule_breaks(voices.new[prefix], demands.heard[parent], now, voice, demands.strong[parent],
+                                written)
             kept &= ~rule_breaks(voices.held[prefix], before[parent], now, voice, None, written)  # held: crossing
             penalty = np.where((mask & kept).any(axis=1), 1.0, 1e-6)  # a branch that leaves no rule-abiding note
             mask = narrow(mask, kept)

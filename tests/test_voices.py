@@ -505,4 +505,6 @@ def test_the_lower_voices_hold_their_notes_as_long_as_bachs_do_and_rest_where_th
     assert breaks(written[True]) == (0, 0)
     resting = [f for p in written[True] for f in encoding.split(p)[1] if "S_rest" in f]
     assert len(resting) >= 8 and all(sum(t.endswith("_rest") for t in f) == 4 for f in resting)
+    # and coming back after a rest they keep out of parallels with the notes before it
+    assert sum(encoding.check(p)["parallels_per_100"] for p in written[True]) == 0
     assert breaks(written[False])[0] > 0  # the model alone holds a quick note on now and then (10 times here)
