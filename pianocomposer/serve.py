@@ -359,9 +359,10 @@ class Server:
             self.pool.submit(_warm, str(first.folder))
 
     def stop(self) -> None:
-        """Stop the workers."""
+        """Stop the workers: jobs waiting are cancelled, running ones finish (without waiting, the pool's manager
+        thread races the interpreter's exit and can print a 'Bad file descriptor' traceback: CPython gh-83386)."""
         if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
     @contextlib.asynccontextmanager
     async def place(self) -> AsyncIterator[None]:
