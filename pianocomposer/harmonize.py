@@ -156,17 +156,18 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     """Each piece's alto, tenor and bass frame by frame, all pieces and `candidates` samples of each in one batch.
 
     A piece is its key token and frames (`Beat_n`, `Fermata`, the soprano, as VoicesEncoding.frames makes them);
-    a lower voice a frame already holds is taken as given and scored, one it lacks is sampled (the bass's odds
-    corrected where the bundle is calibrated: calibrate.py; whether it holds or moves at the model's own odds, its
-    new note by `sampler`: `draw`; a held note may only continue the voice's last note; with `rules`, a note that
-    would cross a voice (held on or new) or make parallel fifths or octaves, or with `chords` too leave a frame on
-    a beat outside every triad and seventh chord, or a bass under the melody's last note (to the end) other than
-    the tonic where that note is in the tonic chord (`cadence`), or on a sixteenth grid a note held longer or
-    shorter than Bach's lower voices hold one begun at its place in the beat (LASTS, `Rhythm`:
-    this rule gives way first), is not drawn, unless nothing else is left). With `width` > 1 a frame's lower voices
-    are drawn together (`frame_voices`: the `width` likeliest notes of each voice but the last weighed by what they
-    leave the last voice). Returns, per piece, the most likely candidate's frames (each with S and the lower voices
-    in the encoding's order) and its nats per frame for the three lower voices given the rest.
+    a lower voice a frame already holds is taken as given and scored, one it lacks is sampled (the network's odds
+    corrected where the bundle is calibrated: calibrate.py; a rest where the melody rests, else whether it holds or
+    moves at the model's own odds, its new note by `sampler`: `draw`; a held note may only continue the voice's last
+    note; with `rules`, a note that would cross a voice (held on or new) or make parallel fifths or octaves (with
+    the notes before a rest too), or with `chords` too leave a frame on a beat outside every triad and seventh
+    chord, or a bass under the melody's last note (to the end) other than the tonic where that note is in the tonic
+    chord (`cadence`), or on a sixteenth grid a note held longer or shorter than Bach's lower voices hold one begun
+    at its place in the beat (LASTS, `Rhythm`: this rule gives way first), is not drawn, unless nothing else is
+    left). With `width` > 1 a frame's lower voices are drawn together (`frame_voices`: the `width` likeliest notes
+    of each voice but the last weighed by what they leave the last voice). Returns, per piece, the most likely
+    candidate's frames (each with S and the lower voices in the encoding's order) and its nats per frame for the
+    three lower voices given the rest.
     """
     vocabulary, index, encoding = bundle.vocabulary, bundle.vocabulary.index, bundle.encoding
     sampler = sampler or Sampler()
@@ -232,8 +233,8 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
 
 
 class Voices:
-    """The lower voices' tokens, as arrays over the vocabulary, in the order a frame writes them, and the bass's
-    calibration (log-odds per CALIBRATION; zeros: none)."""
+    """The lower voices' tokens, as arrays over the vocabulary, in the order a frame writes them, and a calibrated
+    bundle's log-odds per CALIBRATION (zeros: none)."""
 
     def __init__(self, tokens: list[str], order: str, calibration: dict[str, float] | None = None):
         self.order = order
@@ -302,8 +303,8 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
         voice = voices.columns[level]
         new, held = voices.new[prefix] >= 0, voices.held[prefix] == before[parent, voice][:, None]
         # where the melody rests, the lower voices rest with it (Bach's, all three, at 96 % of such frames)
-        mask, penalty = np.where((now[:, 0] < 0)[:, None] & voices.rest[prefix].any(), voices.rest[prefix],
-                                 new | held), np.ones(len(parent))
+        mask = np.where((now[:, 0] < 0)[:, None] & voices.rest[prefix].any(), voices.rest[prefix], new | held)
+        penalty = np.ones(len(parent))
         if voices.calibration.any():  # a calibrated bundle (calibrate.py)
             soprano = np.where((now[:, 0] >= 0) & (before[parent, 0] >= 0), np.sign(now[:, 0] - before[parent, 0]), 0)
             probs = probs * np.exp(calibration_features(voices.new[prefix], voice == len(PREFIXES) - 1,
