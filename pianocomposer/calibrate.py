@@ -20,7 +20,7 @@ from pianocomposer.compose import blas_threads, prime
 from pianocomposer.config import CALIBRATION_SONGS
 from pianocomposer.encodings.voices import HELD, PREFIXES
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.harmonize import CALIBRATION, calibration_features, pitch
+from pianocomposer.harmonize import CALIBRATION, calibration_features, minor_tonic, pitch
 from pianocomposer.model import StepModel
 from pianocomposer.tokens import load_tokens
 
@@ -98,7 +98,7 @@ def lower_events(net: StepModel, tokens: list[str], index: dict[str, int], songs
     # per position, the voice whose token it is with its last pitch, the soprano's step and the minor key's tonic
     where: dict[int, list[tuple[int, str, int, int, int, int]]] = {}
     for row, song in enumerate(songs):
-        minor = int(song[1][4:-1]) if len(song) > 1 and song[1].startswith("Key_") and song[1].endswith("m") else -1
+        minor = minor_tonic(song[1] if len(song) > 1 else None)
         soprano = before = -1
         last = dict.fromkeys(VOICES, -1)
         for k, token in enumerate(song):

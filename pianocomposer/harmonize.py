@@ -99,6 +99,11 @@ def beat_phase(frame: list[str], grid: int) -> int:
     return next((int(t[5:]) % grid for t in frame if t.startswith("Beat_")), -1)
 
 
+def minor_tonic(key: str | None) -> int:
+    """The tonic's pitch class of a minor key's token (`Key_9m`: 9); -1 for a major key or none."""
+    return int(key[4:-1]) if key and key.startswith("Key_") and key.endswith("m") else -1
+
+
 def cadence(key: str | None, frames: list[list[str]]) -> tuple[int, int]:
     """(the frame where the melody starts its last note, the key's tonic pitch class) when that note belongs to the
     tonic chord, where a harmonisation ends over the tonic in the bass (Bach's chorales: 87 %); else (-1, -1)."""
@@ -185,7 +190,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     ends = [cadence(key, frames) if rules else (-1, -1) for key, frames in pieces]
     sixteenths = rules and encoding.grid == 4 and encoding.beats  # where the rhythm rules apply
     rhythm = Rhythm(len(owner), len(voices.order))
-    minor = np.array([int(key[4:-1]) if key and key.endswith("m") else -1 for key, _ in pieces])
+    minor = np.array([minor_tonic(key) for key, _ in pieces])
 
     for f in range(max(len(frames) for _, frames in pieces)):
         rows = np.flatnonzero([f < len(pieces[p][1]) for p in owner])
