@@ -15,7 +15,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from pianocomposer.atomic import write_json
-from pianocomposer.bundle import BUNDLE_FILE, read_bundle, read_meta, resolve_weights
+from pianocomposer.bundle import BUNDLE_FILE, read_bundle, resolve_weights
 from pianocomposer.compose import blas_threads, prime
 from pianocomposer.config import CALIBRATION_SONGS
 from pianocomposer.encodings.voices import HELD, PREFIXES
@@ -155,8 +155,8 @@ def calibrate(weights: Path, data: Path, songs: int = CALIBRATION_SONGS, seed: i
         judging = lower_events(net, bundle.vocabulary.tokens, index, heldout)
     fitted = fit(fitting)
     none = np.zeros(len(CALIBRATION))
-    meta = read_meta(folder)
-    meta["calibration"] = {name: round(float(v), 4) for name, v in zip(CALIBRATION, fitted, strict=True)}
+    meta = {**bundle.meta, "calibration": {name: round(float(v), 4)
+                                            for name, v in zip(CALIBRATION, fitted, strict=True)}}
     write_json(folder / BUNDLE_FILE, meta)
     return Calibration(folder, meta["calibration"], len(picked), sum(len(g.actual) for g in fitting),
                        (nats(fitting, none), nats(fitting, fitted)), (nats(judging, none), nats(judging, fitted)))

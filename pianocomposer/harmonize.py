@@ -126,6 +126,7 @@ class Demands:
     hold: np.ndarray  # (rows, voices in the frame's order): the voice may hold its note on (LASTS)
     move: np.ndarray  # (rows, voices): the voice may begin a new note (LASTS; off the eighths, only after one)
     minor: np.ndarray  # the key's tonic pitch class where it is minor, else -1 (for a calibrated bundle)
+    soprano: np.ndarray  # the sign of the soprano's step into the frame (0: held, silent; for a calibrated bundle)
     heard: np.ndarray  # (rows, S A T B): each voice's last pitch, through rests (for the parallels rule)
 
 
@@ -211,12 +212,15 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
             for t in frame[row]:
                 if t[:2] in LOWER and (known := token_id(bundle, t)) is not None:
                     given[i, voices.order.index(t[0])] = known
-        phase = np.array([beat_phase(frame[row], encoding.grid) if sixteenths else -1 for row in rows])
+        beats = np.array([beat_phase(frame[row], encoding.grid) for row in rows])
+        phase = beats if sixteenths else np.full(len(rows), -1)
         hold, move = rhythm.allows(rows, phase)
-        demands = Demands(strong=np.array([chords and beat_phase(frame[row], encoding.grid) == 0 for row in rows]),
+        sounding = (now[:, 0] >= 0) & (before[rows, 0] >= 0)
+        demands = Demands(strong=chords & (beats == 0),
                           ending=np.array([ends[owner[row]][1] if 0 <= ends[owner[row]][0] <= f else -1
                                            for row in rows]),
-                          hold=hold, move=move, minor=minor[owner[rows]], heard=heard[rows])
+                          hold=hold, move=move, minor=minor[owner[rows]],
+                          soprano=np.where(sounding, np.sign(now[:, 0] - before[rows, 0]), 0), heard=heard[rows])
         ids, nats, probs[rows], new_state = frame_voices(net, voices, probs[rows], [s[rows] for s in state],
                                                          before[rows], now, demands, given, rng, sampler, rules,
                                                          width)
@@ -311,10 +315,9 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
         mask = np.where((now[:, 0] < 0)[:, None] & voices.rest[prefix].any(), voices.rest[prefix], new | held)
         penalty = np.ones(len(parent))
         if voices.calibration.any():  # a calibrated bundle (calibrate.py)
-            soprano = np.where((now[:, 0] >= 0) & (before[parent, 0] >= 0), np.sign(now[:, 0] - before[parent, 0]), 0)
             probs = probs * np.exp(calibration_features(voices.new[prefix], voice == len(PREFIXES) - 1,
-                                                        before[parent, voice], soprano, demands.minor[parent])
-                                   @ voices.calibration)
+                                                        before[parent, voice], demands.soprano[parent],
+                                                        demands.minor[parent]) @ voices.calibration)
             probs /= probs.sum(axis=1, keepdims=True)
         if voice == len(PREFIXES) - 1:  # the bass of a final chord: its tonic
             tonic = demands.ending[parent][:, None]
