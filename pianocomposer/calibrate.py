@@ -20,7 +20,7 @@ from pianocomposer.compose import blas_threads, prime
 from pianocomposer.config import CALIBRATION_SONGS
 from pianocomposer.encodings.voices import HELD, PREFIXES
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.harmonize import CALIBRATION, calibration_features, minor_tonic, pitch
+from pianocomposer.harmonize import CALIBRATION, calibration_features, key_tonic, pitch
 from pianocomposer.model import StepModel
 from pianocomposer.tokens import load_tokens
 
@@ -96,31 +96,33 @@ def lower_events(net: StepModel, tokens: list[str], index: dict[str, int], songs
            for p, c in columns.items()}
     ids = [np.array([index[t] for t in song], np.int32) for song in songs]
     # per position, the voice whose token it is with its last pitch, the soprano's step and the minor key's tonic
-    where: dict[int, list[tuple[int, str, int, int, int, int]]] = {}
+    where: dict[int, list[tuple[int, str, int, int, int, bool, tuple[int, ...], int]]] = {}
     for row, song in enumerate(songs):
-        minor = minor_tonic(song[1] if len(song) > 1 else None)
+        tonic, minor = key_tonic(song[1] if len(song) > 1 else None)
         soprano = before = -1
-        last = dict.fromkeys(VOICES, -1)
+        last = dict.fromkeys(VOICES, -1)  # each voice's pitch: in this frame once written, else the last frame's
         for k, token in enumerate(song):
             if token.startswith(SOPRANO):
                 before, soprano = soprano, pitch(token)
             elif token[:2] in VOICES:
                 step = int(np.sign(soprano - before)) if soprano >= 0 and before >= 0 else 0
                 column = int(np.searchsorted(columns[token[:2]], ids[row][k]))
-                where.setdefault(k, []).append((row, token[:2], last[token[:2]], step, minor, column))
+                others = (soprano, *(last[v] for v in VOICES if v != token[:2]))
+                where.setdefault(k, []).append((row, token[:2], last[token[:2]], step, tonic, minor, others,
+                                                 column))
                 last[token[:2]] = pitch(token)
     taken: dict[str, list] = {p: [] for p in VOICES}
     probs, state = prime(net, [i[:1] for i in ids])
     for k in range(1, max(len(i) for i in ids)):
-        for row, voice, last_pitch, step, minor, column in where.get(k, []):
-            taken[voice].append((probs[row, columns[voice]], last_pitch, step, minor, column))
+        for row, voice, last_pitch, step, tonic, minor, others, column in where.get(k, []):
+            taken[voice].append((probs[row, columns[voice]], last_pitch, step, tonic, minor, others, column))
         probs, state = net.step(np.array([i[min(k, len(i) - 1)] for i in ids], np.int32), state)
     groups = []
     for voice, rows in taken.items():
         if rows:
-            odds, lasts, steps, minors, actual = zip(*rows, strict=True)
+            odds, lasts, steps, tonics, minors, others, actual = zip(*rows, strict=True)
             features = calibration_features(new[voice], voice == BASS, np.array(lasts), np.array(steps),
-                                            np.array(minors)).astype(np.float32)
+                                            np.array(tonics), np.array(minors), np.array(others)).astype(np.float32)
             groups.append(Events(np.array(odds, np.float64), features, np.array(actual)))
     if not groups:
         raise PianoComposerError("no lower voices to calibrate on")

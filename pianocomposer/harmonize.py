@@ -20,6 +20,7 @@ from pianocomposer.encodings.voices import DEFAULT_QPM, END, HELD, PREFIXES, RES
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.model import StepModel
 from pianocomposer.readers import read_midi
+from pianocomposer.realness import DEGREES
 from pianocomposer.render import render_wav
 from pianocomposer.score import write_sheet
 from pianocomposer.voice_leading import judge, rule_breaks
@@ -35,10 +36,14 @@ LOOKAHEAD = 1
 # of 11 528); on the beat, as long as the music asks. Used on a sixteenth grid (the voices encoding's default).
 LASTS = {1: (1,), 2: (1, 2, 4), 3: (1,)}
 # The lower voices' odds a calibrated bundle corrects (bundle.json `calibration`, calibrate.py): how the bass moves
-# against the soprano, and in a minor key the notes that tell it from its relative major (semitones over the tonic)
-CALIBRATION = ("bass similar", "bass contrary", "bass leap", "minor leading tone", "minor flat seventh",
-               "minor raised sixth", "minor flat sixth")
-MINOR_DEGREES = (11, 10, 9, 8)
+# against the soprano, a new note a semitone from another voice, and each degree of the key's scale in either mode
+CALIBRATION = ("bass similar", "bass contrary", "bass leap", "bass repeat", "semitone clash",
+               *(f"{mode} {degree}" for mode in ("major", "minor") for degree in DEGREES))
+# Whether a lower voice holds or moves, and how far the bass moves, are drawn at the model's own odds (`draw`); the
+# temperature sharpens only which note. Sharpened, the likeliest move (a step) won too often: 67 % of the bass's
+# moves were steps (Bach's, 63 %), its mean leap 2.7 semitones (3.1).
+BASS_LEAP = 3  # semitones: a bass move this wide or wider is of its own kind
+KINDS = 3  # holds, new notes, the bass's leaps
 
 
 @dataclass
@@ -99,17 +104,17 @@ def beat_phase(frame: list[str], grid: int) -> int:
     return next((int(t[5:]) % grid for t in frame if t.startswith("Beat_")), -1)
 
 
-def minor_tonic(key: str | None) -> int:
-    """The tonic's pitch class of a minor key's token (`Key_9m`: 9); -1 for a major key or none."""
-    return int(key[4:-1]) if key and key.startswith("Key_") and key.endswith("m") else -1
+def key_tonic(key: str | None) -> tuple[int, bool]:
+    """(the tonic's pitch class, minor) of a key token (`Key_9m`: (9, True)); (-1, False) for none."""
+    return (int(key[4:-1]), key.endswith("m")) if key and key.startswith("Key_") else (-1, False)
 
 
 def cadence(key: str | None, frames: list[list[str]]) -> tuple[int, int]:
     """(the frame where the melody starts its last note, the key's tonic pitch class) when that note belongs to the
     tonic chord, where a harmonisation ends over the tonic in the bass (Bach's chorales: 87 %); else (-1, -1)."""
-    if key is None:
+    tonic = key_tonic(key)[0]
+    if tonic < 0:
         return -1, -1
-    tonic = int(key[4:-1])
     onsets = [(i, p) for i, frame in enumerate(frames) for t in frame
               if t.startswith(f"{PREFIXES[0]}_") and not t.endswith(HELD) and (p := pitch(t)) >= 0]
     if not onsets or (onsets[-1][1] - tonic) % 12 not in (0, 3, 4, 7):
@@ -125,9 +130,12 @@ class Demands:
     ending: np.ndarray  # the pitch class the bass must sound (a final chord's tonic; -1: any)
     hold: np.ndarray  # (rows, voices in the frame's order): the voice may hold its note on (LASTS)
     move: np.ndarray  # (rows, voices): the voice may begin a new note (LASTS; off the eighths, only after one)
-    minor: np.ndarray  # the key's tonic pitch class where it is minor, else -1 (for a calibrated bundle)
+    tonic: np.ndarray  # the key's tonic pitch class (-1: no key) and whether it is minor (for a calibrated bundle)
+    minor: np.ndarray
     soprano: np.ndarray  # the sign of the soprano's step into the frame (0: held, silent; for a calibrated bundle)
     heard: np.ndarray  # (rows, S A T B): each voice's last pitch, through rests (for the parallels rule)
+    begins: np.ndarray  # whether the soprano begins a note in the frame
+    met: np.ndarray  # (rows, 4, 4): [v, w] v's pitch where v and w last began notes together (-1: never)
 
 
 class Rhythm:
@@ -180,6 +188,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     voices = Voices(vocabulary.tokens, encoding.lower, bundle.meta.get("calibration"))
     before = np.full((len(pieces) * candidates, len(PREFIXES)), -1)  # each row's pitches in the last frame
     heard = before.copy()  # each row's last pitches, through rests (a voice that comes back may not move in parallel)
+    met = np.full((len(before), len(PREFIXES), len(PREFIXES)), -1)  # Demands.met
     owner = np.repeat(np.arange(len(pieces)), candidates)  # the piece each row writes
     starts = []
     for key, _ in pieces:
@@ -191,7 +200,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     ends = [cadence(key, frames) if rules else (-1, -1) for key, frames in pieces]
     sixteenths = rules and encoding.grid == 4 and encoding.beats  # where the rhythm rules apply
     rhythm = Rhythm(len(owner), len(voices.order))
-    minor = np.array([minor_tonic(key) for key, _ in pieces])
+    tonic, minor = (np.array(column) for column in zip(*(key_tonic(key) for key, _ in pieces), strict=True))
 
     for f in range(max(len(frames) for _, frames in pieces)):
         rows = np.flatnonzero([f < len(pieces[p][1]) for p in owner])
@@ -206,9 +215,12 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
                 old[going] = fresh
         given = np.full((len(rows), len(voices.order)), -1)
         now = np.full((len(rows), len(PREFIXES)), -1)
+        begins = np.zeros(len(rows), bool)
         for i, row in enumerate(rows):
             chosen[row].append([t for t in frame[row] if t[:2] not in LOWER])
-            now[i, 0] = next((pitch(t) for t in frame[row] if t.startswith(f"{PREFIXES[0]}_")), -1)
+            soprano = next((t for t in frame[row] if t.startswith(f"{PREFIXES[0]}_")), None)
+            now[i, 0] = pitch(soprano) if soprano else -1
+            begins[i] = now[i, 0] >= 0 and not soprano.endswith(HELD)
             for t in frame[row]:
                 if t[:2] in LOWER and (known := token_id(bundle, t)) is not None:
                     given[i, voices.order.index(t[0])] = known
@@ -219,12 +231,16 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
         demands = Demands(strong=chords & (beats == 0),
                           ending=np.array([ends[owner[row]][1] if 0 <= ends[owner[row]][0] <= f else -1
                                            for row in rows]),
-                          hold=hold, move=move, minor=minor[owner[rows]],
-                          soprano=np.where(sounding, np.sign(now[:, 0] - before[rows, 0]), 0), heard=heard[rows])
+                          hold=hold, move=move, tonic=tonic[owner[rows]], minor=minor[owner[rows]],
+                          soprano=np.where(sounding, np.sign(now[:, 0] - before[rows, 0]), 0), heard=heard[rows],
+                          begins=begins, met=met[rows])
         ids, nats, probs[rows], new_state = frame_voices(net, voices, probs[rows], [s[rows] for s in state],
                                                          before[rows], now, demands, given, rng, sampler, rules,
                                                          width)
         rhythm.step(rows, phase, ~voices.holds[ids])
+        began = np.zeros((len(rows), len(PREFIXES)), bool)
+        began[:, 0] = begins
+        began[:, voices.columns] = ~voices.holds[ids] & (voices.sounding[ids] >= 0)
         for old, fresh in zip(state, new_state, strict=True):
             old[rows] = fresh
         logp[rows] -= nats
@@ -233,6 +249,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
             before[row] = now[i]
             before[row, voices.columns] = voices.sounding[ids[i]]
             heard[row] = np.where(before[row] >= 0, before[row], heard[row])
+            met[row] = np.where(began[i][:, None] & began[i][None, :], before[row][:, None], met[row])
     best = []
     for piece, (_, frames) in enumerate(pieces):
         rows = np.flatnonzero(owner == piece)
@@ -258,33 +275,48 @@ class Voices:
         self.rest = {p: np.array([t == f"{p}_{REST}" for t in tokens]) for p in order}
 
 
-def calibration_features(new: np.ndarray, bass: bool, last: np.ndarray, soprano: np.ndarray, minor: np.ndarray
-                         ) -> np.ndarray:
+def calibration_features(new: np.ndarray, bass: bool, last: np.ndarray, soprano: np.ndarray, tonic: np.ndarray,
+                         minor: np.ndarray, others: np.ndarray) -> np.ndarray:
     """(rows, vocabulary, CALIBRATION) for a voice's tokens (`new`: each one's pitch where it is a new note of the
     voice, else -1): if the voice is the `bass`, whether the note moves from `last` (rows: the voice's pitch, -1:
-    silent) the same way as the soprano (`soprano`, rows: the sign of its step into the frame), the other way, or
-    by five semitones or more; and whether it is each of MINOR_DEGREES of the row's key (`minor`, rows: the tonic's
-    pitch class where the key is minor, else -1)."""
-    note, last, soprano, minor = new[None, :], last[:, None], soprano[:, None], minor[:, None]
+    silent) the same way as the soprano (`soprano`, rows: the sign of its step into the frame), the other way, by
+    five semitones or more, or repeats it; whether it lies a semitone (or an octave and one) from any of `others`
+    (rows x the other voices' pitches, -1: silent); and which degree of the row's key it is (`tonic`, rows: the
+    tonic's pitch class, -1: no key; `minor`, rows: its mode)."""
+    note, last, soprano = new[None, :], last[:, None], soprano[:, None]
     moving = bass & (note >= 0) & (last >= 0) & (note != last)
     way = np.sign(note - last)
-    degree = np.where((note >= 0) & (minor >= 0), (note - minor) % 12, -1)
+    clash = np.zeros((len(last), len(new)), bool)
+    for other in others.T:
+        clash |= (note >= 0) & (other[:, None] >= 0) & np.isin(np.abs(note - other[:, None]) % 12, (1, 11))
+    degree = np.where((note >= 0) & (tonic[:, None] >= 0), (note - tonic[:, None]) % 12 + 12 * minor[:, None], -1)
     return np.stack([moving & (soprano != 0) & (way == soprano), moving & (soprano != 0) & (way == -soprano),
-                     moving & (np.abs(note - last) >= 5), *(degree == d for d in MINOR_DEGREES)], axis=-1)
+                     moving & (np.abs(note - last) >= 5), bass & (note >= 0) & (note == last), clash,
+                     *(degree == d for d in range(24))], axis=-1)
 
 
 def draw(sampler: Sampler, probs: np.ndarray, rng: np.random.Generator, mask: np.ndarray,
-         holds: np.ndarray) -> np.ndarray:
-    """A voice's token for each row among the masked ones: whether it holds or moves at the model's own odds, then
-    which note by `sampler` (a temperature below 1 sharpens the choice of pitch, not the rhythm; greedy: the likeliest
-    token)."""
+         kinds: np.ndarray) -> np.ndarray:
+    """A voice's token for each row among the masked ones: its kind (`kinds`, rows x vocabulary: `kind`) at the
+    model's own odds, then which token of that kind by `sampler` (a temperature below 1 sharpens the choice of pitch,
+    not whether a voice holds or how far the bass moves; greedy: the likeliest token)."""
     if sampler.greedy:
         return sampler(probs, rng, mask)
-    hold, move = mask & holds, mask & ~holds
-    odds = np.where(hold, probs, 0.0).sum(axis=1), np.where(move, probs, 0.0).sum(axis=1)
-    holding = rng.random(len(probs)) * (odds[0] + odds[1]) < odds[0]
-    chosen = np.where(holding[:, None], hold, move)
+    odds = np.stack([np.where(mask & (kinds == k), probs, 0.0).sum(axis=1) for k in range(KINDS)], axis=1)
+    cdf = np.cumsum(odds, axis=1)
+    which = np.minimum((cdf < rng.random((len(probs), 1)) * cdf[:, -1:]).sum(axis=1), KINDS - 1)
+    chosen = mask & (kinds == which[:, None])
     return sampler(probs, rng, np.where(chosen.any(axis=1)[:, None], chosen, mask))
+
+
+def kind(voices: Voices, prefix: str, last: np.ndarray) -> np.ndarray:
+    """(rows, vocabulary) each of a voice's tokens' kind for `draw`: 0 holds the voice's note, 1 is a new note (or a
+    rest), 2 a new note of the bass a third or more from its `last` pitch (rows; -1: silent)."""
+    kinds = np.where(voices.holds, 0, 1)[None, :].repeat(len(last), axis=0)
+    if prefix == PREFIXES[-1]:
+        note = voices.new[prefix][None, :]
+        kinds[(note >= 0) & (last[:, None] >= 0) & (np.abs(note - last[:, None]) >= BASS_LEAP)] = 2
+    return kinds
 
 
 def narrow(mask: np.ndarray, wish: np.ndarray) -> np.ndarray:
@@ -308,6 +340,8 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
     parent = np.arange(rows)  # each branch's row
     weight, nats, picked = np.ones(rows), np.zeros(rows), np.zeros((rows, 0), np.int64)
     exponent = 1.0 if sampler.greedy else 1 / sampler.temperature
+    began = np.zeros(now.shape, bool)  # each branch's voices that begin a note in this frame
+    began[:, 0] = demands.begins
     for level, prefix in enumerate(voices.order):
         voice = voices.columns[level]
         new, held = voices.new[prefix] >= 0, voices.held[prefix] == before[parent, voice][:, None]
@@ -315,9 +349,13 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
         mask = np.where((now[:, 0] < 0)[:, None] & voices.rest[prefix].any(), voices.rest[prefix], new | held)
         penalty = np.ones(len(parent))
         if voices.calibration.any():  # a calibrated bundle (calibrate.py)
+            known = before[parent].copy()  # the other voices' pitches: as drawn in this frame, else as they were
+            known[:, [0, *voices.columns[:level]]] = now[:, [0, *voices.columns[:level]]]
+            known = np.delete(known, voice, axis=1)
             probs = probs * np.exp(calibration_features(voices.new[prefix], voice == len(PREFIXES) - 1,
                                                         before[parent, voice], demands.soprano[parent],
-                                                        demands.minor[parent]) @ voices.calibration)
+                                                        demands.tonic[parent], demands.minor[parent], known)
+                                @ voices.calibration)
             probs /= probs.sum(axis=1, keepdims=True)
         if voice == len(PREFIXES) - 1:  # the bass of a final chord: its tonic
             tonic = demands.ending[parent][:, None]
@@ -327,6 +365,11 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
             kept = ~rule_breaks(voices.new[prefix], demands.heard[parent], now, voice, demands.strong[parent],
                                 written)
             kept &= ~rule_breaks(voices.held[prefix], before[parent], now, voice, None, written)  # held: crossing
+            for other in written:  # no parallels with a voice beginning a note since the two last began together
+                met = np.full(now.shape, -1)
+                met[:, voice] = demands.met[parent, voice, other]
+                met[:, other] = np.where(began[:, other], demands.met[parent, other, voice], -1)
+                kept &= ~rule_breaks(voices.new[prefix], met, now, voice, None, [other])
             penalty = np.where((mask & kept).any(axis=1), 1.0, 1e-6)  # a branch that leaves no rule-abiding note
             mask = narrow(mask, kept)
         # the rhythm weighs least: a note held too long or begun too soon rather than a parallel or a crossing
@@ -345,21 +388,22 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
                 cdf = np.cumsum(total, axis=1)
                 which = np.minimum((cdf < rng.random((rows, 1)) * cdf[:, -1:]).sum(axis=1), total.shape[1] - 1)
             pick = np.arange(rows) * total.shape[1] + which
-            last = draw(sampler, probs[pick], rng, mask[pick], voices.holds)
+            last = draw(sampler, probs[pick], rng, mask[pick], kind(voices, prefix, before[parent[pick], voice]))
             out_nats = nats[pick] - np.log(np.maximum(probs[pick, last], 1e-30))
             next_probs, next_state = net.step(last.astype(np.int32), [s[pick] for s in state])
             return np.concatenate([picked[pick], last[:, None]], axis=1), out_nats, next_probs, next_state
         # each branch's likeliest notes (width 1: one drawn, the voices one after another)
         if width == 1:
-            top = draw(sampler, probs, rng, mask, voices.holds)[:, None]
+            top = draw(sampler, probs, rng, mask, kind(voices, prefix, before[parent, voice]))[:, None]
         else:
             top = np.argsort(-mass, axis=1)[:, :width]
         weight = (weight[:, None] * np.take_along_axis(mass, top, axis=1)).reshape(-1)
         nats = (nats[:, None] - np.log(np.maximum(np.take_along_axis(probs, top, axis=1), 1e-30))).reshape(-1)
         source = np.repeat(np.arange(len(parent)), width)  # each new branch's branch before it
         picked = np.concatenate([picked[source], top.reshape(-1, 1)], axis=1)
-        now = now[source]
+        now, began = now[source], began[source]
         now[:, voice] = voices.sounding[top.reshape(-1)]
+        began[:, voice] = ~voices.holds[top.reshape(-1)] & (now[:, voice] >= 0)
         probs, state = net.step(top.reshape(-1).astype(np.int32), [s[source] for s in state])
         parent = parent[source]
     raise AssertionError("a voices encoding has lower voices")

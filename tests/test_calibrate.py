@@ -1,5 +1,5 @@
-"""calibrate: the lower voices' odds (the bass's motion, the minor mode), fitted to a bundle's own chorales and
-used by harmonize."""
+"""calibrate: the lower voices' odds (the bass's motion, clashes, the key's degrees), fitted to a bundle's own
+chorales and used by harmonize."""
 
 import dataclasses
 import json
@@ -12,20 +12,27 @@ from pianocomposer.harmonize import CALIBRATION, calibration_features
 from tests.conftest import REPO, run_cli
 
 
-def test_the_features_tell_the_bass_moves_and_the_minor_keys_telling_notes():
+def test_the_features_tell_the_bass_moves_the_clashes_and_the_keys_degrees():
     new = np.array([50, 45, 55, -1, 48])  # up a step, down, up a fourth, not a new note, the same pitch
-    bass = calibration_features(new, True, np.array([48, 48, -1]), np.array([1, 0, 1]), np.full(3, -1))
+    bass = calibration_features(new, True, np.array([48, 48, -1]), np.array([1, 0, 1]), np.full(3, -1),
+                                np.zeros(3, bool), np.full((3, 1), -1))
     assert bass.shape == (3, 5, len(CALIBRATION))
-    assert bass[0, :, :3].tolist() == [[True, False, False], [False, True, False], [True, False, True],
-                                       [False, False, False], [False, False, False]]
-    assert bass[1, :, :2].sum() == 0 and bass[1, 2, 2]  # the soprano holds: only leaps count
-    assert bass[2].sum() == 0 and bass[..., 3:].sum() == 0  # a silent bass moves nowhere; no minor key
-    alto = calibration_features(np.array([56, 57, 55, 54, 53]), False, np.array([60]), np.array([1]), np.array([9]))
-    # in A minor: G# the leading tone, G the flat seventh, F# the raised sixth, F the flat sixth; no bass features
-    assert alto[0, :, 3:].tolist() == [[True, False, False, False], [False, False, False, False],
-                                       [False, True, False, False], [False, False, True, False],
+    assert CALIBRATION[:5] == ("bass similar", "bass contrary", "bass leap", "bass repeat", "semitone clash")
+    assert bass[0, :, :4].tolist() == [[True, False, False, False], [False, True, False, False],
+                                       [True, False, True, False], [False, False, False, False],
                                        [False, False, False, True]]
-    assert alto[..., :3].sum() == 0
+    assert bass[1, :, :2].sum() == 0 and bass[1, 2, 2] and bass[1, 4, 3]  # the soprano holds: leaps, repeats
+    assert bass[2].sum() == 0 and bass[..., 4:].sum() == 0  # a silent bass moves nowhere; nothing sounds; no key
+    # an alto in A minor under a soprano's A (69), the tenor silent: G# the leading tone and Bb clash with the A
+    alto = calibration_features(np.array([56, 57, 55, 58, -1]), False, np.array([60]), np.array([1]), np.array([9]),
+                                np.array([True]), np.array([[69, -1]]))
+    degrees = alto[0, :, 5:]
+    assert [CALIBRATION[5 + i] for i in degrees[:4].argmax(axis=1)] == ["minor 7", "minor 1", "minor b7", "minor b2"]
+    assert degrees.sum(axis=1).tolist() == [1, 1, 1, 1, 0]  # one degree each; a held note none
+    assert alto[0, :, 4].tolist() == [True, False, False, True, False] and alto[..., :4].sum() == 0
+    major = calibration_features(np.array([62, 63]), False, np.array([60]), np.array([0]), np.array([2]),
+                                 np.array([False]), np.full((1, 1), -1))
+    assert [CALIBRATION[5 + i] for i in major[0, :, 5:].argmax(axis=1)] == ["major 1", "major b2"]
 
 
 def test_the_fit_finds_the_corrections_that_made_the_choices():
@@ -33,7 +40,7 @@ def test_the_fit_finds_the_corrections_that_made_the_choices():
     events, tokens = 8000, 12
     probs = rng.dirichlet(np.ones(tokens), events)
     features = rng.random((events, tokens, len(CALIBRATION))) < 0.3
-    truth = np.array([-0.5, 0.8, 0.3, 0.0, -0.2, 0.6, 0.1])
+    truth = rng.normal(0, 0.5, len(CALIBRATION))
     odds = probs * np.exp(features @ truth)
     odds /= odds.sum(axis=1, keepdims=True)
     actual = np.array([rng.choice(tokens, p=p) for p in odds])

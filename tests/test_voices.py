@@ -508,3 +508,46 @@ def test_the_lower_voices_hold_their_notes_as_long_as_bachs_do_and_rest_where_th
     # and coming back after a rest they keep out of parallels with the notes before it
     assert sum(encoding.check(p)["parallels_per_100"] for p in written[True]) == 0
     assert breaks(written[False])[0] > 0  # the model alone holds a quick note on now and then (10 times here)
+
+
+def test_no_two_voices_move_in_parallels_from_the_notes_they_last_began_together(shipped_chorale):
+    from pianocomposer.compose import Sampler
+    from pianocomposer.config import HARMONY_TEMPERATURE
+    from pianocomposer.harmonize import pitch, reharmonize
+
+    encoding = shipped_chorale.encoding
+    songs = [encoding.read_songs(p)[0]["tokens"] for p in sorted((CHORALES / "heldout").glob("*.mid"))[:8]]
+
+    def parallels(pieces: list[list[str]]) -> int:  # fifths or octaves from two voices' last common onset
+        found = 0
+        for piece in pieces:
+            met: dict[tuple[str, str], tuple[int, int]] = {}
+            for frame in encoding.split(piece)[1]:
+                began = {t[0]: pitch(t) for t in frame if t[:2] in ("S_", "A_", "T_", "B_")
+                         if not t.endswith(("~", "rest"))}
+                for upper, lower in itertools.combinations("SATB", 2):
+                    if upper in began and lower in began:
+                        if (upper, lower) in met:
+                            (a, b), (c, d) = met[upper, lower], (began[upper], began[lower])
+                            found += (a - b) % 12 in (0, 7) and (a - b) % 12 == (c - d) % 12 and (c - a) * (d - b) > 0
+                        met[upper, lower] = began[upper], began[lower]
+        return found
+
+    written = [p for p, _ in reharmonize(shipped_chorale.bundle, shipped_chorale.net, songs, np.random.default_rng(0),
+                                         1, Sampler(temperature=HARMONY_TEMPERATURE))]
+    assert parallels(songs) > 0  # Bach writes a few across a passing note (5 in these eight)
+    assert parallels(written) == 0  # 18 when the rule looked back one frame only
+
+
+def test_how_far_the_bass_moves_is_drawn_at_the_models_odds_and_only_which_note_at_the_temperature():
+    from pianocomposer.compose import Sampler
+    from pianocomposer.harmonize import Voices, draw, kind
+
+    tokens = ["B_50", "B_47", "B_55", "B_53", "B_52", "B_48~", "A_60"]  # from C (48): two steps, three leaps, held
+    voices = Voices(tokens, "BAT")
+    probs = np.tile([0.3, 0.3, 0.1, 0.1, 0.1, 0.1, 0.0], (4000, 1))
+    kinds = kind(voices, "B", np.full(4000, 48))
+    assert kinds[0].tolist() == [1, 1, 2, 2, 2, 0, 1]
+    drawn = draw(Sampler(temperature=0.5), probs, np.random.default_rng(0), np.arange(7) < 6, kinds)
+    leaps, held = np.isin(drawn, (2, 3, 4)).mean(), (drawn == 5).mean()
+    assert abs(leaps - 0.3) < 0.03 and abs(held - 0.1) < 0.02, (leaps, held)  # at temperature 0.5 alone: 0.13
