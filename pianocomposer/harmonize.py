@@ -172,9 +172,10 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     A piece is its key token and frames (`Beat_n`, `Fermata`, the soprano, as VoicesEncoding.frames makes them);
     a lower voice a frame already holds is taken as given and scored, one it lacks is sampled (the network's odds
     corrected where the bundle is calibrated: calibrate.py; a rest where the melody rests, else whether it holds or
-    moves at the model's own odds, its new note by `sampler`: `draw`; a held note may only continue the voice's last
-    note; with `rules`, a note that would cross a voice (held on or new) or make parallel fifths or octaves (with
-    the notes before a rest too), or with `chords` too leave a frame on a beat outside every triad and seventh
+    moves, and how far the bass moves, at the model's own odds, its new note by `sampler`: `draw`; a held note may
+    only continue the voice's last note; with `rules`, a note that would cross a voice (held on or new) or make
+    parallel fifths or octaves (with the notes before a rest too, and from the notes the two voices last began
+    together), or with `chords` too leave a frame on a beat outside every triad and seventh
     chord, or a bass under the melody's last note (to the end) other than the tonic where that note is in the tonic
     chord (`cadence`), or on a sixteenth grid a note held longer or shorter than Bach's lower voices hold one begun
     at its place in the beat (LASTS, `Rhythm`: this rule gives way first), is not drawn, unless nothing else is
@@ -288,7 +289,8 @@ def calibration_features(new: np.ndarray, bass: bool, last: np.ndarray, soprano:
     way = np.sign(note - last)
     clash = np.zeros((len(last), len(new)), bool)
     for other in others.T:
-        clash |= (note >= 0) & (other[:, None] >= 0) & np.isin(np.abs(note - other[:, None]) % 12, (1, 11))
+        gap = np.abs(note - other[:, None]) % 12
+        clash |= (note >= 0) & (other[:, None] >= 0) & ((gap == 1) | (gap == 11))
     degree = np.where((note >= 0) & (tonic[:, None] >= 0), (note - tonic[:, None]) % 12 + 12 * minor[:, None], -1)
     return np.stack([moving & (soprano != 0) & (way == soprano), moving & (soprano != 0) & (way == -soprano),
                      moving & (np.abs(note - last) >= 5), bass & (note >= 0) & (note == last), clash,
