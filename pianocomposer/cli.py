@@ -275,8 +275,8 @@ def calibrate(
     songs: Annotated[int, typer.Option(help="Training chorales to fit on.")] = CALIBRATION_SONGS,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fit a voices bundle's odds for its lower voices to its training chorales (the bass's motion, the minor mode);
-    harmonize uses them."""
+    """Fit a voices bundle's odds for its lower voices to its training chorales (the bass's motion, semitone clashes,
+    the key's degrees); harmonize uses them."""
     from pianocomposer.calibrate import calibrate as run
 
     if songs < 1:

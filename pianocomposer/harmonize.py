@@ -130,8 +130,8 @@ class Demands:
     ending: np.ndarray  # the pitch class the bass must sound (a final chord's tonic; -1: any)
     hold: np.ndarray  # (rows, voices in the frame's order): the voice may hold its note on (LASTS)
     move: np.ndarray  # (rows, voices): the voice may begin a new note (LASTS; off the eighths, only after one)
-    tonic: np.ndarray  # the key's tonic pitch class (-1: no key) and whether it is minor (for a calibrated bundle)
-    minor: np.ndarray
+    tonic: np.ndarray  # the key's tonic pitch class, -1: no key (for a calibrated bundle)
+    minor: np.ndarray  # whether that key is minor
     soprano: np.ndarray  # the sign of the soprano's step into the frame (0: held, silent; for a calibrated bundle)
     heard: np.ndarray  # (rows, S A T B): each voice's last pitch, through rests (for the parallels rule)
     begins: np.ndarray  # whether the soprano begins a note in the frame
@@ -350,9 +350,10 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
         # where the melody rests, the lower voices rest with it (Bach's, all three, at 96 % of such frames)
         mask = np.where((now[:, 0] < 0)[:, None] & voices.rest[prefix].any(), voices.rest[prefix], new | held)
         penalty = np.ones(len(parent))
+        written = [0, *voices.columns[:level]]  # the soprano, the voices drawn
         if voices.calibration.any():  # a calibrated bundle (calibrate.py)
             known = before[parent].copy()  # the other voices' pitches: as drawn in this frame, else as they were
-            known[:, [0, *voices.columns[:level]]] = now[:, [0, *voices.columns[:level]]]
+            known[:, written] = now[:, written]
             known = np.delete(known, voice, axis=1)
             probs = probs * np.exp(calibration_features(voices.new[prefix], voice == len(PREFIXES) - 1,
                                                         before[parent, voice], demands.soprano[parent],
@@ -363,11 +364,11 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
             tonic = demands.ending[parent][:, None]
             mask = narrow(mask, (tonic < 0) | ((voices.sounding >= 0) & (voices.sounding % 12 == tonic)))
         if rules:
-            written = [0, *voices.columns[:level]]  # the soprano, the voices drawn
             kept = ~rule_breaks(voices.new[prefix], demands.heard[parent], now, voice, demands.strong[parent],
                                 written)
             kept &= ~rule_breaks(voices.held[prefix], before[parent], now, voice, None, written)  # held: crossing
-            for other in written:  # no parallels with a voice beginning a note since the two last began together
+            for other in written:  # nor parallels with a voice now beginning a note, from where the two last began
+                # notes together (a passing note in between does not hide them)
                 met = np.full(now.shape, -1)
                 met[:, voice] = demands.met[parent, voice, other]
                 met[:, other] = np.where(began[:, other], demands.met[parent, other, voice], -1)

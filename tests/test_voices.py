@@ -234,19 +234,23 @@ def test_pieces_in_one_batch_score_as_each_alone_and_given_voices_are_kept(voice
         assert [[t[0] for t in f[-3:]] for f in frames] == [["A", "T", "B"]] * len(given)
 
 
-def test_drawn_together_a_frames_voices_break_no_rule_that_drawing_them_one_by_one_is_forced_to(voices_bundle):
+def test_frames_drawn_whole_keep_the_voice_leading_rules_as_frames_drawn_one_by_one_do(voices_bundle):
     from pianocomposer.compose import Composer, Sampler
     from pianocomposer.harmonize import reharmonize
 
-    composer = Composer(voices_bundle)  # one epoch: its choices are near chance, so voice by voice meets dead ends
+    composer = Composer(voices_bundle)  # one epoch: its choices are near chance, and break the rules freely
     encoding = composer.encoding
     songs = [encoding.read_songs(p)[0]["tokens"] for p in sorted((CHORALES / "heldout").glob("*.mid"))[:8]]
     figures = {}
-    for width in (1, 4):
-        written = reharmonize(composer.bundle, composer.net, songs, np.random.default_rng(0), 1, Sampler(), width=width)
+    for rules, width in itertools.product((True, False), (1, 4)):
+        written = reharmonize(composer.bundle, composer.net, songs, np.random.default_rng(0), 1, Sampler(), rules,
+                              width=width)
         checks = [encoding.check(piece) for piece, _ in written]
-        figures[width] = sum(c["parallels_per_100"] + c["crossings_per_100"] for c in checks)
-    assert figures[1] > 0 and figures[4] < figures[1] / 4, figures
+        figures[rules, width] = sum(c["parallels_per_100"] + c["crossings_per_100"] for c in checks)
+    # parallels and crossings per 100, summed over the 8: 0 and 0 with the rules, 278 and 124 without. (Drawn one
+    # by one, the voices met dead ends where only a broken rule was left: 12 at stop 30, none since held notes and
+    # the bass's leaps follow Bach's odds, so the lookahead of frames drawn whole has little left to save.)
+    assert figures[True, 1] < 2 and figures[True, 4] < 2 and min(figures[False, 1], figures[False, 4]) > 50, figures
 
 
 def test_evaluate_judges_harmonisations_of_held_out_melodies_beside_the_originals(voices_bundle):
