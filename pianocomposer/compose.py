@@ -73,10 +73,13 @@ class Sampler:
         if self.min_p:
             keep &= sorted_p >= self.min_p * sorted_p[:, :1]  # the likeliest token is always kept
         sorted_p = np.where(keep, sorted_p, 0.0)
-        cdf = np.cumsum(sorted_p, axis=1)
-        draws = rng.random((len(p), 1)) * cdf[:, -1:]
-        picks = np.minimum((cdf < draws).sum(axis=1), p.shape[1] - 1)
-        return order[np.arange(len(p)), picks]
+        return order[np.arange(len(p)), categorical(sorted_p, rng)]
+
+
+def categorical(odds: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One column per row of `odds` (rows, choices; not negative, not normalised), drawn in proportion to them."""
+    cdf = np.cumsum(odds, axis=1)
+    return np.minimum((cdf < rng.random((len(odds), 1)) * cdf[:, -1:]).sum(axis=1), odds.shape[1] - 1)
 
 
 def prime(net: StepModel, primers: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 
 from pianocomposer.atomic import atomic_path
 from pianocomposer.bundle import Bundle
-from pianocomposer.compose import Composer, Sampler, blas_threads, prime
+from pianocomposer.compose import Composer, Sampler, blas_threads, categorical, prime
 from pianocomposer.config import HARMONY_TEMPERATURE
 from pianocomposer.encodings.voices import DEFAULT_QPM, END, HELD, PREFIXES, REST, START
 from pianocomposer.errors import PianoComposerError
@@ -238,10 +238,11 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
         ids, nats, probs[rows], new_state = frame_voices(net, voices, probs[rows], [s[rows] for s in state],
                                                          before[rows], now, demands, given, rng, sampler, rules,
                                                          width)
-        rhythm.step(rows, phase, ~voices.holds[ids])
+        moved = ~voices.holds[ids]
+        rhythm.step(rows, phase, moved)
         began = np.zeros((len(rows), len(PREFIXES)), bool)
         began[:, 0] = begins
-        began[:, voices.columns] = ~voices.holds[ids] & (voices.sounding[ids] >= 0)
+        began[:, voices.columns] = moved & (voices.sounding[ids] >= 0)
         for old, fresh in zip(state, new_state, strict=True):
             old[rows] = fresh
         logp[rows] -= nats
@@ -305,9 +306,7 @@ def draw(sampler: Sampler, probs: np.ndarray, rng: np.random.Generator, mask: np
     if sampler.greedy:
         return sampler(probs, rng, mask)
     odds = np.stack([np.where(mask & (kinds == k), probs, 0.0).sum(axis=1) for k in range(KINDS)], axis=1)
-    cdf = np.cumsum(odds, axis=1)
-    which = np.minimum((cdf < rng.random((len(probs), 1)) * cdf[:, -1:]).sum(axis=1), KINDS - 1)
-    chosen = mask & (kinds == which[:, None])
+    chosen = mask & (kinds == categorical(odds, rng)[:, None])
     return sampler(probs, rng, np.where(chosen.any(axis=1)[:, None], chosen, mask))
 
 
@@ -388,8 +387,7 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
             if sampler.greedy or total.shape[1] == 1:
                 which = total.argmax(axis=1)
             else:
-                cdf = np.cumsum(total, axis=1)
-                which = np.minimum((cdf < rng.random((rows, 1)) * cdf[:, -1:]).sum(axis=1), total.shape[1] - 1)
+                which = categorical(total, rng)
             pick = np.arange(rows) * total.shape[1] + which
             last = draw(sampler, probs[pick], rng, mask[pick], kind(voices, prefix, before[parent[pick], voice]))
             out_nats = nats[pick] - np.log(np.maximum(probs[pick, last], 1e-30))
