@@ -23,7 +23,7 @@ from pianocomposer.readers import read_midi
 from pianocomposer.realness import DEGREES
 from pianocomposer.render import render_wav
 from pianocomposer.score import write_sheet
-from pianocomposer.voice_leading import judge, rule_breaks
+from pianocomposer.voice_leading import Memory, judge, voice_breaks
 
 SUFFIX = "-harmonized"
 LOWER = {f"{p}_" for p in PREFIXES[1:]}  # the alto's, tenor's and bass's tokens start so
@@ -133,9 +133,7 @@ class Demands:
     tonic: np.ndarray  # the key's tonic pitch class, -1: no key (for a calibrated bundle)
     minor: np.ndarray  # whether that key is minor
     soprano: np.ndarray  # the sign of the soprano's step into the frame (0: held, silent; for a calibrated bundle)
-    heard: np.ndarray  # (rows, S A T B): each voice's last pitch, through rests (for the parallels rule)
     begins: np.ndarray  # whether the soprano begins a note in the frame
-    met: np.ndarray  # (rows, 4, 4): [v, w] v's pitch where v and w last began notes together (-1: never)
 
 
 class Rhythm:
@@ -187,9 +185,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     vocabulary, index, encoding = bundle.vocabulary, bundle.vocabulary.index, bundle.encoding
     sampler = sampler or Sampler()
     voices = Voices(vocabulary.tokens, encoding.lower, bundle.meta.get("calibration"))
-    before = np.full((len(pieces) * candidates, len(PREFIXES)), -1)  # each row's pitches in the last frame
-    heard = before.copy()  # each row's last pitches, through rests (a voice that comes back may not move in parallel)
-    met = np.full((len(before), len(PREFIXES), len(PREFIXES)), -1)  # Demands.met
+    memory = Memory.empty(len(pieces) * candidates)  # each row's voices as the rules remember them
     owner = np.repeat(np.arange(len(pieces)), candidates)  # the piece each row writes
     starts = []
     for key, _ in pieces:
@@ -228,30 +224,29 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
         beats = np.array([beat_phase(frame[row], encoding.grid) for row in rows])
         phase = beats if sixteenths else np.full(len(rows), -1)
         hold, move = rhythm.allows(rows, phase)
-        sounding = (now[:, 0] >= 0) & (before[rows, 0] >= 0)
+        before = memory.before[rows]
+        sounding = (now[:, 0] >= 0) & (before[:, 0] >= 0)
         demands = Demands(strong=chords & (beats == 0),
                           ending=np.array([ends[owner[row]][1] if 0 <= ends[owner[row]][0] <= f else -1
                                            for row in rows]),
                           hold=hold, move=move, tonic=tonic[owner[rows]], minor=minor[owner[rows]],
-                          soprano=np.where(sounding, np.sign(now[:, 0] - before[rows, 0]), 0), heard=heard[rows],
-                          begins=begins, met=met[rows])
+                          soprano=np.where(sounding, np.sign(now[:, 0] - before[:, 0]), 0), begins=begins)
         ids, nats, probs[rows], new_state = frame_voices(net, voices, probs[rows], [s[rows] for s in state],
-                                                         before[rows], now, demands, given, rng, sampler, rules,
-                                                         width)
+                                                         memory.take(rows), now, demands, given, rng, sampler,
+                                                         rules, width)
         moved = ~voices.holds[ids]
         rhythm.step(rows, phase, moved)
         began = np.zeros((len(rows), len(PREFIXES)), bool)
         began[:, 0] = begins
-        began[:, voices.columns] = moved & (voices.sounding[ids] >= 0)
+        now[:, voices.columns] = voices.sounding[ids]
+        began[:, voices.columns] = moved & (now[:, voices.columns] >= 0)
+        for whole, part in zip(memory, memory.take(rows).after(now, began), strict=True):
+            whole[rows] = part
         for old, fresh in zip(state, new_state, strict=True):
             old[rows] = fresh
         logp[rows] -= nats
         for i, row in enumerate(rows):
             chosen[row][-1] += [vocabulary.tokens[int(t)] for t in ids[i]]
-            before[row] = now[i]
-            before[row, voices.columns] = voices.sounding[ids[i]]
-            heard[row] = np.where(before[row] >= 0, before[row], heard[row])
-            met[row] = np.where(began[i][:, None] & began[i][None, :], before[row][:, None], met[row])
     best = []
     for piece, (_, frames) in enumerate(pieces):
         rows = np.flatnonzero(owner == piece)
@@ -326,7 +321,7 @@ def narrow(mask: np.ndarray, wish: np.ndarray) -> np.ndarray:
     return np.where(narrowed.any(axis=1)[:, None], narrowed, mask)
 
 
-def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[np.ndarray], before: np.ndarray,
+def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[np.ndarray], memory: Memory,
                  now: np.ndarray, demands: Demands, given: np.ndarray, rng: np.random.Generator, sampler: Sampler,
                  rules: bool, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
     """One frame's lower voices for each row: with `width` 1 one by one, each drawn (`draw`) among the notes the
@@ -345,17 +340,17 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
     began[:, 0] = demands.begins
     for level, prefix in enumerate(voices.order):
         voice = voices.columns[level]
-        new, held = voices.new[prefix] >= 0, voices.held[prefix] == before[parent, voice][:, None]
+        new, held = voices.new[prefix] >= 0, voices.held[prefix] == memory.before[parent, voice][:, None]
         # where the melody rests, the lower voices rest with it (Bach's, all three, at 96 % of such frames)
         mask = np.where((now[:, 0] < 0)[:, None] & voices.rest[prefix].any(), voices.rest[prefix], new | held)
         penalty = np.ones(len(parent))
         written = [0, *voices.columns[:level]]  # the soprano, the voices drawn
         if voices.calibration.any():  # a calibrated bundle (calibrate.py)
-            known = before[parent].copy()  # the other voices' pitches: as drawn in this frame, else as they were
+            known = memory.before[parent].copy()  # the other voices' pitches: as drawn in this frame, else as they were
             known[:, written] = now[:, written]
             known = np.delete(known, voice, axis=1)
             probs = probs * np.exp(calibration_features(voices.new[prefix], voice == len(PREFIXES) - 1,
-                                                        before[parent, voice], demands.soprano[parent],
+                                                        memory.before[parent, voice], demands.soprano[parent],
                                                         demands.tonic[parent], demands.minor[parent], known)
                                 @ voices.calibration)
             probs /= probs.sum(axis=1, keepdims=True)
@@ -363,15 +358,8 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
             tonic = demands.ending[parent][:, None]
             mask = narrow(mask, (tonic < 0) | ((voices.sounding >= 0) & (voices.sounding % 12 == tonic)))
         if rules:
-            kept = ~rule_breaks(voices.new[prefix], demands.heard[parent], now, voice, demands.strong[parent],
-                                written)
-            kept &= ~rule_breaks(voices.held[prefix], before[parent], now, voice, None, written)  # held: crossing
-            for other in written:  # nor parallels with a voice now beginning a note, from where the two last began
-                # notes together (a passing note in between does not hide them)
-                met = np.full(now.shape, -1)
-                met[:, voice] = demands.met[parent, voice, other]
-                met[:, other] = np.where(began[:, other], demands.met[parent, other, voice], -1)
-                kept &= ~rule_breaks(voices.new[prefix], met, now, voice, None, [other])
+            kept = ~voice_breaks(memory.take(parent), now, began, voice, voices.new[prefix],
+                                 voices.held[prefix], demands.strong[parent], written)
             penalty = np.where((mask & kept).any(axis=1), 1.0, 1e-6)  # a branch that leaves no rule-abiding note
             mask = narrow(mask, kept)
         # the rhythm weighs least: a note held too long or begun too soon rather than a parallel or a crossing
@@ -389,13 +377,13 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
             else:
                 which = categorical(total, rng)
             pick = np.arange(rows) * total.shape[1] + which
-            last = draw(sampler, probs[pick], rng, mask[pick], kind(voices, prefix, before[parent[pick], voice]))
+            last = draw(sampler, probs[pick], rng, mask[pick], kind(voices, prefix, memory.before[parent[pick], voice]))
             out_nats = nats[pick] - np.log(np.maximum(probs[pick, last], 1e-30))
             next_probs, next_state = net.step(last.astype(np.int32), [s[pick] for s in state])
             return np.concatenate([picked[pick], last[:, None]], axis=1), out_nats, next_probs, next_state
         # each branch's likeliest notes (width 1: one drawn, the voices one after another)
         if width == 1:
-            top = draw(sampler, probs, rng, mask, kind(voices, prefix, before[parent, voice]))[:, None]
+            top = draw(sampler, probs, rng, mask, kind(voices, prefix, memory.before[parent, voice]))[:, None]
         else:
             top = np.argsort(-mass, axis=1)[:, :width]
         weight = (weight[:, None] * np.take_along_axis(mass, top, axis=1)).reshape(-1)

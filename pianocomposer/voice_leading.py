@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pretty_midi
@@ -110,4 +111,44 @@ def rule_breaks(notes: np.ndarray, before: np.ndarray, now: np.ndarray, voice: i
         classes = classes[:, None] | np.where(candidate, 1 << (notes % 12), 0)  # (rows, vocabulary) as 12 bits
         fits = ((classes[..., None] & ~CHORD_BITS) == 0).any(axis=-1)
         breaks |= candidate & chord[:, None] & ~fits
+    return breaks
+
+
+class Memory(NamedTuple):
+    """What the rules remember of each row's four voices (S A T B; -1: silent, or never)."""
+
+    before: np.ndarray  # (rows, 4): the pitches sounding in the last frame
+    heard: np.ndarray  # (rows, 4): each voice's last pitch, through rests
+    met: np.ndarray  # (rows, 4, 4): [v, w] v's pitch where v and w last began notes together
+
+    @classmethod
+    def empty(cls, rows: int) -> Memory:
+        """Rows that remember nothing yet."""
+        silent = np.full((rows, 4), -1)
+        return cls(silent, silent.copy(), np.full((rows, 4, 4), -1))
+
+    def take(self, rows: np.ndarray) -> Memory:
+        """These rows' memory."""
+        return Memory(*(m[rows] for m in self))
+
+    def after(self, now: np.ndarray, began: np.ndarray) -> Memory:
+        """The memory after a frame sounding `now` (rows, 4) in which the voices `began` (rows, 4) notes."""
+        return Memory(now, np.where(now >= 0, now, self.heard),
+                      np.where(began[:, :, None] & began[:, None, :], now[:, :, None], self.met))
+
+
+def voice_breaks(memory: Memory, now: np.ndarray, began: np.ndarray, voice: int, new: np.ndarray, held: np.ndarray,
+                 chord: np.ndarray | None, written: Sequence[int]) -> np.ndarray:
+    """(rows, vocabulary) True where a voice's token breaks `rule_breaks`' rules given what the rows remember: a new
+    note (`new`: each token's pitch, -1 if not a new note of the voice) against the voices' last pitches through
+    rests, and against the notes it and each written voice now beginning one last began together (a passing note in
+    between hides no parallels); a held note (`held`) crossing a written voice; `now` and `began` (rows, 4) are the
+    frame's pitches and onsets so far."""
+    breaks = rule_breaks(new, memory.heard, now, voice, chord, written)
+    breaks |= rule_breaks(held, memory.before, now, voice, None, written)
+    for other in written:
+        met = np.full(now.shape, -1)
+        met[:, voice] = memory.met[:, voice, other]
+        met[:, other] = np.where(began[:, other], memory.met[:, other, voice], -1)
+        breaks |= rule_breaks(new, met, now, voice, None, [other])
     return breaks

@@ -371,6 +371,28 @@ def test_the_chorale_rules_mask_parallel_fifths_and_crossings_in_the_lower_voice
     assert dict(zip(plain.tokens, plain.allowed(state), strict=True))["A_62"]
 
 
+def test_the_chorale_rules_remember_parallels_across_a_passing_note_or_a_rest_and_held_notes_do_not_cross():
+    grammar, start, _ = _grammar(rules=True)
+
+    def alto_after(altos: list[str], soprano: int = 74):  # C5 held over the alto's notes, then the alto under `soprano`
+        state = start
+        for token in ["Key_0M", "Beat_0", "S_72", f"Next_{soprano}", altos[0], "T_60", "B_48"]:
+            state = grammar.feed(state, token)
+        for beat, alto in enumerate(altos[1:], 1):
+            for token in [f"Beat_{beat}", "S_72~", f"Next_{soprano}", alto, "T_60~", "B_48~"]:
+                state = grammar.feed(state, token)
+        for token in [f"Beat_{len(altos)}", f"S_{soprano}", "Next_72"]:
+            state = grammar.feed(state, token)
+        return dict(zip(grammar.tokens, grammar.allowed(state), strict=True))
+
+    passing = alto_after(["A_65", "A_67"])  # F4 to G4 under C5: C5-F4 to D5-G4 is fifths from where both began
+    assert not passing["A_67"] and passing["A_67~"] and passing["A_69"]
+    rest = alto_after(["A_64", "A_65", "A_rest"])  # the alto's F4 begins under the held C5, then rests
+    assert not rest["A_67"] and rest["A_69"]  # F4 to G4 against C5 to D5 across the rest
+    crossed = alto_after(["A_65", "A_67"], 65)  # the soprano falls to F4 under the alto's G4
+    assert not crossed["A_67~"] and crossed["A_64"]
+
+
 def test_a_voice_written_after_the_bass_keeps_above_it_and_out_of_parallels_with_it():
     from pianocomposer.voice_leading import rule_breaks
 

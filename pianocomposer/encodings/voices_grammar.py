@@ -8,9 +8,11 @@ The mask allows only that order; a held note (`A_64~`) only where the voice soun
 only the one its last `Next_` named (none after `Next_end`), and a `Next_` that names the same note again until the
 soprano reaches it; beats that count on (`Beat_n` then `Beat_n+1`, or a new bar's `Beat_0`), no bar longer than the
 first that closed (a bar may close short, as a pickup or a section's end does).
-With the rules (as harmonize keeps them), a new alto, tenor or bass note does not cross a voice written over or
-under it or move in parallel fifths or octaves with a written voice that moves the same way, and on a beat (given
-the grid) keeps the voices written so far within one triad or seventh chord, unless nothing else is left.
+With the rules (as harmonize keeps them: voice_leading.voice_breaks), an alto, tenor or bass note, new or held on,
+does not cross a voice written over or under it; a new one does not move in parallel fifths or octaves with a
+written voice that moves the same way (from the notes both last sounded, across a rest too, or last began together)
+and on a beat (given the grid) keeps the voices written so far within one triad or seventh chord, unless nothing
+else is left.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pianocomposer.voice_leading import rule_breaks
+from pianocomposer.voice_leading import Memory, voice_breaks
 
 HELD = "~"
 VOICES = "SATB"
@@ -34,9 +36,9 @@ class FrameState(NamedTuple):
     beat: int | None = None  # the last frame's beat
     bar: int | None = None  # steps in a bar, once the first has closed
     pitches: tuple[int, ...] = SILENT  # each voice's sounding pitch after its last token (-1: silent)
-    before: tuple[int, ...] = SILENT  # each voice's pitch in the last frame
+    began: tuple[bool, ...] = (False,) * 4  # each voice's beginning a note in this frame
+    memory: Memory = Memory.empty(1)  # the frames before, as the rules remember them
     upcoming: str | None = None  # the soprano's next new note as the last Next_ named it ("end" after the last)
-    soprano_new: bool = False  # whether this frame's soprano is a new note
     frames: int = 0
     key: str | None = None  # the piece's key ("7M"), which a bar with `keys` names again
 
@@ -112,16 +114,17 @@ class FrameConstraint:
         name = self._next(state)
         allowed = names == name
         if name == "Next":
-            return allowed & (values == state.upcoming) if not state.soprano_new and state.upcoming else allowed
+            return allowed & (values == state.upcoming) if not state.began[0] and state.upcoming else allowed
         voice = VOICES.index(name)
         allowed &= ~self.held | (self.pitch == state.pitches[voice])
         if name == "S" and "Next" in self.order and state.upcoming is not None:
             allowed &= self.held | (values == "rest") | (values == state.upcoming)
         if self.rules and voice > 0:
-            notes = np.where(allowed & ~self.held & (self.pitch >= 0), self.pitch, -1)
+            notes = np.where(allowed & (self.pitch >= 0), self.pitch, -1)
             strong = self.grid is not None and state.beat is not None and state.beat % self.grid == 0
-            breaks = rule_breaks(notes, np.array([state.before]), np.array([state.pitches]), voice,
-                                 np.array([strong]), self.written[name])[0]
+            breaks = voice_breaks(state.memory, np.array([state.pitches]), np.array([state.began]), voice,
+                                  np.where(self.held, -1, notes), np.where(self.held, notes, -1), np.array([strong]),
+                                  self.written[name])[0]
             allowed = allowed & ~breaks if (allowed & ~breaks).any() else allowed
         if not allowed.any():  # the note asked for is not in the vocabulary: any of the voice's new notes
             allowed = (names == name) & ~self.held
@@ -141,7 +144,8 @@ class FrameConstraint:
                 beat = int(value) if name == "Beat" else None
                 closes = beat == 0 and state.bar is None and state.beat is not None
                 return state._replace(part="beat", beat=beat, bar=state.beat + 1 if closes else state.bar,
-                                      before=state.pitches)
+                                      began=(False,) * 4, memory=state.memory.after(np.array([state.pitches]),
+                                                                                    np.array([state.began])))
             return None
         if self._bar_key(state):
             return state._replace(part="bar key") if name == "Key" and value == state.key else None
@@ -150,7 +154,7 @@ class FrameConstraint:
         if name != self._next(state):
             return None
         if name == "Next":
-            if not state.soprano_new and state.upcoming not in (None, value):
+            if not state.began[0] and state.upcoming not in (None, value):
                 return None  # the soprano has not reached the note the last Next_ named
             return state._replace(part="Next", upcoming=value)
         voice, pitch = VOICES.index(name), value.rstrip(HELD)
@@ -159,10 +163,11 @@ class FrameConstraint:
         new_note = pitch.isdigit() and not value.endswith(HELD)
         if name == "S" and new_note and "Next" in self.order and state.upcoming not in (None, pitch):
             return None  # a new soprano note is the one the last Next_ named (none after Next_end)
-        pitches = list(state.pitches)
-        pitches[voice] = int(pitch) if pitch.isdigit() else -1
-        new = state._replace(part=name, pitches=tuple(pitches), frames=state.frames + (name == self.last))
-        return new._replace(soprano_new=new_note) if name == "S" else new
+        pitches, began = list(state.pitches), list(state.began)
+        pitches[voice], began[voice] = int(pitch) if pitch.isdigit() else -1, new_note
+        new = state._replace(part=name, pitches=tuple(pitches), began=tuple(began),
+                             frames=state.frames + (name == self.last))
+        return new
 
     @staticmethod
     def _beats(state: FrameState) -> range | list[int]:
