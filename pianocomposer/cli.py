@@ -240,7 +240,8 @@ def harmonize(
     out: Annotated[Path | None, typer.Option(help="Folder for the harmonisations (default: beside each melody).",
                                              show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    candidates: Annotated[int, typer.Option(help="Harmonisations sampled per melody; the most likely is kept.")]
+    candidates: Annotated[int, typer.Option(help="Harmonisations sampled per melody; the most likely of those heard in "
+                                                 "the melody's mode is kept.")]
     = 1,
     temperature: Annotated[float, typer.Option(help="Sampling temperature of the lower voices' notes (whether a "
                                                "voice holds or moves is drawn at the model's own odds).")

@@ -45,7 +45,7 @@ MAX_CORPUS_SONGS = 500  # corpus statistics of a larger corpus come from a fixed
 MAX_CHECKED_SONGS = 100  # corpus songs judged by the encoding's own rules (abc: abc2midi and music21 per tune)
 MAX_HARMONISED = 100  # held-out pieces whose melody a harmonising model harmonises
 DEFAULT_PIECES = 60  # generated pieces: enough for the real-or-generated classifiers (60 a class, as issue 23)
-HARMONY_CANDIDATES = 4  # harmonisations sampled per melody, the most likely kept (as `harmonize --candidates 4`)
+HARMONY_CANDIDATES = 4  # harmonisations sampled per melody, one kept (as `harmonize --candidates 4`)
 
 
 @dataclass

@@ -20,13 +20,14 @@ from pianocomposer.encodings.voices import DEFAULT_QPM, END, HELD, PREFIXES, RES
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.model import StepModel
 from pianocomposer.readers import read_midi
-from pianocomposer.realness import DEGREES
+from pianocomposer.realness import DEGREES, heard_key
 from pianocomposer.render import render_wav
 from pianocomposer.score import write_sheet
 from pianocomposer.voice_leading import Memory, judge, voice_breaks
 
 SUFFIX = "-harmonized"
 LOWER = {f"{p}_" for p in PREFIXES[1:]}  # the alto's, tenor's and bass's tokens start so
+VOICE_TOKENS = {f"{p}_" for p in PREFIXES}  # and the soprano's
 # frame_voices: 1 draws a frame's lower voices one by one; more keeps so many notes of each voice but the last and
 # draws the frame whole. One by one is the default: with the bass-first model, frames drawn whole (4) are more likely
 # under the model (fewer crossings) but told from Bach's more easily (88.5 % against 81.1 %) and take twice as long.
@@ -178,9 +179,9 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     chord (`cadence`), or on a sixteenth grid a note held longer or shorter than Bach's lower voices hold one begun
     at its place in the beat (LASTS, `Rhythm`: this rule gives way first), is not drawn, unless nothing else is
     left). With `width` > 1 a frame's lower voices are drawn together (`frame_voices`: the `width` likeliest notes
-    of each voice but the last weighed by what they leave the last voice). Returns, per piece, the most likely
-    candidate's frames (each with S and the lower voices in the encoding's order) and its nats per frame for the
-    three lower voices given the rest.
+    of each voice but the last weighed by what they leave the last voice). Returns, per piece, the frames of
+    the candidate `keep` keeps (each with S and the lower voices in the encoding's order) and its nats per frame for
+    the three lower voices given the rest.
     """
     vocabulary, index, encoding = bundle.vocabulary, bundle.vocabulary.index, bundle.encoding
     sampler = sampler or Sampler()
@@ -248,11 +249,25 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
         for i, row in enumerate(rows):
             chosen[row][-1] += [vocabulary.tokens[int(t)] for t in ids[i]]
     best = []
-    for piece, (_, frames) in enumerate(pieces):
+    for piece, (key, frames) in enumerate(pieces):
         rows = np.flatnonzero(owner == piece)
-        row = rows[int(np.argmax(logp[rows]))]
+        row = rows[keep([chosen[row] for row in rows], logp[rows], bool(minor[piece]) if key and rules else None)]
         best.append((chosen[row], float(-logp[row] / max(len(frames), 1))))
     return best
+
+
+def keep(candidates: list[list[list[str]]], logp: np.ndarray, minor: bool | None) -> int:
+    """The likeliest (`logp`) of a melody's candidate harmonisations (each its frames) among those heard in the key's
+    mode (`minor`; None: any), or of all where none is."""
+    likeliest = np.argsort(-logp, kind="stable")
+    return int(next((i for i in likeliest if minor is None or heard_minor(candidates[i]) == minor), likeliest[0]))
+
+
+def heard_minor(frames: list[list[str]]) -> bool:
+    """Whether four-part frames sound in a minor key to the Krumhansl-Kessler key-finder (each voice's pitch in
+    each frame weighs one)."""
+    pitches = [p for frame in frames for t in frame if t[:2] in VOICE_TOKENS and (p := pitch(t)) >= 0]
+    return bool(pitches) and heard_key(np.array([(0.0, 1.0, p) for p in pitches]))[1]
 
 
 class Voices:
@@ -294,13 +309,16 @@ def calibration_features(new: np.ndarray, bass: bool, last: np.ndarray, soprano:
 
 
 def draw(sampler: Sampler, probs: np.ndarray, rng: np.random.Generator, mask: np.ndarray,
-         kinds: np.ndarray) -> np.ndarray:
+         kinds: np.ndarray, free: np.ndarray | None = None) -> np.ndarray:
     """A voice's token for each row among the masked ones: its kind (`kinds`, rows x vocabulary: `kind`) at the
-    model's own odds, then which token of that kind by `sampler` (a temperature below 1 sharpens the choice of pitch,
-    not whether a voice holds or how far the bass moves; greedy: the likeliest token)."""
+    model's own odds among the `free` tokens (default: the masked ones; harmonize's: those the voice-leading rules
+    do not judge, so that forbidding some of a voice's moves does not make it hold more often), then which masked
+    token of that kind by `sampler` (a temperature below 1 sharpens the choice of pitch, not whether a voice holds
+    or how far the bass moves; greedy: the likeliest token); a kind with no masked token gives way."""
     if sampler.greedy:
         return sampler(probs, rng, mask)
-    odds = np.stack([np.where(mask & (kinds == k), probs, 0.0).sum(axis=1) for k in range(KINDS)], axis=1)
+    free = mask if free is None else free
+    odds = np.stack([np.where(free & (kinds == k), probs, 0.0).sum(axis=1) for k in range(KINDS)], axis=1)
     chosen = mask & (kinds == categorical(odds, rng)[:, None])
     return sampler(probs, rng, np.where(chosen.any(axis=1)[:, None], chosen, mask))
 
@@ -357,6 +375,7 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
         if voice == len(PREFIXES) - 1:  # the bass of a final chord: its tonic
             tonic = demands.ending[parent][:, None]
             mask = narrow(mask, (tonic < 0) | ((voices.sounding >= 0) & (voices.sounding % 12 == tonic)))
+        free = mask  # the tokens the rules do not judge, for whether the voice holds or moves (`draw`)
         if rules:
             kept = ~voice_breaks(memory.take(parent), now, began, voice, voices.new[prefix],
                                  voices.held[prefix], demands.strong[parent], written)
@@ -364,10 +383,11 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
             mask = narrow(mask, kept)
         # the rhythm weighs least: a note held too long or begun too soon rather than a parallel or a crossing
         move, hold = demands.move[parent, level][:, None], demands.hold[parent, level][:, None]
-        mask = narrow(mask, (new & move) | (held & hold))
+        rhythm = (new & move) | (held & hold)
+        mask, free = narrow(mask, rhythm), narrow(free, rhythm)
         fixed = np.flatnonzero(given[parent, level] >= 0)
-        mask[fixed] = False
-        mask[fixed, given[parent[fixed], level]] = True
+        mask[fixed] = free[fixed] = False
+        mask[fixed, given[parent[fixed], level]] = free[fixed, given[parent[fixed], level]] = True
         penalty[fixed] = 1.0
         mass = np.where(mask, np.maximum(probs.astype(np.float64), 1e-30) ** exponent, 0.0) * penalty[:, None]
         if level == len(voices.order) - 1:  # the last voice: draw a branch for each row, then its note
@@ -377,13 +397,14 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
             else:
                 which = categorical(total, rng)
             pick = np.arange(rows) * total.shape[1] + which
-            last = draw(sampler, probs[pick], rng, mask[pick], kind(voices, prefix, memory.before[parent[pick], voice]))
+            last = draw(sampler, probs[pick], rng, mask[pick], kind(voices, prefix, memory.before[parent[pick], voice]),
+                        free[pick])
             out_nats = nats[pick] - np.log(np.maximum(probs[pick, last], 1e-30))
             next_probs, next_state = net.step(last.astype(np.int32), [s[pick] for s in state])
             return np.concatenate([picked[pick], last[:, None]], axis=1), out_nats, next_probs, next_state
         # each branch's likeliest notes (width 1: one drawn, the voices one after another)
         if width == 1:
-            top = draw(sampler, probs, rng, mask, kind(voices, prefix, memory.before[parent, voice]))[:, None]
+            top = draw(sampler, probs, rng, mask, kind(voices, prefix, memory.before[parent, voice]), free)[:, None]
         else:
             top = np.argsort(-mass, axis=1)[:, :width]
         weight = (weight[:, None] * np.take_along_axis(mass, top, axis=1)).reshape(-1)
