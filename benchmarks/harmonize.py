@@ -1,7 +1,7 @@
 """Harmonising held-out melodies: a voices bundle's alto, tenor and bass under Bach's sopranos and under folk tunes,
 judged by voice leading beside Bach's own lower voices, with the time of one 40-second melody from process start.
 
-For every chorale in `chorales/heldout/`, its soprano alone is harmonised (`--candidates` samples, the most likely
+For every chorale in `chorales/heldout/`, its soprano alone is harmonised (`--candidates` samples, one
 kept) and judged by `voice_leading.judge`, beside Bach's own four voices, with the model's nats per frame for Bach's
 lower voices given his soprano and for its own (`harmonize.judge_heldout`, as `evaluate` reports it). Then the first
 playable tune of eight abc books is harmonised, and each melody checked to be kept note for note. Then `pianocomposer
