@@ -36,7 +36,7 @@ class FrameState(NamedTuple):
     beat: int | None = None  # the last frame's beat
     bar: int | None = None  # steps in a bar, once the first has closed
     pitches: tuple[int, ...] = SILENT  # each voice's sounding pitch after its last token (-1: silent)
-    began: tuple[bool, ...] = (False,) * 4  # each voice's beginning a note in this frame
+    began: tuple[bool, ...] = (False,) * 4  # whether each voice begins a note in this frame
     memory: Memory = Memory.empty(1)  # the frames before, as the rules remember them
     upcoming: str | None = None  # the soprano's next new note as the last Next_ named it ("end" after the last)
     frames: int = 0
@@ -165,9 +165,8 @@ class FrameConstraint:
             return None  # a new soprano note is the one the last Next_ named (none after Next_end)
         pitches, began = list(state.pitches), list(state.began)
         pitches[voice], began[voice] = int(pitch) if pitch.isdigit() else -1, new_note
-        new = state._replace(part=name, pitches=tuple(pitches), began=tuple(began),
-                             frames=state.frames + (name == self.last))
-        return new
+        return state._replace(part=name, pitches=tuple(pitches), began=tuple(began),
+                              frames=state.frames + (name == self.last))
 
     @staticmethod
     def _beats(state: FrameState) -> range | list[int]:
