@@ -20,9 +20,9 @@ from pianocomposer.encodings.voices import DEFAULT_QPM, END, HELD, PREFIXES, RES
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.model import StepModel
 from pianocomposer.readers import read_midi
-from pianocomposer.realness import DEGREES, heard_key
+from pianocomposer.realness import DEGREES
 from pianocomposer.render import render_wav
-from pianocomposer.score import write_sheet
+from pianocomposer.score import estimate_key, write_sheet
 from pianocomposer.voice_leading import Memory, judge, voice_breaks
 
 SUFFIX = "-harmonized"
@@ -225,7 +225,8 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
         beats = np.array([beat_phase(frame[row], encoding.grid) for row in rows])
         phase = beats if sixteenths else np.full(len(rows), -1)
         hold, move = rhythm.allows(rows, phase)
-        before = memory.before[rows]
+        remembered = memory.take(rows)
+        before = remembered.before
         sounding = (now[:, 0] >= 0) & (before[:, 0] >= 0)
         demands = Demands(strong=chords & (beats == 0),
                           ending=np.array([ends[owner[row]][1] if 0 <= ends[owner[row]][0] <= f else -1
@@ -233,15 +234,15 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
                           hold=hold, move=move, tonic=tonic[owner[rows]], minor=minor[owner[rows]],
                           soprano=np.where(sounding, np.sign(now[:, 0] - before[:, 0]), 0), begins=begins)
         ids, nats, probs[rows], new_state = frame_voices(net, voices, probs[rows], [s[rows] for s in state],
-                                                         memory.take(rows), now, demands, given, rng, sampler,
-                                                         rules, width)
+                                                         remembered, now, demands, given, rng, sampler, rules,
+                                                         width)
         moved = ~voices.holds[ids]
         rhythm.step(rows, phase, moved)
         began = np.zeros((len(rows), len(PREFIXES)), bool)
         began[:, 0] = begins
         now[:, voices.columns] = voices.sounding[ids]
         began[:, voices.columns] = moved & (now[:, voices.columns] >= 0)
-        for whole, part in zip(memory, memory.take(rows).after(now, began), strict=True):
+        for whole, part in zip(memory, remembered.after(now, began), strict=True):
             whole[rows] = part
         for old, fresh in zip(state, new_state, strict=True):
             old[rows] = fresh
@@ -264,10 +265,10 @@ def keep(candidates: list[list[list[str]]], logp: np.ndarray, minor: bool | None
 
 
 def heard_minor(frames: list[list[str]]) -> bool:
-    """Whether four-part frames sound in a minor key to the Krumhansl-Kessler key-finder (each voice's pitch in
-    each frame weighs one)."""
+    """Whether four-part frames sound in a minor key to the Krumhansl-Kessler key-finder (`estimate_key`; each
+    voice's pitch in each frame weighs one)."""
     pitches = [p for frame in frames for t in frame if t[:2] in VOICE_TOKENS and (p := pitch(t)) >= 0]
-    return bool(pitches) and heard_key(np.array([(0.0, 1.0, p) for p in pitches]))[1]
+    return bool(pitches) and estimate_key(np.bincount(np.array(pitches) % 12, minlength=12))[1]
 
 
 class Voices:

@@ -115,7 +115,7 @@ def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts / counts.sum() if counts.sum() else counts
 
 
-def heard_key(notes: np.ndarray) -> tuple[int, bool, float]:
+def _key(notes: np.ndarray) -> tuple[int, bool, float]:
     """(tonic pitch class, minor, correlation) of the best Krumhansl-Kessler key, duration-weighted."""
     weights = np.bincount(notes[:, 2].astype(int) % 12, weights=notes[:, 1] - notes[:, 0], minlength=12)
     if weights.std() == 0:
@@ -154,7 +154,7 @@ def piece_features(notes: np.ndarray) -> np.ndarray:
     start, end, pitch = notes[:, 0], notes[:, 1], notes[:, 2].astype(int)
     length = max(float(end.max()), 1e-9)
     values: list[float] = []
-    tonic, minor, clarity = heard_key(notes)
+    tonic, minor, clarity = _key(notes)
     degrees = np.bincount((pitch - tonic) % 12, minlength=12) / len(pitch)
     values += [*degrees, float(minor), clarity]
 
