@@ -277,7 +277,7 @@ def calibrate(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a voices bundle's odds for its lower voices to its training chorales (the bass's motion, semitone clashes,
-    the key's degrees); harmonize uses them."""
+    the key's degrees, holding under a dotted melody, moving off the beat); harmonize uses them."""
     from pianocomposer.calibrate import calibrate as run
 
     if songs < 1:

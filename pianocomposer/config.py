@@ -38,7 +38,7 @@ DEFAULT_TEMPERATURE = 1.0
 HARMONY_TEMPERATURE = 0.5
 DEFAULT_TOP_P = 0.95
 DEFAULT_LENGTH = 500  # tokens per piece (the design's 500 notes)
-CALIBRATION_SONGS = 60  # training chorales `calibrate` fits on: 39 000 tokens for 29 numbers, a laptop minute
+CALIBRATION_SONGS = 60  # training chorales `calibrate` fits on: 39 000 tokens for 31 numbers, a laptop minute
 
 TOKENS_FILE = "tokens.json"
 TOKENS_FORMAT_VERSION = 4  # 2: encoding parameters; 3: songs may be tunes of an abc book (`part`); 4: ids + vocabulary

@@ -36,15 +36,21 @@ LOOKAHEAD = 1
 # begun off the eighths, a sixteenth (all 763); on the off-beat eighth, a sixteenth, an eighth or a quarter (99.8 %
 # of 11 528); on the beat, as long as the music asks. Used on a sixteenth grid (the voices encoding's default).
 LASTS = {1: (1,), 2: (1, 2, 4), 3: (1,)}
+# Nor do they begin a note on a beat's off-beat eighth (in sixteenths) where the soprano holds on and no voice began one
+# on the beat or its sixteenth: at 13 of 1441 such eighths (the harmonisations, before this rule: 10 %). And a beat
+# after a note begun on (or after) the off-beat eighth begins one in some voice: at 99.8 % of 9470 (98.3 %).
+STILL = 2
 # The lower voices' odds a calibrated bundle corrects (bundle.json `calibration`, calibrate.py): how the bass moves
 # against the soprano, a new note a semitone from another voice, and each degree of the key's scale in either mode
 CALIBRATION = ("bass similar", "bass contrary", "bass leap", "bass repeat", "semitone clash",
-               *(f"{mode} {degree}" for mode in ("major", "minor") for degree in DEGREES))
+               *(f"{mode} {degree}" for mode in ("major", "minor") for degree in DEGREES), "hold under a dotted melody",
+               "move off the beat")
 # Whether a lower voice holds or moves, and how far the bass moves, are drawn at the model's own odds (`draw`); the
 # temperature sharpens only which note. Sharpened, the likeliest move (a step) won too often: 67 % of the bass's
-# moves were steps (Bach's, 63 %), its mean leap 2.7 semitones (3.1).
-BASS_LEAP = 3  # semitones: a bass move this wide or wider is of its own kind
-KINDS = 3  # holds, new notes, the bass's leaps
+# moves were steps (Bach's, 63 %), its mean leap 2.7 semitones (3.1). Thirds and wider leaps are kinds of their own:
+# as one kind the sharpened third won over the fourths, fifths and octaves (24 % of its moves a fourth or wider; 27 %).
+BASS_LEAPS = (3, 5)  # semitones: a bass move this wide or wider (a third; a fourth) is of its own kind
+KINDS = 2 + len(BASS_LEAPS)  # holds, new notes, the bass's thirds, its wider leaps
 
 
 @dataclass
@@ -123,6 +129,16 @@ def cadence(key: str | None, frames: list[list[str]]) -> tuple[int, int]:
     return onsets[-1][0], tonic
 
 
+def dotted(frames: list[list[str]], grid: int) -> np.ndarray:
+    """Per frame: whether it is on a beat the soprano holds a note over and leaves within that beat, as in a dotted
+    quarter's second beat. There Bach's lower voices all hold on at 6 % of such beats (at 56 % where the soprano
+    stays the beat); the network cannot tell the two apart, as it does not know when the soprano next moves."""
+    soprano = [next((t for t in frame if t.startswith(f"{PREFIXES[0]}_")), "") for frame in frames]
+    held = [t.endswith(HELD) and pitch(t) >= 0 for t in soprano]
+    return np.array([beat_phase(frame, grid) == 0 and held[i] and not all(held[i + 1:i + grid])
+                     for i, frame in enumerate(frames)], bool)
+
+
 @dataclass
 class Demands:
     """What the rules ask of one frame's lower voices, row by row (each a numpy array over the rows)."""
@@ -131,23 +147,30 @@ class Demands:
     ending: np.ndarray  # the pitch class the bass must sound (a final chord's tonic; -1: any)
     hold: np.ndarray  # (rows, voices in the frame's order): the voice may hold its note on (LASTS)
     move: np.ndarray  # (rows, voices): the voice may begin a new note (LASTS; off the eighths, only after one)
+    lead: np.ndarray  # some voice begins a note (the beat after one begun on the off-beat eighth: STILL)
     tonic: np.ndarray  # the key's tonic pitch class, -1: no key (for a calibrated bundle)
     minor: np.ndarray  # whether that key is minor
     soprano: np.ndarray  # the sign of the soprano's step into the frame (0: held, silent; for a calibrated bundle)
     begins: np.ndarray  # whether the soprano begins a note in the frame
+    pulse: np.ndarray  # (rows, 2): the soprano holds over the frame's beat and leaves within it (`dotted`); the
+    # frame is on a beat's off-beat eighth (for a calibrated bundle)
 
 
 class Rhythm:
     """Each row's lower voices: where in the beat each one's sounding note began (-1: unknown) and how many frames
-    ago, for the rhythm rules (LASTS) on a sixteenth grid."""
+    ago, and whether any voice has begun a note in the row's beat so far, for the rhythm rules (LASTS; STILL) on a
+    sixteenth grid."""
 
     def __init__(self, rows: int, voices: int):
         self.began = np.full((rows, voices), -1)
         self.age = np.zeros((rows, voices), np.int64)
+        self.stirred = np.zeros(rows, bool)
+        self.led = np.zeros(rows, bool)  # a voice has begun a note on the beat's off-beat eighth or after
 
-    def allows(self, rows: np.ndarray, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(may hold, may move), each (rows, voices), for `rows` in a frame at `phase` (sixteenths into the beat;
-        -1: no rule)."""
+    def allows(self, rows: np.ndarray, phase: np.ndarray, held: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(may hold, may move), each (rows, voices), and whether some voice must begin a note (rows), for `rows` in
+        a frame at `phase` (sixteenths into the beat; -1: no rule) where the soprano holds its note on (`held`)."""
         began, age = self.began[rows], self.age[rows]
         hold, move = np.ones(age.shape, bool), np.ones(age.shape, bool)
         for start, lasts in LASTS.items():
@@ -155,12 +178,16 @@ class Rhythm:
             hold &= ~at | (age < max(lasts))
             move &= ~at | np.isin(age, lasts)
         move &= ~((phase[:, None] >= 0) & (phase[:, None] % 2 == 1)) | (age == 1)
-        return hold, move
+        move &= ~((phase == STILL) & held & ~self.stirred[rows])[:, None]
+        return hold, move, (phase == 0) & self.led[rows]
 
-    def step(self, rows: np.ndarray, phase: np.ndarray, moved: np.ndarray) -> None:
-        """Advance `rows` by a frame at `phase` in which the voices `moved` (rows, voices) began notes."""
+    def step(self, rows: np.ndarray, phase: np.ndarray, moved: np.ndarray, sounded: np.ndarray) -> None:
+        """Advance `rows` by a frame at `phase` in which the lower voices `moved` (rows, voices: began notes or rests)
+        and any voice `sounded` a new note (rows)."""
         self.began[rows] = np.where(moved, phase[:, None], self.began[rows])
         self.age[rows] = np.where(moved, 1, self.age[rows] + 1)
+        self.stirred[rows] = sounded | (self.stirred[rows] & (phase != 0))
+        self.led[rows] = (sounded & (phase >= STILL)) | (self.led[rows] & (phase != 0))
 
 
 def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list[str]]]], rng: np.random.Generator,
@@ -177,7 +204,8 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     together), or with `chords` too leave a frame on a beat outside every triad and seventh
     chord, or a bass under the melody's last note (to the end) other than the tonic where that note is in the tonic
     chord (`cadence`), or on a sixteenth grid a note held longer or shorter than Bach's lower voices hold one begun
-    at its place in the beat (LASTS, `Rhythm`: this rule gives way first), is not drawn, unless nothing else is
+    at its place in the beat (LASTS) or begin one on the off-beat eighth of a beat where nothing began and the
+    melody holds (STILL; `Rhythm`: these rules give way first), is not drawn, unless nothing else is
     left). With `width` > 1 a frame's lower voices are drawn together (`frame_voices`: the `width` likeliest notes
     of each voice but the last weighed by what they leave the last voice). Returns, per piece, the frames of
     the candidate `keep` keeps (each with S and the lower voices in the encoding's order) and its nats per frame for
@@ -199,6 +227,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     sixteenths = rules and encoding.grid == 4 and encoding.beats  # where the rhythm rules apply
     rhythm = Rhythm(len(owner), len(voices.order))
     tonic, minor = (np.array(column) for column in zip(*(key_tonic(key) for key, _ in pieces), strict=True))
+    dots = [dotted(frames, encoding.grid) for _, frames in pieces]
 
     for f in range(max(len(frames) for _, frames in pieces)):
         rows = np.flatnonzero([f < len(pieces[p][1]) for p in owner])
@@ -224,24 +253,25 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
                     given[i, voices.order.index(t[0])] = known
         beats = np.array([beat_phase(frame[row], encoding.grid) for row in rows])
         phase = beats if sixteenths else np.full(len(rows), -1)
-        hold, move = rhythm.allows(rows, phase)
+        hold, move, lead = rhythm.allows(rows, phase, (now[:, 0] >= 0) & ~begins)
         remembered = memory.take(rows)
         before = remembered.before
         sounding = (now[:, 0] >= 0) & (before[:, 0] >= 0)
         demands = Demands(strong=chords & (beats == 0),
                           ending=np.array([ends[owner[row]][1] if 0 <= ends[owner[row]][0] <= f else -1
                                            for row in rows]),
-                          hold=hold, move=move, tonic=tonic[owner[rows]], minor=minor[owner[rows]],
-                          soprano=np.where(sounding, np.sign(now[:, 0] - before[:, 0]), 0), begins=begins)
+                          hold=hold, move=move, lead=lead, tonic=tonic[owner[rows]], minor=minor[owner[rows]],
+                          soprano=np.where(sounding, np.sign(now[:, 0] - before[:, 0]), 0), begins=begins,
+                          pulse=np.stack([[dots[owner[row]][f] for row in rows], 2 * beats == encoding.grid], axis=1))
         ids, nats, probs[rows], new_state = frame_voices(net, voices, probs[rows], [s[rows] for s in state],
                                                          remembered, now, demands, given, rng, sampler, rules,
                                                          width)
         moved = ~voices.holds[ids]
-        rhythm.step(rows, phase, moved)
         began = np.zeros((len(rows), len(PREFIXES)), bool)
         began[:, 0] = begins
         now[:, voices.columns] = voices.sounding[ids]
         began[:, voices.columns] = moved & (now[:, voices.columns] >= 0)
+        rhythm.step(rows, phase, moved, began.any(axis=1))
         for whole, part in zip(memory, remembered.after(now, began), strict=True):
             whole[rows] = part
         for old, fresh in zip(state, new_state, strict=True):
@@ -289,13 +319,15 @@ class Voices:
 
 
 def calibration_features(new: np.ndarray, bass: bool, last: np.ndarray, soprano: np.ndarray, tonic: np.ndarray,
-                         minor: np.ndarray, others: np.ndarray) -> np.ndarray:
+                         minor: np.ndarray, others: np.ndarray, holds: np.ndarray, pulse: np.ndarray) -> np.ndarray:
     """(rows, vocabulary, CALIBRATION) for a voice's tokens (`new`: each one's pitch where it is a new note of the
     voice, else -1): if the voice is the `bass`, whether the note moves from `last` (rows: the voice's pitch, -1:
     silent) the same way as the soprano (`soprano`, rows: the sign of its step into the frame), the other way, by
     five semitones or more, or repeats it; whether it lies a semitone (or an octave and one) from any of `others`
-    (rows x the other voices' pitches, -1: silent); and which degree of the row's key it is (`tonic`, rows: the
-    tonic's pitch class, -1: no key; `minor`, rows: its mode)."""
+    (rows x the other voices' pitches, -1: silent); which degree of the row's key it is (`tonic`, rows: the
+    tonic's pitch class, -1: no key; `minor`, rows: its mode); whether it holds the voice's note (`holds`, over the
+    voice's tokens) on a beat the soprano leaves within (`pulse`, rows x 2: `dotted`; the off-beat eighth), and
+    whether it begins one on the off-beat eighth."""
     note, last, soprano = new[None, :], last[:, None], soprano[:, None]
     moving = bass & (note >= 0) & (last >= 0) & (note != last)
     way = np.sign(note - last)
@@ -306,7 +338,8 @@ def calibration_features(new: np.ndarray, bass: bool, last: np.ndarray, soprano:
     degree = np.where((note >= 0) & (tonic[:, None] >= 0), (note - tonic[:, None]) % 12 + 12 * minor[:, None], -1)
     return np.stack([moving & (soprano != 0) & (way == soprano), moving & (soprano != 0) & (way == -soprano),
                      moving & (np.abs(note - last) >= 5), bass & (note >= 0) & (note == last), clash,
-                     *(degree == d for d in range(24))], axis=-1)
+                     *(degree == d for d in range(24)), holds[None, :] & pulse[:, :1],
+                     (note >= 0) & pulse[:, 1:]], axis=-1)
 
 
 def draw(sampler: Sampler, probs: np.ndarray, rng: np.random.Generator, mask: np.ndarray,
@@ -326,11 +359,12 @@ def draw(sampler: Sampler, probs: np.ndarray, rng: np.random.Generator, mask: np
 
 def kind(voices: Voices, prefix: str, last: np.ndarray) -> np.ndarray:
     """(rows, vocabulary) each of a voice's tokens' kind for `draw`: 0 holds the voice's note, 1 is a new note (or a
-    rest), 2 a new note of the bass a third or more from its `last` pitch (rows; -1: silent)."""
+    rest), 2 a new note of the bass a third from its `last` pitch (rows; -1: silent), 3 a fourth or more."""
     kinds = np.where(voices.holds, 0, 1)[None, :].repeat(len(last), axis=0)
     if prefix == PREFIXES[-1]:
         note = voices.new[prefix][None, :]
-        kinds[(note >= 0) & (last[:, None] >= 0) & (np.abs(note - last[:, None]) >= BASS_LEAP)] = 2
+        for k, leap in enumerate(BASS_LEAPS, start=2):
+            kinds[(note >= 0) & (last[:, None] >= 0) & (np.abs(note - last[:, None]) >= leap)] = k
     return kinds
 
 
@@ -370,7 +404,8 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
             known = np.delete(known, voice, axis=1)
             probs = probs * np.exp(calibration_features(voices.new[prefix], voice == len(PREFIXES) - 1,
                                                         memory.before[parent, voice], demands.soprano[parent],
-                                                        demands.tonic[parent], demands.minor[parent], known)
+                                                        demands.tonic[parent], demands.minor[parent], known,
+                                                        voices.holds, demands.pulse[parent])
                                 @ voices.calibration)
             probs /= probs.sum(axis=1, keepdims=True)
         if voice == len(PREFIXES) - 1:  # the bass of a final chord: its tonic
@@ -384,6 +419,8 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
             mask = narrow(mask, kept)
         # the rhythm weighs least: a note held too long or begun too soon rather than a parallel or a crossing
         move, hold = demands.move[parent, level][:, None], demands.hold[parent, level][:, None]
+        if level == len(voices.order) - 1:  # the last voice begins a note where the frame must and none has
+            hold = hold & ~(demands.lead[parent] & ~began.any(axis=1))[:, None]
         rhythm = (new & move) | (held & hold)
         mask, free = narrow(mask, rhythm), narrow(free, rhythm)
         fixed = np.flatnonzero(given[parent, level] >= 0)

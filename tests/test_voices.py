@@ -539,6 +539,63 @@ def test_the_lower_voices_hold_their_notes_as_long_as_bachs_do_and_rest_where_th
     assert breaks(written[False])[0] > 0  # the model alone holds a quick note on now and then (10 times here)
 
 
+def test_the_texture_keeps_bachs_pulse_no_onset_off_a_still_beat_and_none_left_still_after_an_off_beat_one():
+    from pianocomposer.harmonize import Rhythm
+
+    rhythm, rows, none = Rhythm(2, 3), np.arange(2), np.zeros((2, 3), bool)
+    held = np.ones(2, bool)  # the soprano holds on
+
+    def walk(*onsets: tuple[bool, bool]) -> None:  # frames from a beat on: whether a note begins, in rows 0 and 1
+        for phase, sounded in enumerate(onsets):
+            rhythm.step(rows, np.full(2, phase), none, np.array(sounded))
+
+    walk((True, False), (False, False))  # a note begins on the beat in row 0 only
+    _, move, lead = rhythm.allows(rows, np.full(2, 2), held)
+    assert move[0].all() and not move[1].any() and not lead.any()  # row 1's beat was still: no onset on its eighth
+    assert rhythm.allows(rows, np.full(2, 2), ~held)[1].all()  # unless the melody moves there too
+    rhythm.step(rows, np.full(2, 2), none, np.array([True, False]))  # row 0 moves on the off-beat eighth
+    rhythm.step(rows, np.full(2, 3), none, np.zeros(2, bool))
+    assert rhythm.allows(rows, np.zeros(2, int), held)[2].tolist() == [True, False]  # so its next beat must move
+    walk((False, False), (False, False))  # it does not
+    assert not rhythm.allows(rows, np.full(2, 2), held)[1].any()  # a still beat in both rows
+    rhythm.step(rows, np.full(2, 2), none, np.zeros(2, bool))
+    rhythm.step(rows, np.full(2, 3), none, np.zeros(2, bool))
+    assert not rhythm.allows(rows, np.zeros(2, int), held)[2].any()  # nothing to lead on from
+    walk((True, True), (False, False), (False, False), (False, False))
+    assert not rhythm.allows(rows, np.zeros(2, int), held)[2].any()  # a note on the beat asks nothing of the next
+
+
+def test_harmonisations_keep_bachs_pulse_between_the_beats(shipped_chorale):
+    from pianocomposer.compose import Sampler
+    from pianocomposer.harmonize import reharmonize
+
+    composer = shipped_chorale
+    encoding = composer.encoding
+    songs = [encoding.read_songs(p)[0]["tokens"] for p in sorted((CHORALES / "heldout").glob("*.mid"))[:16]]
+
+    def breaks(pieces: list[list[str]]) -> tuple[int, int]:  # onsets off a still beat; beats still after one
+        off = still = 0
+        for piece in pieces:
+            frames = encoding.split(piece)[1]
+            onset = [any(t[:2] in ("S_", "A_", "T_", "B_") and not t.endswith(("~", "rest")) for t in f)
+                     for f in frames]
+            held = False  # under a fermata until the melody moves on: there the rules may give way (no chord left)
+            for i, frame in enumerate(frames):
+                phase, soprano = int(frame[0][5:]) % 4, next(t for t in frame if t.startswith("S_"))
+                held = "Fermata" in frame or (held and soprano.endswith("~"))
+                if held or soprano.endswith("rest"):  # where the melody rests the voices rest with it
+                    continue
+                off += phase == 2 and soprano.endswith("~") and onset[i] and not any(onset[max(i - 2, 0):i])
+                still += phase == 0 and not onset[i] and any(onset[max(i - 2, 0):i])
+        return off, still
+
+    assert breaks(songs) == (0, 0)  # Bach's sixteen
+    written = {rules: [p for p, _ in reharmonize(composer.bundle, composer.net, songs, np.random.default_rng(0), 1,
+                                                 Sampler(temperature=0.5), rules)] for rules in (True, False)}
+    assert breaks(written[True]) == (0, 0)  # with the fermatas' chords counted: 1 and 2 (nothing else was left)
+    assert sum(breaks(written[False])) >= 3, breaks(written[False])  # the model alone: 1 and 4
+
+
 def test_no_two_voices_move_in_parallels_from_the_notes_they_last_began_together(shipped_chorale):
     from pianocomposer.compose import Sampler
     from pianocomposer.config import HARMONY_TEMPERATURE
@@ -572,14 +629,15 @@ def test_how_far_the_bass_moves_is_drawn_at_the_models_odds_and_only_which_note_
     from pianocomposer.compose import Sampler
     from pianocomposer.harmonize import Voices, draw, kind
 
-    tokens = ["B_50", "B_47", "B_55", "B_53", "B_52", "B_48~", "A_60"]  # from C (48): two steps, three leaps, held
-    voices = Voices(tokens, "BAT")
-    probs = np.tile([0.3, 0.3, 0.1, 0.1, 0.1, 0.1, 0.0], (4000, 1))
+    tokens = ["B_50", "B_47", "B_55", "B_53", "B_52", "B_48~", "A_60"]  # from C (48): two steps, a fifth, a fourth,
+    voices = Voices(tokens, "BAT")  # a third, held
+    probs = np.tile([0.3, 0.3, 0.04, 0.04, 0.22, 0.1, 0.0], (4000, 1))
     kinds = kind(voices, "B", np.full(4000, 48))
-    assert kinds[0].tolist() == [1, 1, 2, 2, 2, 0, 1]
+    assert kinds[0].tolist() == [1, 1, 3, 3, 2, 0, 1]
     drawn = draw(Sampler(temperature=0.5), probs, np.random.default_rng(0), np.arange(7) < 6, kinds)
-    leaps, held = np.isin(drawn, (2, 3, 4)).mean(), (drawn == 5).mean()
-    assert abs(leaps - 0.3) < 0.03 and abs(held - 0.1) < 0.02, (leaps, held)  # at temperature 0.5 alone: 0.13
+    leaps, third, held = np.isin(drawn, (2, 3)).mean(), (drawn == 4).mean(), (drawn == 5).mean()
+    assert abs(third - 0.22) < 0.03 and abs(held - 0.1) < 0.02, (third, held)  # held, at temperature 0.5 alone: 0.04
+    assert abs(leaps - 0.08) < 0.02, leaps  # a fourth or wider: 0.01 when thirds were of their kind (0.29 thirds)
 
 
 def test_the_rules_forbidding_a_voices_moves_do_not_make_it_hold_more_often():
