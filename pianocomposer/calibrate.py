@@ -100,7 +100,8 @@ def lower_events(net: StepModel, tokens: list[str], index: dict[str, int], songs
            for p, c in columns.items()}
     holds = {p: np.array([tokens[i].endswith(HELD) for i in c]) for p, c in columns.items()}
     ids = [np.array([index[t] for t in song], np.int32) for song in songs]
-    # per position, the voice whose token it is with its last pitch, the soprano's step and the minor key's tonic
+    # per position, the voice whose token it is with its last pitch, the soprano's step, the key, the other voices'
+    # pitches and the frame's pulse (under a dotted melody; on the off-beat eighth)
     where: dict[int, list[tuple[int, str, int, int, int, bool, tuple[int, ...], tuple[bool, bool], int]]] = {}
     for row, song in enumerate(songs):
         tonic, minor = key_tonic(song[1] if len(song) > 1 else None)

@@ -41,7 +41,8 @@ LASTS = {1: (1,), 2: (1, 2, 4), 3: (1,)}
 # after a note begun on (or after) the off-beat eighth begins one in some voice: at 99.8 % of 9470 (98.3 %).
 STILL = 2
 # The lower voices' odds a calibrated bundle corrects (bundle.json `calibration`, calibrate.py): how the bass moves
-# against the soprano, a new note a semitone from another voice, and each degree of the key's scale in either mode
+# against the soprano, a new note a semitone from another voice, each degree of the key's scale in either mode, a
+# voice holding on under a dotted melody (`dotted`), and a new note on the off-beat eighth
 CALIBRATION = ("bass similar", "bass contrary", "bass leap", "bass repeat", "semitone clash",
                *(f"{mode} {degree}" for mode in ("major", "minor") for degree in DEGREES), "hold under a dotted melody",
                "move off the beat")
@@ -164,7 +165,7 @@ class Rhythm:
     def __init__(self, rows: int, voices: int):
         self.began = np.full((rows, voices), -1)
         self.age = np.zeros((rows, voices), np.int64)
-        self.stirred = np.zeros(rows, bool)
+        self.stirred = np.zeros(rows, bool)  # a voice has begun a note in the beat so far
         self.led = np.zeros(rows, bool)  # a voice has begun a note on the beat's off-beat eighth or after
 
     def allows(self, rows: np.ndarray, phase: np.ndarray, held: np.ndarray
