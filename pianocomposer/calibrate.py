@@ -23,7 +23,7 @@ from pianocomposer.compose import blas_threads, prime
 from pianocomposer.config import CALIBRATION_SONGS
 from pianocomposer.encodings.voices import HELD, PREFIXES, VoicesEncoding, is_frame
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.harmonize import CALIBRATION, calibration_features, dotted, key_tonic, pitch
+from pianocomposer.harmonize import CALIBRATION, calibration_features, key_tonic, pitch, pulse
 from pianocomposer.model import StepModel
 from pianocomposer.tokens import load_tokens
 
@@ -102,24 +102,22 @@ def lower_events(net: StepModel, tokens: list[str], index: dict[str, int], songs
     ids = [np.array([index[t] for t in song], np.int32) for song in songs]
     # per position, the voice whose token it is with its last pitch, the soprano's step, the key, the other voices'
     # pitches and the frame's pulse (under a dotted melody; on the off-beat eighth)
-    where: dict[int, list[tuple[int, str, int, int, int, bool, tuple[int, ...], tuple[bool, bool], int]]] = {}
+    where: dict[int, list[tuple[int, str, int, int, int, bool, tuple[int, ...], np.ndarray, int]]] = {}
     for row, song in enumerate(songs):
         tonic, minor = key_tonic(song[1] if len(song) > 1 else None)
-        dots = dotted(VoicesEncoding.split(song)[1], grid)
-        soprano = before = frame = phase = -1
+        pulses = pulse(VoicesEncoding.split(song)[1], grid)
+        soprano = before = frame = -1
         last = dict.fromkeys(VOICES, -1)  # each voice's pitch: in this frame once written, else the last frame's
         for k, token in enumerate(song):
             frame += is_frame(token)
-            if token.startswith("Beat_"):
-                phase = int(token[5:]) % grid
-            elif token.startswith(SOPRANO):
+            if token.startswith(SOPRANO):
                 before, soprano = soprano, pitch(token)
             elif token[:2] in VOICES:
                 step = int(np.sign(soprano - before)) if soprano >= 0 and before >= 0 else 0
                 column = int(np.searchsorted(columns[token[:2]], ids[row][k]))
                 others = (soprano, *(last[v] for v in VOICES if v != token[:2]))
                 where.setdefault(k, []).append((row, token[:2], last[token[:2]], step, tonic, minor, others,
-                                                 (bool(dots[frame]), 2 * phase == grid), column))
+                                                 pulses[frame], column))
                 last[token[:2]] = pitch(token)
     taken: dict[str, list] = {p: [] for p in VOICES}
     probs, state = prime(net, [i[:1] for i in ids])
@@ -130,10 +128,10 @@ def lower_events(net: StepModel, tokens: list[str], index: dict[str, int], songs
     groups = []
     for voice, rows in taken.items():
         if rows:
-            odds, lasts, steps, tonics, minors, others, pulse, actual = zip(*rows, strict=True)
+            odds, lasts, steps, tonics, minors, others, beats, actual = zip(*rows, strict=True)
             features = calibration_features(new[voice], voice == BASS, np.array(lasts), np.array(steps),
                                             np.array(tonics), np.array(minors), np.array(others), holds[voice],
-                                            np.array(pulse, bool)).astype(np.float32)
+                                            np.array(beats)).astype(np.float32)
             groups.append(Events(np.array(odds, np.float64), features, np.array(actual)))
     if not groups:
         raise PianoComposerError("no lower voices to calibrate on")

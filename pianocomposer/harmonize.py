@@ -141,6 +141,12 @@ def dotted(frames: list[list[str]], grid: int) -> np.ndarray:
                      for i, frame in enumerate(frames)], bool)
 
 
+def pulse(frames: list[list[str]], grid: int) -> np.ndarray:
+    """(frames, 2): whether each frame is a beat under a dotted melody (`dotted`), and whether it is on a beat's
+    off-beat eighth: where the calibrated odds of holding and of beginning a note apply (calibration_features)."""
+    return np.stack([dotted(frames, grid), [2 * beat_phase(frame, grid) == grid for frame in frames]], axis=1)
+
+
 @dataclass
 class Demands:
     """What the rules ask of one frame's lower voices, row by row (each a numpy array over the rows)."""
@@ -154,8 +160,7 @@ class Demands:
     minor: np.ndarray  # whether that key is minor
     soprano: np.ndarray  # the sign of the soprano's step into the frame (0: held, silent; for a calibrated bundle)
     begins: np.ndarray  # whether the soprano begins a note in the frame
-    pulse: np.ndarray  # (rows, 2): the soprano holds over the frame's beat and leaves within it (`dotted`); the
-    # frame is on a beat's off-beat eighth (for a calibrated bundle)
+    pulse: np.ndarray  # (rows, 2): the frame's `pulse` (for a calibrated bundle)
 
 
 class Rhythm:
@@ -229,7 +234,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
     sixteenths = rules and encoding.grid == 4 and encoding.beats  # where the rhythm rules apply
     rhythm = Rhythm(len(owner), len(voices.order))
     tonic, minor = (np.array(column) for column in zip(*(key_tonic(key) for key, _ in pieces), strict=True))
-    dots = [dotted(frames, encoding.grid) for _, frames in pieces]
+    pulses = [pulse(frames, encoding.grid) for _, frames in pieces]
 
     for f in range(max(len(frames) for _, frames in pieces)):
         rows = np.flatnonzero([f < len(pieces[p][1]) for p in owner])
@@ -264,7 +269,7 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
                                            for row in rows]),
                           hold=hold, move=move, lead=lead, tonic=tonic[owner[rows]], minor=minor[owner[rows]],
                           soprano=np.where(sounding, np.sign(now[:, 0] - before[:, 0]), 0), begins=begins,
-                          pulse=np.stack([[dots[owner[row]][f] for row in rows], 2 * beats == encoding.grid], axis=1))
+                          pulse=np.array([pulses[owner[row]][f] for row in rows]))
         ids, nats, probs[rows], new_state = frame_voices(net, voices, probs[rows], [s[rows] for s in state],
                                                          remembered, now, demands, given, rng, sampler, rules,
                                                          width)
@@ -328,8 +333,8 @@ def calibration_features(new: np.ndarray, bass: bool, last: np.ndarray, soprano:
     five semitones or more, or repeats it; whether it lies a semitone (or an octave and one) from any of `others`
     (rows x the other voices' pitches, -1: silent); which degree of the row's key it is (`tonic`, rows: the
     tonic's pitch class, -1: no key; `minor`, rows: its mode); whether it holds the voice's note (`holds`, over the
-    voice's tokens) on a beat the soprano leaves within (`pulse`, rows x 2: `dotted`; the off-beat eighth), and
-    whether it begins one on the off-beat eighth."""
+    voice's tokens) on a beat the soprano leaves within, and whether it begins one on the off-beat eighth (`pulse`,
+    rows x 2: the frame's `pulse`)."""
     note, last, soprano = new[None, :], last[:, None], soprano[:, None]
     moving = bass & (note >= 0) & (last >= 0) & (note != last)
     way = np.sign(note - last)
