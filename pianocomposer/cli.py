@@ -251,6 +251,10 @@ def harmonize(
                                         "each beat to a triad or seventh chord, to the tonic under a final tonic "
                                         "chord, and to the note lengths Bach gives them in each place in the "
                                         "beat.")] = True,
+    figuration: Annotated[float | None, typer.Option(help="How much the lower voices move between the beats, in "
+                                                     "standard deviations of the range of Bach's chorales: -2 "
+                                                     "plain, 0 middling, 2 florid (default: drawn for each "
+                                                     "melody, as his chorales range).", show_default=False)] = None,
     wav: Annotated[bool, typer.Option("--wav/--no-wav", help="Render WAV audio with FluidSynth.")] = True,
     soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont for the WAV.")] = None,
     as_json: JsonOpt = False,
@@ -259,7 +263,7 @@ def harmonize(
     from pianocomposer.harmonize import harmonize as run
 
     done = run(melodies, weights, out, seed=seed, candidates=candidates, temperature=temperature, rules=rules,
-               wav=wav, soundfont=soundfont)
+               figuration=figuration, wav=wav, soundfont=soundfont)
     _emit(as_json, {"harmonizations": [h.to_json() for h in done]},
           [f"{h.midi}{'  ' + str(h.wav) if h.wav else ''}  ({h.frames} frames, {h.nats_per_frame:.2f} nats "
            "per frame for the lower voices)" + (f"; {h.left_out} of its {h.melody_notes} melody notes are shorter "

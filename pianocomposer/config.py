@@ -36,6 +36,7 @@ SHIPPED_BUNDLE_DIR = shipped_bundle("default")
 DEFAULT_TEMPERATURE = 1.0
 # harmonize draws cooler: on held-out sopranos 70 % of onsets are chords at 0.5, 65 % at 1.0 (BENCHMARKS.md)
 HARMONY_TEMPERATURE = 0.5
+FLORID = 3.0  # `harmonize --figuration` lies within so many standard deviations of Bach's chorales' mean figuration
 DEFAULT_TOP_P = 0.95
 DEFAULT_LENGTH = 500  # tokens per piece (the design's 500 notes)
 CALIBRATION_SONGS = 60  # training chorales `calibrate` fits on: 39 000 tokens for 31 numbers, a laptop minute

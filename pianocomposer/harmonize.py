@@ -15,7 +15,7 @@ from threadpoolctl import threadpool_limits
 from pianocomposer.atomic import atomic_path
 from pianocomposer.bundle import Bundle
 from pianocomposer.compose import Composer, Sampler, blas_threads, categorical, prime
-from pianocomposer.config import HARMONY_TEMPERATURE
+from pianocomposer.config import FLORID, HARMONY_TEMPERATURE
 from pianocomposer.encodings.voices import DEFAULT_QPM, END, HELD, PREFIXES, REST, START
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.model import StepModel
@@ -518,12 +518,18 @@ def judge_heldout(bundle: Bundle, net: StepModel, songs: list[list[str]], rng: n
 
 def harmonize(melodies: list[Path], weights: Path | Composer | None = None, out_dir: Path | None = None, *,
               seed: int = 0, candidates: int = 1, temperature: float = HARMONY_TEMPERATURE, rules: bool = True,
-              wav: bool = True, soundfont: Path | None = None) -> list[Harmonization]:
+              figuration: float | None = None, wav: bool = True, soundfont: Path | None = None
+              ) -> list[Harmonization]:
     """Harmonise each melody file (MIDI, MusicXML or an abc tune) with a voices bundle (a folder, or a Composer that
-    holds one), all in one batch; each is written beside it (or in out_dir) as NAME-harmonized.mid (one named track
-    per voice, at the melody's tempo), .musicxml (SATB on two staves) and .wav."""
+    holds one), all in one batch, as florid as `figuration` says (FIGURATION's standard deviations from its mean:
+    -2 plain, 2 florid; None: drawn for each melody); each is written beside it (or in out_dir) as
+    NAME-harmonized.mid (one named track per voice, at the melody's tempo), .musicxml (SATB on two staves) and .wav."""
     if candidates < 1:
         raise PianoComposerError(f"--candidates must be >= 1 (got {candidates})")
+    if figuration is not None and not -FLORID <= figuration <= FLORID:
+        raise PianoComposerError(f"--figuration must be between -{FLORID:g} (plain) and {FLORID:g} (florid) "
+                                 f"(got {figuration:g})")
+    offset = FIGURATION if figuration is None else (FIGURATION[0] + figuration * FIGURATION[1], 0.0)
     composer = weights if isinstance(weights, Composer) else Composer(weights)
     encoding = composer.encoding
     if not encoding.harmonizes:
@@ -536,7 +542,7 @@ def harmonize(melodies: list[Path], weights: Path | Composer | None = None, out_
     pieces = [encoding.frames(midi, line) for midi, line in read]
     with threadpool_limits(blas_threads(), "blas"):
         written = four_parts(composer.bundle, composer.net, pieces, np.random.default_rng(seed), candidates,
-                             Sampler(temperature=temperature), rules)
+                             Sampler(temperature=temperature), rules, figuration=offset)
     done = []
     for path, (midi, line), (key, _), (chosen, nats) in zip(map(Path, melodies), read, pieces, written,
                                                             strict=True):

@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 from pianocomposer.atomic import atomic_path, write_json
 from pianocomposer.bundle import has_bundle, read_meta
-from pianocomposer.config import DEFAULT_SERVE_DIR, DEFAULT_WEIGHTS_DIR, shipped_bundle
+from pianocomposer.config import DEFAULT_SERVE_DIR, DEFAULT_WEIGHTS_DIR, FLORID, shipped_bundle
 from pianocomposer.encodings import get_encoding
 from pianocomposer.errors import PianoComposerError, first_line
 from pianocomposer.pool import call_sandboxed, process_pool
@@ -73,7 +73,8 @@ SECURITY_HEADERS = [
 COMPOSE_FIELDS: dict[str, type] = {"bundle": str, "length": int, "bars": int, "seconds": float, "key": str,
                                    "metre": str, "temperature": float, "top_p": float, "top_k": int, "seed": int}
 TYPE_WORDS = {int: "an integer", float: "a number", str: "a string"}
-HARMONIZE_FIELDS: dict[str, type] = {"bundle": str, "seed": int, "temperature": float, "name": str}
+HARMONIZE_FIELDS: dict[str, type] = {"bundle": str, "seed": int, "temperature": float, "figuration": float,
+                                     "name": str}
 CONTINUE_FIELDS: dict[str, type] = {"bundle": str, "length": int, "temperature": float, "top_p": float,
                                     "top_k": int, "seed": int, "name": str}
 
@@ -207,7 +208,7 @@ def harmonize_job(folder: str, out: str, settings: dict, melody: str) -> dict:
 
     out_dir, seed = Path(out), settings["seed"]
     t0 = time.perf_counter()
-    options = {"temperature": settings["temperature"]} if "temperature" in settings else {}
+    options = {k: settings[k] for k in ("temperature", "figuration") if k in settings}
     with threadpool_limits(1, "blas"):
         (done,) = harmonize([Path(melody)], _composer(folder), out_dir, seed=seed, **options)
     write_svg(done.musicxml, done.musicxml.with_suffix(".svg"))
@@ -314,7 +315,7 @@ def checked(values: dict, fields: dict[str, type]) -> dict:
             raise ApiError(400, f"{name} must be {TYPE_WORDS[kind]} (got {json.dumps(value)[:40]})")
         settings[name] = value
     for name, low, high in (("length", 1, 10**5), ("bars", 1, MAX_BARS), ("seconds", 0.1, MAX_SECONDS),
-                            ("seed", 0, 2**32 - 1), ("top_k", 0, 10**6)):
+                            ("seed", 0, 2**32 - 1), ("top_k", 0, 10**6), ("figuration", -FLORID, FLORID)):
         if name in settings and not low <= settings[name] <= high:
             raise ApiError(400, f"{name} must be between {low:g} and {high:g} (got {settings[name]:g})")
     for name in ("key", "metre", "bundle", "name"):

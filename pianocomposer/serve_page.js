@@ -44,7 +44,7 @@ function describe(result) {
   const parts = [`model ${result.bundle}`];
   if (result.name) parts.push(result.name);
   for (const [key, label] of [["key", "key"], ["metre", "metre"], ["bars", "bars"], ["length", "tokens"],
-    ["temperature", "temperature"], ["top_p", "top-p"], ["seed", "seed"]]) {
+    ["temperature", "temperature"], ["top_p", "top-p"], ["figuration", "figuration"], ["seed", "seed"]]) {
     if (s[key] !== undefined && s[key] !== null) parts.push(`${label} ${s[key]}`);
   }
   return parts.join(" · ");
@@ -160,7 +160,8 @@ async function start() {
   });
   $("harmonize").addEventListener("click", () => run($("harmonize"), "Harmonising", async () => {
     const file = checkedFile();
-    return api(`/api/harmonize?${uploadQuery($("harmony-bundle").value, seeded({}))}`, {
+    const figuration = $("figuration").value ? {figuration: $("figuration").value} : {};
+    return api(`/api/harmonize?${uploadQuery($("harmony-bundle").value, seeded(figuration))}`, {
       method: "POST", headers: {"Content-Type": "application/octet-stream"}, body: file});
   }));
   $("continue").addEventListener("click", () => run($("continue"), "Continuing", async () => {

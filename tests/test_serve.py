@@ -225,6 +225,7 @@ def test_continue_a_piece(client):
     ("/api/continue?bundle=abc", "bundle 'abc' cannot continue a piece"),
     ("/api/harmonize?seed=many", "seed must be an integer (got 'many')"),
     ("/api/harmonize?style=baroque", "unknown field 'style'"),
+    ("/api/harmonize?figuration=5", "figuration must be between -3 and 3 (got 5)"),
 ])
 def test_wrong_upload_settings_are_one_sentence(client, target, message):
     status, result = client.upload(target, melody_bytes())
@@ -411,6 +412,7 @@ def test_in_chromium_compose_listen_look_and_harmonise(client, tmp_path):
         driver.find_element(By.ID, "compose").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 1)
         driver.find_element(By.ID, "melody").send_keys(str(melody))
+        Select(driver.find_element(By.ID, "figuration")).select_by_visible_text("florid")
         driver.find_element(By.ID, "harmonize").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 2)
         durations, images, errors = page_media(driver, 2, tmp_path / "serve.png",
@@ -427,5 +429,5 @@ def test_in_chromium_compose_listen_look_and_harmonise(client, tmp_path):
     assert len(images) == 4 and all(done and width > 0 for done, width in images), images
     assert titles[0].startswith("Harmonised") and titles[1].startswith("Composed"), titles
     assert hidden_metre  # only an abc model takes a metre
-    assert "model chorale" in meta and "my melody.mid" in meta
+    assert "model chorale" in meta and "my melody.mid" in meta and "figuration 2" in meta
     assert {"MIDI", "MusicXML", "sheet (SVG)"} <= set(links) and status.startswith("Harmonising: done")
