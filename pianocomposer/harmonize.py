@@ -224,9 +224,11 @@ def four_parts(bundle: Bundle, net: StepModel, pieces: list[tuple[str, list[list
 
     A piece is its key token and frames (`Beat_n`, `Fermata`, the soprano, as VoicesEncoding.frames makes them);
     a lower voice a frame already holds is taken as given and scored, one it lacks is sampled (the network's odds
-    corrected where the bundle is calibrated: calibrate.py; a rest where the melody rests, else whether it holds or
-    moves, and how far the bass moves, at the model's own odds, its new note by `sampler`: `draw`; a held note may
-    only continue the voice's last note; with `rules`, a note that would cross a voice (held on or new) or make
+    corrected where the bundle is calibrated: calibrate.py, and by the melody's figuration, a log-odds offset of a new
+    note on the off-beat eighth drawn for each piece with `figuration`'s mean and spread; a rest where the melody
+    rests, else whether it holds or moves, and how far the bass moves, at the model's own odds, its new note by
+    `sampler`: `draw`; a held note may only continue the voice's last note; with `rules`, a note that would cross
+    a voice (held on or new) or make
     parallel fifths or octaves (with the notes before a rest too, and from the notes the two voices last began
     together), or with `chords` too leave a frame on a beat outside every triad and seventh
     chord, or a bass under the melody's last note (to the end) other than the tonic where that note is in the tonic
@@ -489,7 +491,7 @@ def frame_voices(net: StepModel, voices: Voices, probs: np.ndarray, state: list[
 def reharmonize(bundle: Bundle, net: StepModel, songs: list[list[str]], rng: np.random.Generator,
                 candidates: int = 1, sampler: Sampler | None = None, rules: bool = True, chords: bool = True,
                 width: int = LOOKAHEAD,
-               figuration: tuple[float, float] = FIGURATION) -> list[tuple[list[str], float]]:
+                figuration: tuple[float, float] = FIGURATION) -> list[tuple[list[str], float]]:
     """Four-voice pieces (tokens) with their alto, tenor and bass written anew under their soprano (four_parts):
     each new piece's tokens and its nats per frame."""
     pieces = [bundle.encoding.split(song) for song in songs]
