@@ -44,7 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="weights/chorale")
     parser.add_argument("--voices-data", type=Path, default=Path("data/voices-sbat"))
-    parser.add_argument("--melodies", type=int, default=96, help="training chorales harmonised per spread")
+    parser.add_argument("--melodies", type=int, default=96, help="training chorales harmonised per setting")
     parser.add_argument("--figurations", nargs="+", default=["0:0", "0:0.5", "0:1", "0.25:1"],
                         help="MEAN:SPREAD of the offset, each")
     parser.add_argument("--seed", type=int, default=0)
