@@ -25,6 +25,10 @@ from pianocomposer.readers import time_allowed
 MEMORY_LIMIT_BYTES = 2 * 2**30  # per parsing process; real songs need a few hundred MB
 WORKER_FILES = 100  # files one parsing process handles before a fresh one takes over
 PRELOAD = ("music21.converter", "pianocomposer.encodings")  # what every worker needs
+# A fresh parsing process says it is ready (its modules imported) before its first file's time starts: on a busy
+# machine the start-up alone (a forkserver importing music21 in a new Ray worker) took longer than a file's 10 s
+READY = b"ready"
+START_S = 300.0  # seconds a parsing process may take to start
 
 
 def forkserver(preload: Iterable[str] = ()) -> multiprocessing.context.BaseContext:
@@ -54,6 +58,7 @@ def _worker(conn, encoding_name: str, params: dict) -> None:
     warnings.simplefilter("ignore")  # music21 warns on stderr about odd events without naming the file
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
     encoding = get_encoding(encoding_name, params)
+    conn.send_bytes(READY)
     while (path := conn.recv()) is not None:
         conn.send_bytes(json.dumps(read_songs_limited(encoding, path)).encode())
 
@@ -68,9 +73,18 @@ class _Worker:
         child_end.close()
         self.job: tuple[int, float, float] | None = None  # (file index, deadline, seconds allowed)
         self.done = 0
+        self.ready = False
 
     def send(self, index: int, path: Path, timeout_s: float) -> None:
-        """Start on a file."""
+        """Start on a file, its time counted from when the process is ready (READY)."""
+        if not self.ready:
+            try:
+                if not self.conn.poll(START_S) or self.conn.recv_bytes() != READY:
+                    raise EOFError
+            except (EOFError, OSError):
+                raise PianoComposerError(f"a parsing process did not start within {START_S:g} s (exit code "
+                                         f"{self.proc.exitcode})") from None
+            self.ready = True
         self.conn.send(path)
         allowed = time_allowed(path, timeout_s)
         self.job = (index, time.monotonic() + allowed, allowed)

@@ -12,8 +12,9 @@ pytest.importorskip("ray")  # the test extra installs it; a user without it gets
 def test_ray_reads_a_messy_folder_as_the_local_path_does_and_shares_its_cache(tmp_path):
     corpus = write_corpus(tmp_path / "in")
     (corpus.folder / "slow.mid").write_bytes(many_notes_bytes(30_000))  # 80 s here beside the suite (12 000: 11 s)
-    # 10 s: well past a normal file even with Ray starting on a loaded machine (at 5 s a good file was lost now and
-    # then with the suite running beside it), well short of the slow one
+    # 10 s: well past a normal file on a loaded machine, well short of the slow one. A good file was lost now and
+    # then with the suite running beside it while a parsing process's start-up (a forkserver importing music21 in a
+    # new Ray worker) counted against its first file; a file's time now starts when its process is ready
     local = extract(corpus.folder, tmp_path / "local", timeout_s=10, progress=False)
     on_ray = extract(corpus.folder, tmp_path / "ray", timeout_s=10, engine="ray", workers=2, progress=False)
     assert [(s.source, s.tokens) for s in on_ray.songs] == [(s.source, s.tokens) for s in local.songs]

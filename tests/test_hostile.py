@@ -147,6 +147,17 @@ def test_time_out_kills_a_slow_parse(tmp_path):
     assert not multiprocessing.active_children()
 
 
+def test_a_parsing_process_says_it_is_ready_before_a_files_time_starts():
+    from pianocomposer.pool import READY, _Worker, forkserver
+
+    # its start-up (importing music21 in a fresh forkserver, on a busy machine) is not counted against its first file
+    worker = _Worker(forkserver(), "cpc", {})
+    try:
+        assert worker.conn.poll(60) and worker.conn.recv_bytes() == READY
+    finally:
+        worker.stop()
+
+
 def test_a_timed_out_file_is_parsed_again_with_a_longer_time_out(tmp_path):
     (tmp_path / "in").mkdir()
     write_good(tmp_path / "in" / "short.mid")
