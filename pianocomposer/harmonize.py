@@ -104,6 +104,50 @@ def read_melody(path: Path) -> tuple[pretty_midi.PrettyMIDI, list[pretty_midi.No
     return midi, line
 
 
+def in_half_notes(midi: pretty_midi.PrettyMIDI, line: list[pretty_midi.Note]) -> bool:
+    """Whether a melody moves in half notes (a hymn tune in minims; 7 of Bach's 316 chorales): half its onsets or
+    more come two quarters or longer after the one before, and none sooner than an eighth. The network learnt
+    chorales that move in quarters; Bach's lower voices under such a melody move in quarters too, not eighths."""
+    gaps = np.diff([midi.time_to_tick(n.start) / midi.resolution for n in line])
+    return bool(len(gaps) >= 4 and np.median(gaps) >= 2 - 1e-6 and gaps.min() >= 0.5 - 1e-6)
+
+
+def halved(midi: pretty_midi.PrettyMIDI, line: list[pretty_midi.Note], qpm: float
+           ) -> tuple[pretty_midi.PrettyMIDI, list[pretty_midi.Note]]:
+    """A melody in note values of half the length, at `qpm` (its half notes quarters), to harmonise as a melody in
+    quarters: a bar of 3/2 becomes one of 3/4, a first short bar (a pickup) stays a pickup, other bars pair up (two
+    bars of 4/4 in half notes make one of 4/4 in quarters); fermatas and key signatures move with the notes."""
+    def seconds(time: float) -> float:
+        return midi.time_to_tick(time) / midi.resolution / 2 * 60 / qpm
+
+    out = pretty_midi.PrettyMIDI(initial_tempo=qpm, resolution=midi.resolution)
+    notes = [pretty_midi.Note(n.velocity, n.pitch, seconds(n.start), seconds(n.end)) for n in line]
+    out.instruments.append(pretty_midi.Instrument(0, name="melody"))
+    out.instruments[0].notes = notes
+    metres = sorted(midi.time_signature_changes, key=lambda ts: ts.time)
+    out.time_signature_changes = [pretty_midi.TimeSignature(
+        ts.numerator, ts.denominator * (2 if (ts.numerator, ts.denominator) == (3, 2) or (i == 0 and len(metres) > 1)
+                                        else 1), seconds(ts.time)) for i, ts in enumerate(metres)]
+    out.key_signature_changes = [pretty_midi.KeySignature(k.key_number, seconds(k.time))
+                                 for k in midi.key_signature_changes]
+    out.text_events = [pretty_midi.Text(e.text, seconds(e.time)) for e in [*midi.text_events, *midi.lyrics]]
+    return out, notes
+
+
+def doubled(harmony: pretty_midi.PrettyMIDI, melody: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
+    """A harmonisation of a `halved` melody back in the melody's own note values and metres (`harmony` is at one
+    tempo, its first)."""
+    qpm = float(harmony.get_tempo_changes()[1][0])
+    for track in harmony.instruments:
+        for note in track.notes:
+            note.start, note.end = 2 * note.start, 2 * note.end
+    harmony.time_signature_changes = [
+        pretty_midi.TimeSignature(ts.numerator, ts.denominator, melody.time_to_tick(ts.time) / melody.resolution * 60
+                                  / qpm) for ts in melody.time_signature_changes] or [
+        pretty_midi.TimeSignature(ts.numerator, ts.denominator, 2 * ts.time) for ts in harmony.time_signature_changes]
+    return harmony
+
+
 def token_id(bundle: Bundle, token: str) -> int | None:
     """A token's id, or its nearest known kin's (a soprano note out of the model's compass), or None (a key or beat
     the model never saw: left out)."""
@@ -541,15 +585,19 @@ def harmonize(melodies: list[Path], weights: Path | Composer | None = None, out_
     # matrix products leave the interpreter free
     threading.Thread(target=importlib.import_module, args=("music21.converter",), daemon=True).start()
     read = [read_melody(path) for path in map(Path, melodies)]  # every file read before any is written
-    pieces = [encoding.frames(midi, line) for midi, line in read]
+    tempi = [float(midi.get_tempo_changes()[1][0]) if len(midi.get_tempo_changes()[1]) else None for midi, _ in read]
+    halves = [in_half_notes(midi, line) for midi, line in read]  # harmonised in quarters, then doubled back
+    pieces = [encoding.frames(*(halved(midi, line, qpm or DEFAULT_QPM) if half else (midi, line)))
+              for (midi, line), qpm, half in zip(read, tempi, halves, strict=True)]
     with threadpool_limits(blas_threads(), "blas"):
         written = four_parts(composer.bundle, composer.net, pieces, np.random.default_rng(seed), candidates,
                              Sampler(temperature=temperature), rules, figuration=offset)
     done = []
-    for path, (midi, line), (key, _), (chosen, nats) in zip(map(Path, melodies), read, pieces, written,
-                                                            strict=True):
-        qpm = float(midi.get_tempo_changes()[1][0]) if len(midi.get_tempo_changes()[1]) else None
+    for path, (midi, line), (key, _), (chosen, nats), qpm, half in zip(map(Path, melodies), read, pieces, written,
+                                                                       tempi, halves, strict=True):
         out = encoding.decode([START, key, *(t for frame in chosen for t in frame), END], qpm=qpm)
+        if half:
+            out = doubled(out, midi)
         folder = Path(out_dir) if out_dir is not None else path.parent
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{path.stem}{SUFFIX}.mid"
@@ -560,6 +608,7 @@ def harmonize(melodies: list[Path], weights: Path | Composer | None = None, out_
                                    f"pianocomposer, model {composer.folder.name}"), sheet)
         steps_per_second = (qpm or DEFAULT_QPM) / 60 * encoding.grid
         done.append(Harmonization(path, target, sheet, render_wav(target, soundfont=soundfont) if wav else None,
-                                  len(chosen), len(line), len(line) - len(out.instruments[0].notes), nats,
+                                  len(chosen) * (1 + half), len(line), len(line) - len(out.instruments[0].notes),
+                                  nats,
                                   judge(out.instruments, steps_per_second)))
     return done

@@ -526,6 +526,30 @@ def test_harmonize_writes_plain_or_florid_lower_voices_as_asked(shipped_chorale,
     assert florid > 2 * plain, (plain, florid)
 
 
+def test_a_melody_in_half_notes_is_harmonised_in_quarters_as_bach_harmonised_his(shipped_chorale, tmp_path):
+    from benchmarks.harmonize import soprano_file
+    from pianocomposer.harmonize import harmonize, in_half_notes, read_melody
+
+    assert not in_half_notes(*read_melody(soprano_file(CHORALES / "heldout" / "bwv113.8.mid", tmp_path)))
+    chorale = pretty_midi.PrettyMIDI(str(CHORALES / "train" / "bwv323.mid"))  # its melody moves in half notes
+    melody = soprano_file(CHORALES / "train" / "bwv323.mid", tmp_path)
+    assert in_half_notes(*read_melody(melody))
+    (done,) = harmonize([melody], shipped_chorale, tmp_path / "out", wav=False)
+    out = pretty_midi.PrettyMIDI(str(done.midi))
+    quarter = 60 / out.get_tempo_changes()[1][0]
+
+    def shorter_than_a_quarter(midi: pretty_midi.PrettyMIDI) -> float:  # of the lower voices' notes
+        return float(np.mean([n.end - n.start < 0.99 * quarter for t in midi.instruments[1:] for n in t.notes]))
+
+    # the melody kept note for note in its own note values and metre; the lower voices move in quarters, as Bach's
+    # (0 %; harmonised as a melody in quarters, 45 % of them were eighths)
+    assert [(n.pitch, round(n.start, 3), round(n.end, 3)) for n in out.instruments[0].notes] == [
+        (n.pitch, round(n.start, 3), round(n.end, 3)) for n in chorale.instruments[0].notes]
+    assert [(t.numerator, t.denominator) for t in out.time_signature_changes] == [(4, 4)]
+    assert done.frames == round(chorale.get_end_time() / quarter * 4) and done.voice_leading["parallels_per_100"] == 0
+    assert shorter_than_a_quarter(chorale) == 0 and shorter_than_a_quarter(out) < 0.1, shorter_than_a_quarter(out)
+
+
 def test_a_harmonisation_ends_over_the_tonic_where_the_melody_ends_in_the_tonic_chord(shipped_chorale):
     from pianocomposer.compose import Sampler
     from pianocomposer.harmonize import cadence, reharmonize
