@@ -105,7 +105,7 @@ def read_melody(path: Path) -> tuple[pretty_midi.PrettyMIDI, list[pretty_midi.No
 
 
 def in_half_notes(midi: pretty_midi.PrettyMIDI, line: list[pretty_midi.Note]) -> bool:
-    """Whether a melody moves in half notes (a hymn tune in minims; 7 of Bach's 316 chorales): half its onsets or
+    """Whether a melody moves in half notes (a hymn tune in minims; 6 of Bach's 350 chorales): half its onsets or
     more come two quarters or longer after the one before, and none sooner than an eighth. The network learnt
     chorales that move in quarters; Bach's lower voices under such a melody move in quarters too, not eighths."""
     gaps = np.diff([midi.time_to_tick(n.start) / midi.resolution for n in line])

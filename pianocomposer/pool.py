@@ -25,8 +25,9 @@ from pianocomposer.readers import time_allowed
 MEMORY_LIMIT_BYTES = 2 * 2**30  # per parsing process; real songs need a few hundred MB
 WORKER_FILES = 100  # files one parsing process handles before a fresh one takes over
 PRELOAD = ("music21.converter", "pianocomposer.encodings")  # what every worker needs
-# A fresh parsing process says it is ready (its modules imported) before its first file's time starts: on a busy
-# machine the start-up alone (a forkserver importing music21 in a new Ray worker) took longer than a file's 10 s
+# A fresh parsing process says it is ready (its modules imported) before its first file's time starts: counted
+# against the file, its start-up (a forkserver importing music21, in every new Ray task) lost good files on a busy
+# machine, the first of each task's chunk
 READY = b"ready"
 START_S = 300.0  # seconds a parsing process may take to start
 
