@@ -104,11 +104,16 @@ def read_melody(path: Path) -> tuple[pretty_midi.PrettyMIDI, list[pretty_midi.No
     return midi, line
 
 
+def quarters(midi: pretty_midi.PrettyMIDI, time: float) -> float:
+    """A time in a file's seconds as quarter notes from its start (through its tempo changes)."""
+    return midi.time_to_tick(time) / midi.resolution
+
+
 def in_half_notes(midi: pretty_midi.PrettyMIDI, line: list[pretty_midi.Note]) -> bool:
     """Whether a melody moves in half notes (a hymn tune in minims; 6 of Bach's 350 chorales): half its onsets or
     more come two quarters or longer after the one before, and none sooner than an eighth. The network learnt
     chorales that move in quarters; Bach's lower voices under such a melody move in quarters too, not eighths."""
-    gaps = np.diff([midi.time_to_tick(n.start) / midi.resolution for n in line])
+    gaps = np.diff([quarters(midi, n.start) for n in line])
     return bool(len(gaps) >= 4 and np.median(gaps) >= 2 - 1e-6 and gaps.min() >= 0.5 - 1e-6)
 
 
@@ -118,16 +123,21 @@ def halved(midi: pretty_midi.PrettyMIDI, line: list[pretty_midi.Note], qpm: floa
     quarters: a bar of 3/2 becomes one of 3/4, a first short bar (a pickup) stays a pickup, other bars pair up (two
     bars of 4/4 in half notes make one of 4/4 in quarters); fermatas and key signatures move with the notes."""
     def seconds(time: float) -> float:
-        return midi.time_to_tick(time) / midi.resolution / 2 * 60 / qpm
+        return quarters(midi, time) / 2 * 60 / qpm
+
+    def bar(ts: pretty_midi.TimeSignature) -> float:  # in quarters
+        return ts.numerator * 4 / ts.denominator
 
     out = pretty_midi.PrettyMIDI(initial_tempo=qpm, resolution=midi.resolution)
     notes = [pretty_midi.Note(n.velocity, n.pitch, seconds(n.start), seconds(n.end)) for n in line]
     out.instruments.append(pretty_midi.Instrument(0, name="melody"))
     out.instruments[0].notes = notes
     metres = sorted(midi.time_signature_changes, key=lambda ts: ts.time)
+    pickup = len(metres) > 1 and bar(metres[0]) < bar(metres[1]) and abs(
+        quarters(midi, metres[1].time) - quarters(midi, metres[0].time) - bar(metres[0])) < 1e-6
     out.time_signature_changes = [pretty_midi.TimeSignature(
-        ts.numerator, ts.denominator * (2 if (ts.numerator, ts.denominator) == (3, 2) or (i == 0 and len(metres) > 1)
-                                        else 1), seconds(ts.time)) for i, ts in enumerate(metres)]
+        ts.numerator, ts.denominator * (2 if (ts.numerator, ts.denominator) == (3, 2) or (i == 0 and pickup) else 1),
+        seconds(ts.time)) for i, ts in enumerate(metres)]
     out.key_signature_changes = [pretty_midi.KeySignature(k.key_number, seconds(k.time))
                                  for k in midi.key_signature_changes]
     out.text_events = [pretty_midi.Text(e.text, seconds(e.time)) for e in [*midi.text_events, *midi.lyrics]]
@@ -142,8 +152,8 @@ def doubled(harmony: pretty_midi.PrettyMIDI, melody: pretty_midi.PrettyMIDI) -> 
         for note in track.notes:
             note.start, note.end = 2 * note.start, 2 * note.end
     harmony.time_signature_changes = [
-        pretty_midi.TimeSignature(ts.numerator, ts.denominator, melody.time_to_tick(ts.time) / melody.resolution * 60
-                                  / qpm) for ts in melody.time_signature_changes] or [
+        pretty_midi.TimeSignature(ts.numerator, ts.denominator, quarters(melody, ts.time) * 60 / qpm)
+        for ts in melody.time_signature_changes] or [
         pretty_midi.TimeSignature(ts.numerator, ts.denominator, 2 * ts.time) for ts in harmony.time_signature_changes]
     return harmony
 

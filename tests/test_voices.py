@@ -550,6 +550,21 @@ def test_a_melody_in_half_notes_is_harmonised_in_quarters_as_bach_harmonised_his
     assert shorter_than_a_quarter(chorale) == 0 and shorter_than_a_quarter(out) < 0.1, shorter_than_a_quarter(out)
 
 
+def test_halving_a_melody_keeps_a_pickup_a_pickup_and_a_whole_first_bar_whole():
+    from pianocomposer.harmonize import halved
+
+    def metres(*changes: tuple[int, int, float]) -> list[tuple[int, int, float]]:  # (numerator, denominator, quarter)
+        midi = pretty_midi.PrettyMIDI(initial_tempo=60)  # a quarter a second
+        midi.time_signature_changes = [pretty_midi.TimeSignature(n, d, q) for n, d, q in changes]
+        line = [pretty_midi.Note(80, 72, 2 * i, 2 * i + 2) for i in range(8)]
+        out, _ = halved(midi, line, 60.0)
+        return [(ts.numerator, ts.denominator, round(ts.time, 3)) for ts in out.time_signature_changes]
+
+    assert metres((2, 4, 0), (4, 4, 2)) == [(2, 8, 0), (4, 4, 1)]  # a half-note pickup, a quarter long once halved
+    assert metres((4, 4, 0), (3, 2, 8)) == [(4, 4, 0), (3, 4, 4)]  # two whole bars, then 3/2 as 3/4
+    assert metres((3, 2, 0)) == [(3, 4, 0)]
+
+
 def test_a_harmonisation_ends_over_the_tonic_where_the_melody_ends_in_the_tonic_chord(shipped_chorale):
     from pianocomposer.compose import Sampler
     from pianocomposer.harmonize import cadence, reharmonize
