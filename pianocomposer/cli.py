@@ -52,8 +52,8 @@ def extract(
     = DEFAULT_MIDI_DIR,
     out: Annotated[Path, typer.Option("--out", "-o", help=f"Folder for {TOKENS_FILE}.")] = DEFAULT_DATA_DIR,
     encoding: Annotated[str, typer.Option(help="Token encoding: " + "; ".join(
-        f"{name} ({cls.description}; reads {' '.join(cls.suffixes)})" for name, cls in ENCODINGS.items()) + ".")]
-    = "cpc",
+        f"{name} ({cls.description}; reads {' '.join(cls.suffixes)})" for name, cls in ENCODINGS.items()) +
+        " (default: cpc).", show_default=False)] = None,
     params: Annotated[str | None, typer.Option("--params", help='Encoding parameters as JSON, e.g. '
                                                '\'{"layout": "remi", "grid": {"0-4": 8}}\' for timed, '
                                                '\'{"unit": "token"}\' for abc (folk-rnn-style tokens; default: '
@@ -64,6 +64,9 @@ def extract(
     engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (tasks on a private local "
                                         "Ray, or on the cluster RAY_ADDRESS names; pip install "
                                         "'pianocomposer[ray]').")] = "local",
+    like: Annotated[str | None, typer.Option(help="Tokenize with this bundle's encoding and parameters (a folder, "
+                                             "or a shipped name such as base), for `train --from` it.",
+                                             show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Parse MIDI files into note/chord tokens (skipping and naming files that cannot be read)."""
@@ -73,7 +76,15 @@ def extract(
         encoding_params = json.loads(params) if params else None
     except ValueError as exc:
         raise PianoComposerError(f"--params: not JSON ({exc})") from None
-    data = run(input, out, encoding=encoding, encoding_params=encoding_params, timeout_s=timeout, engine=engine)
+    if like is not None:
+        from pianocomposer.bundle import read_meta, resolve_weights
+
+        if params or encoding:
+            raise PianoComposerError("--like takes the bundle's encoding and parameters; drop --encoding/--params")
+        meta = read_meta(resolve_weights(like))
+        encoding, encoding_params = meta["encoding"], meta.get("encoding_params")
+    data = run(input, out, encoding=encoding or "cpc", encoding_params=encoding_params, timeout_s=timeout,
+               engine=engine)
     tokens = sum(len(s.tokens) for s in data.songs)
     if not as_json:
         for s in data.skipped:
@@ -117,6 +128,13 @@ def train(
     = None,
     transpose: Annotated[str | None, typer.Option(help="Augment training songs by semitones, e.g. -3..3 "
                                                   "(default: 0).", show_default=False)] = None,
+    random_transpose: Annotated[bool | None, typer.Option(
+        "--random-transpose", help="Each epoch trains each song once, in a key drawn from --transpose, instead of "
+        "every transposed copy (large corpora).")] = None,
+    base: Annotated[str | None, typer.Option(
+        "--from", help="Fine-tune: start from this bundle (a folder, or a shipped name such as base) with its "
+        "encoding, vocabulary and network; the data must be extracted with `extract --like` it. Defaults: "
+        "0.3x its learning rate, --patience 3.", show_default=False)] = None,
     objective: Annotated[str | None, typer.Option(help="all: every position; last: last only (the original) "
                                                   "(default: all).", show_default=False)] = None,
     mixed_precision: Annotated[bool | None, typer.Option("--mixed-precision", help="bfloat16 compute (GPU, or "
@@ -140,8 +158,8 @@ def train(
     from pianocomposer.devices import placement_for
     from pianocomposer.train import train as run
 
-    result = run(data, weights, resume=resume, epochs=epochs, preset=preset, patience=patience,
-                 placement=placement_for(devices),
+    result = run(data, weights, resume=resume, epochs=epochs, preset=preset, patience=patience, base=base,
+                 placement=placement_for(devices), random_transpose=random_transpose,
                  max_minutes=max_minutes, jit_compile=xla, tensorboard=tensorboard, float16=float16,
                  progress=not as_json, cell=cell, batch_size=batch_size, learning_rate=learning_rate,
                  val_split=val_split, transpose=parse_transpose(transpose) if transpose is not None else None,

@@ -109,6 +109,9 @@ class TrainOptions(_Frozen):
 
     objective: str = "all"  # all: supervise every position; last: only each window's last (the original)
     transpose: tuple[int, int] = (0, 0)  # augmentation: every song also moved by low..high semitones
+    # each epoch trains each song once, moved by a transposition drawn from the range, instead of every copy
+    # (a large corpus: the epoch stays the corpus's size)
+    random_transpose: bool = False
     val_split: float = 0.1  # share of whole songs held out
     mixed_precision: bool = False  # bfloat16 compute
     seed: int = 0  # split, initialisation, and every epoch's window shift, order and dropout

@@ -34,8 +34,11 @@ from pianocomposer.bundle import (
     BEST_MODEL,
     LAST_MODEL,
     PENDING_LAST_MODEL,
+    Bundle,
     load_bundle,
+    read_bundle,
     read_meta,
+    resolve_weights,
     save_meta,
     save_model,
 )
@@ -53,6 +56,10 @@ HISTORY_FIELDS = ["epoch", "loss", "accuracy", "val_loss", "val_perplexity", "va
                   "tokens_per_s", "partial"]
 # Settings --resume may change; every other setting is the bundle's, and asking for a different one is an error.
 RESUMABLE = frozenset({"learning_rate"})
+# Settings a fine-tune (--from) may set; the rest of the network is the base's.
+FINE_TUNABLE = frozenset({"learning_rate", "batch_size", "seq_len", "dropout", "clipnorm", "optimizer"})
+# A fine-tune's defaults: the base's learning rate scaled down, and early stopping on the folder's held-out songs.
+FINE_TUNING = {"learning_rate": 0.3, "patience": 3}
 CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 OPTION_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainOptions))
 
@@ -72,6 +79,7 @@ class TrainingState:
     qpm: float | None  # the training songs' median tempo: generate's default (None: the encoding's own timing)
     history: list[dict] = field(default_factory=list)
     steps: int | None = 0  # optimizer steps taken; last.keras must agree (None: a version 1 bundle, not recorded)
+    base: dict | None = None  # the bundle a fine-tune started from (train --from): its name, path and figures
 
     @property
     def score_key(self) -> str:
@@ -88,7 +96,8 @@ class TrainingState:
         """bundle.json's content (without format and version)."""
         best_loss, best_epoch = self.best()
         return {"encoding": self.encoding, "encoding_params": self.encoding_params,
-                "vocabulary": self.vocabulary.tokens, "config": self.config.to_dict(), "qpm": self.qpm, **extra,
+                "vocabulary": self.vocabulary.tokens, "config": self.config.to_dict(), "qpm": self.qpm,
+                **({"base": self.base} if self.base else {}), **extra,
                 "seeds": self.seeds, "split": self.split,
                 "training": {"preset": self.preset, "options": self.options.to_dict(), "epochs": len(self.history),
                              "steps": self.steps, "best_epoch": best_epoch, f"best_{self.score_key}": best_loss,
@@ -101,7 +110,7 @@ class TrainingState:
         return cls(meta["encoding"], meta.get("encoding_params", {}), Vocabulary(meta["vocabulary"]),
                    ModelConfig.from_dict(meta["config"]), TrainOptions.from_dict(training["options"]),
                    training.get("preset"), meta["split"], meta["seeds"], meta.get("qpm"), training["history"],
-                   training.get("steps"))
+                   training.get("steps"), meta.get("base"))
 
 
 @dataclass
@@ -147,17 +156,55 @@ def plan_new(tokens: TokenData, preset: str, changes: dict) -> TrainingState:
         options = TrainOptions(**option_changes)
     except (TypeError, ValueError) as exc:
         raise PianoComposerError(f"bad training settings: {exc}") from None
+    return _plan(tokens, config, options, preset, None)
+
+
+def _plan(tokens: TokenData, config: ModelConfig, options: TrainOptions, preset: str | None,
+          vocabulary: Vocabulary | None) -> TrainingState:
+    """A fresh state for the songs: their split, seed windows and tempo, in the vocabulary given (None: the
+    encoding's full token set where it has one, else the songs' own tokens)."""
     train_idx, val_idx = split_songs(len(tokens.songs), options.val_split, options.seed)
     split = {"train": [tokens.songs[i].source for i in train_idx], "val": [tokens.songs[i].source for i in val_idx]}
     train_songs = [tokens.songs[i].tokens for i in train_idx]
     encoding = get_encoding(tokens.encoding, tokens.encoding_params)
-    vocabulary = Vocabulary.from_songs(transpose_songs(train_songs, encoding, options.semitones)
-                                       + [tokens.songs[i].tokens for i in val_idx])
+    vocabulary = vocabulary or Vocabulary(encoding.full_vocabulary() or
+                                          (t for s in transpose_songs(train_songs, encoding, options.semitones)
+                                           + [tokens.songs[i].tokens for i in val_idx] for t in s))
     seeds = _pick_seeds(train_songs, config.seq_len, np.random.default_rng([options.seed, 1]))
     tempos = [tokens.songs[i].qpm for i in train_idx if tokens.songs[i].qpm]
     qpm = round(float(np.median(tempos)), 3) if tempos else None
     return TrainingState(tokens.encoding, tokens.encoding_params, vocabulary, config, options, preset, split, seeds,
                          qpm)
+
+
+def plan_from(base: Bundle, tokens: TokenData, changes: dict, where: Path) -> TrainingState:
+    """A fine-tune of the base bundle on these songs: its encoding, vocabulary and network; a new song split, the
+    FINE_TUNING learning rate and the asked changes (the network's shape is the base's and cannot change)."""
+    if (base.encoding_name, base.meta.get("encoding_params", {})) != (tokens.encoding, tokens.encoding_params):
+        raise PianoComposerError(
+            f"{where}: the data is {tokens.encoding!r} {tokens.encoding_params}, the base bundle {base.path} reads "
+            f"{base.encoding_name!r} {base.meta.get('encoding_params', {})}; extract it with `pianocomposer extract "
+            f"--like {base.path}`")
+    for song in tokens.songs:
+        unknown = next((t for t in song.tokens if t not in base.vocabulary), None)
+        if unknown is not None:
+            raise PianoComposerError(f"{song.source}: token {unknown!r} is not in the vocabulary of {base.path}")
+    config_changes, option_changes = _split_changes(changes)
+    fixed = sorted(set(config_changes) - FINE_TUNABLE)
+    if fixed:
+        raise PianoComposerError(f"--from keeps the base's network: {', '.join(fixed)} cannot change "
+                                 f"(train a new bundle to change it)")
+    try:
+        config = replace(base.config, **{"learning_rate": base.config.learning_rate * FINE_TUNING["learning_rate"],
+                                         **config_changes})
+        options = TrainOptions(**option_changes)
+    except (TypeError, ValueError) as exc:
+        raise PianoComposerError(f"bad training settings: {exc}") from None
+    state = _plan(tokens, config, options, None, base.vocabulary)
+    training = base.meta.get("training", {})
+    state.base = {"bundle": str(base.path), "name": base.path.name, "epochs": training.get("epochs"),
+                  "best_val_loss": training.get("best_val_loss"), "split": base.meta.get("split", {})}
+    return state
 
 
 def plan_resume(meta: dict, tokens: TokenData, changes: dict, where: Path) -> TrainingState:
@@ -189,22 +236,31 @@ def plan_resume(meta: dict, tokens: TokenData, changes: dict, where: Path) -> Tr
 def prepare_data(tokens: TokenData, state: TrainingState, encoding: Encoding, where: Path):
     """Training songs as id arrays (transposed as the options say) and the validation windows (or None)."""
     by_name = {s.source: s.tokens for s in tokens.songs}
-    train_songs = transpose_songs([by_name[n] for n in state.split["train"]], encoding, state.options.semitones)
+    # each training song's copies (one per transposition that stays in range): every copy is trained each epoch,
+    # or with random_transpose one copy drawn per epoch
+    copies = [transpose_songs([by_name[n]], encoding, state.options.semitones) for n in state.split["train"]]
     val_songs = [by_name[n] for n in state.split["val"]]
-    unknown = {t for s in train_songs + val_songs for t in s} - set(state.vocabulary.tokens)
+    unknown = {t for group in copies for s in group for t in s} | {t for s in val_songs for t in s}
+    unknown -= set(state.vocabulary.tokens)
     if unknown:
         raise PianoComposerError(f"{where}: {len(unknown)} tokens are not in the bundle's vocabulary "
                                  f"(e.g. {sorted(unknown)[0]!r}); train a new bundle instead of resuming")
-    train_ids = [state.vocabulary.encode(s) for s in train_songs]
+    train_ids = [[state.vocabulary.encode(s) for s in group] for group in copies if group]
+    if not state.options.random_transpose:
+        train_ids = [[ids] for group in train_ids for ids in group]
     x, y, w = make_windows([state.vocabulary.encode(s) for s in val_songs], state.config.seq_len,
                            multiple_of=state.config.batch_size)
     return train_ids, ((x, y, w) if len(x) else None)
 
 
-def epoch_windows(train_ids: list[np.ndarray], config: ModelConfig, options: TrainOptions, epoch: int):
-    """One epoch's inputs, targets and weights in training order; a pure function of (seed, epoch)."""
+def epoch_windows(train_ids: list[list[np.ndarray]], config: ModelConfig, options: TrainOptions, epoch: int):
+    """One epoch's inputs, targets and weights in training order; a pure function of (seed, epoch).
+
+    train_ids holds each song's copies: one is drawn per epoch where there are several (random_transpose)."""
     rng = np.random.default_rng([options.seed, 2, epoch])
-    x, y, w = make_windows(train_ids, config.seq_len, int(rng.integers(config.seq_len)), options.objective,
+    pick = np.random.default_rng([options.seed, 4, epoch])
+    songs = [group[int(pick.integers(len(group)))] if len(group) > 1 else group[0] for group in train_ids]
+    x, y, w = make_windows(songs, config.seq_len, int(rng.integers(config.seq_len)), options.objective,
                            multiple_of=config.batch_size)
     order = rng.permutation(len(x))
     return x[order], y[order], w[order]
@@ -301,7 +357,7 @@ class _StopRequests:
         return Stopper()
 
 
-def run_epochs(model, state: TrainingState, train_ids: list[np.ndarray], validation, epochs: int,
+def run_epochs(model, state: TrainingState, train_ids: list[list[np.ndarray]], validation, epochs: int,
                callbacks: list, progress: bool, placement: Placement) -> Iterator[dict]:
     """Train epochs one at a time from where the state stands; yield each epoch's history row."""
     config, options = state.config, state.options
@@ -403,16 +459,23 @@ def _not_retracing(record: logging.LogRecord) -> bool:
 def train(data: Path, weights: Path, *, resume: bool = False, epochs: int = 50, preset: str | None = None,
           patience: int | None = None, max_minutes: float | None = None, jit_compile: bool | None = None,
           tensorboard: bool = False, float16: bool = False, progress: bool = True,
-          placement: Placement | None = None, **changes) -> TrainResult:
+          placement: Placement | None = None, base: Path | str | None = None, **changes) -> TrainResult:
     """Train on data/tokens.json and keep the best (validation loss) and last models in the weights folder.
 
     `changes` are ModelConfig and TrainOptions fields (e.g. cell="gru", batch_size=32, transpose=(-3, 3));
     a new run applies them to the preset, a resumed run accepts only RESUMABLE ones that differ from the bundle.
+    `base` (a bundle folder or a shipped name) starts a fine-tune from that bundle's network (plan_from).
     """
     weights = Path(weights)
     placement = placement or default_placement()
     if epochs < 1:
         raise PianoComposerError(f"epochs must be at least 1 (got {epochs})")
+    if base is not None and (resume or preset):
+        raise PianoComposerError("--from starts a new fine-tune from a bundle; it takes neither --resume (which "
+                                 "continues the bundle in --weights) nor --preset (the network is the base's)")
+    base_bundle = read_bundle(resolve_weights(base)) if base is not None else None
+    if base_bundle is not None and patience is None:
+        patience = FINE_TUNING["patience"]
     changes = {k: v for k, v in changes.items() if v is not None}
     tokens = load_tokens(data)
     keras = import_keras()
@@ -422,6 +485,8 @@ def train(data: Path, weights: Path, *, resume: bool = False, epochs: int = 50, 
     if resume:
         state = plan_resume(read_meta(weights), tokens, {**changes, **({"preset": preset} if preset else {})},
                             weights)
+    elif base_bundle is not None:
+        state = plan_from(base_bundle, tokens, changes, Path(data))
     else:
         state = plan_new(tokens, preset or get_encoding(tokens.encoding, tokens.encoding_params).default_preset,
                          changes)
@@ -447,6 +512,10 @@ def train(data: Path, weights: Path, *, resume: bool = False, epochs: int = 50, 
                 compile_model(model, state.config, jit_compile)
             finally:
                 keras.mixed_precision.set_dtype_policy("float32")
+            if base_bundle is not None:
+                for name, arrays in base_bundle.layer_weights.items():
+                    layer = model.get_layer(name)
+                    layer.set_weights([a.astype(w.dtype) for a, w in zip(arrays, layer.get_weights(), strict=True)])
         callbacks = [stop.callback()]
         if tensorboard and placement.is_writer:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(weights / "tensorboard")))

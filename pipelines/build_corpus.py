@@ -84,11 +84,11 @@ def merge_unisons(notes: list[tuple[int, float, float]]) -> list[tuple[int, floa
     return sorted(((int(p), s, e) for p, s, e in merged), key=lambda n: (n[1], n[0]))
 
 
-def convert(job: tuple[Path, Path]) -> tuple[str, int, str | None]:
-    """Write one chorale as a single-track piano MIDI file; return (name, notes, error)."""
+def convert(job: tuple[Path, Path], read=score_notes) -> tuple[str, int, str | None]:
+    """Write one score (read by `read`) as a single-track piano MIDI file; return (name, notes, error)."""
     src, dst = job
     try:
-        notes, meters = score_notes(src)
+        notes, meters = read(src)
         notes = merge_unisons(notes)
         if not notes:
             return src.stem, 0, "no notes"

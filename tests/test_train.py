@@ -23,7 +23,7 @@ from pianocomposer.errors import PianoComposerError
 from pianocomposer.model import build_model
 from pianocomposer.tokens import load_tokens
 from pianocomposer.train import TrainingState, epoch_windows, plan_new, prepare_data, train
-from tests.conftest import REPO, TINY, run_cli
+from tests.conftest import REPO, TINY, run_cli, write_song
 
 
 def test_tiny_training_loss_falls_and_bundle_is_complete(bundle_dir):
@@ -58,7 +58,7 @@ def test_last_objective_supervises_only_each_windows_last_token(data_dir, tmp_pa
     _, _, w = epoch_windows(train_ids, state.config, state.options, 0)
     assert set(w.sum(axis=1).tolist()) <= {0.0, 1.0}  # padding rows have none
     # a window ending at every position a song has past the first full window
-    assert w.sum() == sum(max(1, len(ids) - state.config.seq_len) for ids in train_ids)
+    assert w.sum() == sum(max(1, len(ids) - state.config.seq_len) for (ids,) in train_ids)
 
 
 def test_transposition_trains_on_every_shifted_copy(data_dir):
@@ -72,10 +72,33 @@ def test_transposition_trains_on_every_shifted_copy(data_dir):
     cpc = get_encoding("cpc")
     songs, _ = prepare_data(tokens, plain, cpc, data_dir)
     shifted, _ = prepare_data(tokens, moved, cpc, data_dir)
-    assert len(shifted) == 3 * len(songs)
-    original = plain.vocabulary.decode(songs[0])
-    assert moved.vocabulary.decode(shifted[0]) == [cpc.transpose(t, -1) for t in original]
-    assert moved.vocabulary.decode(shifted[1]) == original
+    assert len(shifted) == 3 * len(songs) and {len(group) for group in shifted} == {1}
+    original = plain.vocabulary.decode(songs[0][0])
+    assert moved.vocabulary.decode(shifted[0][0]) == [cpc.transpose(t, -1) for t in original]
+    assert moved.vocabulary.decode(shifted[1][0]) == original
+
+
+def test_random_transposition_trains_each_song_once_an_epoch_in_a_drawn_key(data_dir):
+    tokens = load_tokens(data_dir)
+    every = plan_new(tokens, "quick", {"transpose": (-2, 2)})
+    drawn = plan_new(tokens, "quick", {"transpose": (-2, 2), "random_transpose": True})
+    assert drawn.vocabulary.tokens == every.vocabulary.tokens  # every key the draw can reach
+    cpc = get_encoding("cpc")
+    copies, _ = prepare_data(tokens, drawn, cpc, data_dir)
+    assert len(copies) == len(drawn.split["train"]) and {len(group) for group in copies} == {5}
+    per_epoch = [epoch_windows(copies, drawn.config, drawn.options, epoch)[2].sum() for epoch in range(4)]
+    plain = epoch_windows([[g[2]] for g in copies], drawn.config, drawn.options, 0)[2].sum()  # untransposed
+    assert per_epoch == [plain] * 4  # one copy of each song an epoch, not five
+    # the keys drawn differ between epochs and between songs, and repeat for the same epoch (resume is exact)
+    x0, x1 = epoch_windows(copies, drawn.config, drawn.options, 0)[0], epoch_windows(copies, drawn.config,
+                                                                                      drawn.options, 1)[0]
+    assert not np.array_equal(x0, x1)
+    assert np.array_equal(x0, epoch_windows(copies, drawn.config, drawn.options, 0)[0])
+    seen = set()
+    for epoch in range(8):
+        x, _, w = epoch_windows(copies, drawn.config, drawn.options, epoch)
+        seen |= set(x[w > 0].tolist())
+    assert seen == {int(i) for g in copies for ids in g for i in ids[:-1]}  # every key is drawn in time
 
 
 def test_two_epochs_plus_a_resumed_two_train_exactly_as_four(data_dir, tmp_path):
@@ -221,3 +244,77 @@ def test_every_keras_backend_trains_and_the_bundle_generates(backend, data_dir, 
     assert json.loads((weights / "bundle.json").read_text())["backend"] == backend
     made = run_cli("generate", "--weights", weights, "--length", "20", "--no-wav", "--out", tmp_path / "o", "--json")
     assert made.returncode == 0, made.stderr
+
+
+@pytest.fixture(scope="module")
+def timed_base(tmp_path_factory):
+    """A tiny timed bundle trained one epoch on 12 chorales, as a base to fine-tune, and 6 other chorales."""
+    from pianocomposer.extract import extract
+
+    root = tmp_path_factory.mktemp("base")
+    songs = sorted((REPO / "chorales" / "heldout").glob("*.mid"))
+    for name, chosen in (("base_midi", songs[:12]), ("user_midi", songs[12:18])):
+        (root / name).mkdir()
+        for path in chosen:
+            shutil.copy(path, root / name / path.name)
+    extract(root / "base_midi", root / "base_data", encoding="timed", progress=False)
+    train(root / "base_data", root / "base", preset="quick", epochs=1, val_split=0.2, progress=False, **TINY)
+    return root
+
+
+def test_extract_like_a_bundle_takes_its_encoding_and_a_folder_fits_its_full_vocabulary(timed_base, tmp_path):
+    proc = run_cli("extract", "--input", timed_base / "user_midi", "--out", tmp_path / "data", "--like",
+                   timed_base / "base", "--json")
+    assert proc.returncode == 0, proc.stderr
+    base = read_meta(timed_base / "base")
+    tokens = load_tokens(tmp_path / "data")
+    assert (tokens.encoding, tokens.encoding_params) == (base["encoding"], base["encoding_params"])
+    # the timed vocabulary is the encoding's whole token set, not the 12 training chorales' own
+    assert base["vocabulary"] == get_encoding("timed").full_vocabulary() and len(base["vocabulary"]) == 249
+    assert "Pitch_21" in base["vocabulary"] and "Pitch_21" not in {t for s in tokens.songs for t in s.tokens}
+    proc = run_cli("extract", "--input", timed_base / "user_midi", "--out", tmp_path / "x", "--like",
+                   timed_base / "base", "--encoding", "timed")
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        "error: --like takes the bundle's encoding and parameters; drop --encoding/--params"]
+
+
+def test_train_from_a_base_starts_from_its_network_and_records_it(timed_base, tmp_path):
+    from pianocomposer.extract import extract
+
+    extract(timed_base / "user_midi", tmp_path / "data", encoding="timed", progress=False)
+    base = load_bundle(timed_base / "base")
+    # at a vanishing learning rate the fine-tune's network is the base's: it started from its weights
+    train(tmp_path / "data", tmp_path / "still", base=timed_base / "base", epochs=1, learning_rate=1e-12,
+          progress=False)
+    still = load_bundle(tmp_path / "still", LAST_MODEL).model
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(base.model.get_weights(), still.get_weights(),
+                                                            strict=True))
+    result = train(tmp_path / "data", tmp_path / "tuned", base=str(timed_base / "base"), epochs=2, progress=False)
+    meta = read_meta(tmp_path / "tuned")
+    assert meta["base"]["name"] == "base" and meta["base"]["epochs"] == 1
+    assert meta["vocabulary"] == base.meta["vocabulary"] and meta["config"]["rnn_units"] == TINY["rnn_units"]
+    assert meta["config"]["learning_rate"] == pytest.approx(0.3 * base.config.learning_rate)  # fine-tuning's
+    assert set(meta["split"]["train"]) | set(meta["split"]["val"]) == {f"{p.name}" for p in
+                                                                        (timed_base / "user_midi").iterdir()}
+    assert result.epochs == 2 and len(meta["training"]["history"]) == 2
+    # a resumed fine-tune keeps its base
+    train(tmp_path / "data", tmp_path / "tuned", epochs=1, resume=True, progress=False)
+    assert read_meta(tmp_path / "tuned")["base"] == meta["base"]
+
+
+def test_train_from_refuses_data_it_cannot_read_in_one_line(timed_base, bundle_dir, data_dir, tmp_path):
+    proc = run_cli("train", "--data", data_dir, "--weights", tmp_path / "w", "--from", timed_base / "base")
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert "the data is 'cpc'" in proc.stderr and "extract --like" in proc.stderr
+    # a corpus-bound vocabulary (cpc): a token the base never saw is named with its song
+    from pianocomposer.extract import extract
+
+    (tmp_path / "midi").mkdir()
+    write_song(tmp_path / "midi" / "odd.mid", ["C4", "F#2", "E4"])
+    extract(tmp_path / "midi", tmp_path / "odd", progress=False)
+    proc = run_cli("train", "--data", tmp_path / "odd", "--weights", tmp_path / "w2", "--from", bundle_dir)
+    assert proc.returncode == 1 and proc.stderr.strip() == (
+        f"error: odd.mid: token 'F#2' is not in the vocabulary of {bundle_dir}")
+    proc = run_cli("train", "--data", tmp_path / "odd", "--weights", tmp_path / "w3", "--from", bundle_dir,
+                   "--resume")
+    assert proc.returncode == 1 and "--from starts a new fine-tune" in proc.stderr

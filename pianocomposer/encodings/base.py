@@ -122,6 +122,12 @@ class Encoding:
         """The token moved by semitones, or None if it leaves the playable range."""
         raise NotImplementedError
 
+    def full_vocabulary(self) -> list[str] | None:
+        """Every token the encoding's parameters allow, where that set does not depend on a corpus (so any folder
+        tokenizes into a model's vocabulary and a model can be fine-tuned on it), else None: the vocabulary is
+        the training songs' own tokens."""
+        return None
+
     def nearest(self, token: str, known: Sequence[str]) -> str | None:
         """The known token closest to token, or None if nothing is close."""
         raise NotImplementedError
