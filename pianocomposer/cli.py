@@ -51,7 +51,7 @@ def extract(
                                         "recursively.")]
     = DEFAULT_MIDI_DIR,
     out: Annotated[Path, typer.Option("--out", "-o", help=f"Folder for {TOKENS_FILE}.")] = DEFAULT_DATA_DIR,
-    encoding: Annotated[str, typer.Option(help="Token encoding: " + "; ".join(
+    encoding: Annotated[str | None, typer.Option(help="Token encoding: " + "; ".join(
         f"{name} ({cls.description}; reads {' '.join(cls.suffixes)})" for name, cls in ENCODINGS.items()) +
         " (default: cpc).", show_default=False)] = None,
     params: Annotated[str | None, typer.Option("--params", help='Encoding parameters as JSON, e.g. '

@@ -28,7 +28,7 @@ from music21 import chord, converter, corpus, note
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_corpus import EXT_PREFERENCE, bar_meters, convert  # noqa: E402  (one writer for every corpus built)
+from build_corpus import EXT_PREFERENCE, bar_meters, convert
 
 TRAIN, HELDOUT = "train", "heldout-classical"
 # collection -> (folder, what it is). Only composers long dead and collections the music21 corpus ships as public
@@ -132,7 +132,7 @@ def main() -> None:
     entries, skipped = [], []
     with Pool(args.workers) as pool:
         results = tqdm(pool.imap(functools.partial(convert, read=tied_notes), jobs), total=len(jobs), unit="file")
-        for (collection, path), (src, dst), (_, notes, err) in zip(files, jobs, results, strict=True):
+        for (collection, path), (_, dst), (_, notes, err) in zip(files, jobs, results, strict=True):
             source = str(path).split("/corpus/", 1)[1]
             if err:
                 skipped.append({"source": source, "reason": err})
