@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from pianocomposer.atomic import atomic_path
-from pianocomposer.bundle import Bundle, read_bundle
+from pianocomposer.bundle import Bundle, read_bundle, resolve_weights
 from pianocomposer.compose import Sampler, blas_threads, compose_tokens
 from pianocomposer.config import DEFAULT_DATA_DIR, DEFAULT_OUTPUT_DIR
 from pianocomposer.dataset import make_windows
@@ -106,6 +106,7 @@ class EvaluationResult:
     checks: dict[str, dict] = field(default_factory=dict)  # the encoding's own rules: label, corpus, generated
     harmonization: dict | None = None  # harmonize.judge_heldout on held-out pieces, for a harmonising model
     realness: Realness | None = None  # can classifiers tell the pieces from real ones (realness.py)
+    base: dict | None = None  # a fine-tune's base bundle and its likelihood on the same held-out songs
     pieces: list[dict] = field(default_factory=list)
     plot: Path | None = None
     notes: list[str] = field(default_factory=list)
@@ -142,6 +143,7 @@ class EvaluationResult:
         return clean({
             "bundle": self.bundle, "data": self.data,
             "likelihood": asdict(self.likelihood) if self.likelihood else None,
+            "base": {**self.base, "likelihood": asdict(self.base["likelihood"])} if self.base else None,
             "corpus_source": self.corpus_source, "statistics": stats, "histograms": self.histograms,
             "loop_rate": {k: asdict(v) if v else None for k, v in self.loop_rate.items()},
             "copy_rate": self.copy_rate,
@@ -170,6 +172,10 @@ class EvaluationResult:
                                     ("top5_accuracy", "top-5 accuracy", "{:.1%}"), ("tokens", "scored tokens", "{:,}")]:
                 lines.append(f"  {label:<26}{fmt.format(getattr(lk.full, key)):>14}"
                              f"{fmt.format(getattr(lk.window, key)):>20}")
+            if self.base:
+                b = self.base["likelihood"]
+                lines.append(f"  {'its base (' + self.base['name'] + '), nats/token':<26}"
+                             f"{b.full.cross_entropy:>14.3f}{b.window.cross_entropy:>20.3f}")
         n_gen = self.generated[next(iter(STATISTICS))].n if self.generated else 0
         lines += ["", f"music statistics per song/piece, on decoded tokens (corpus: {self.corpus_source}; "
                       f"generated: {len(self.pieces)} pieces)",
@@ -503,6 +509,16 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = DEFAULT
             notes.append("no held-out song has two known tokens in a row: nothing to score")
     else:
         notes.append(f"{data} holds only songs the bundle trained on: no held-out likelihood")
+    base = None
+    if heldout and bundle.meta.get("base"):
+        origin = bundle.meta["base"]
+        try:
+            base_bundle = read_bundle(resolve_weights(origin["bundle"]))
+        except PianoComposerError as exc:
+            notes.append(f"the base bundle is not at hand, so its likelihood is not beside this one ({exc})")
+        else:
+            base = {"name": origin["name"], "bundle": str(base_bundle.path),
+                    "likelihood": score_likelihood(base_bundle.step_model(), base_bundle, heldout, source, progress)}
     seconds["score"] = time.perf_counter() - t0
     harmonization = None
     if encoding.harmonizes and heldout:
@@ -609,4 +625,4 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = DEFAULT
         loop_rate={"corpus": Summary.of([loop_rate(s) for s in corpus_songs]), "generated": gen_loop},
         copy_rate={"generated": gen_copy, "heldout": pooled_copy(heldout) if training else None, "span_tokens": span},
         pieces=pieces, plot=plot, notes=notes, checks=checks, harmonization=harmonization, realness=real_or_not,
-        seconds={k: round(v, 3) for k, v in seconds.items()})
+        base=base, seconds={k: round(v, 3) for k, v in seconds.items()})

@@ -42,7 +42,7 @@ from pianocomposer.bundle import (
     save_meta,
     save_model,
 )
-from pianocomposer.config import PRESETS, ModelConfig, TrainOptions
+from pianocomposer.config import PRESETS, ModelConfig, TrainOptions, shipped_bundle
 from pianocomposer.dataset import make_windows, split_songs, transpose_songs
 from pianocomposer.devices import Placement, default_placement
 from pianocomposer.encodings import Encoding, get_encoding
@@ -202,7 +202,8 @@ def plan_from(base: Bundle, tokens: TokenData, changes: dict, where: Path) -> Tr
         raise PianoComposerError(f"bad training settings: {exc}") from None
     state = _plan(tokens, config, options, None, base.vocabulary)
     training = base.meta.get("training", {})
-    state.base = {"bundle": str(base.path), "name": base.path.name, "epochs": training.get("epochs"),
+    shipped = base.path.resolve() == shipped_bundle(base.path.name).resolve()  # a shipped name finds it anywhere
+    state.base = {"bundle": base.path.name if shipped else str(base.path), "name": base.path.name, "epochs": training.get("epochs"),
                   "best_val_loss": training.get("best_val_loss"), "split": base.meta.get("split", {})}
     return state
 

@@ -2,7 +2,7 @@
 
 Two folders, split by work and style:
 - `base_songs/train/`: what the base model learns from: Renaissance and medieval polyphony (Palestrina, a seeded
-  sample; the Trecento; Monteverdi's madrigals; Josquin), Romantic songs and piano music (Schumann, Schubert,
+  sample; the Trecento; Monteverdi's madrigals), Romantic songs and piano music (Schumann, Schubert,
   Chopin, ...) and the folk dance tunes of Ryan's Mammoth Collection, one file each;
 - `base_songs/heldout-classical/`: the Viennese classics (Haydn, Mozart and Beethoven: string quartets and one
   sonata), a whole style the base never sees: the "user's folder" on which fine-tuning (`train --from base`) is judged.
@@ -32,13 +32,13 @@ from build_corpus import EXT_PREFERENCE, bar_meters, convert
 
 TRAIN, HELDOUT = "train", "heldout-classical"
 # collection -> (folder, what it is). Only composers long dead and collections the music21 corpus ships as public
-# domain; the 20th-century pieces (Schoenberg, Webern, Beach, Johnson) and the teaching files are left out.
+# domain; the 20th-century pieces (Schoenberg, Webern, Beach, Johnson) and the teaching files are left out, and so
+# are Josquin's chansons (their abc files hold one voice per tune, which music21 reads as an Opus of one-part scores).
 COLLECTIONS = {
     "palestrina": (TRAIN, "Palestrina's masses and motets (a seeded sample)"),
     "trecento": (TRAIN, "14th-century Italian songs"),
     "ciconia": (TRAIN, "Ciconia"),
     "monteverdi": (TRAIN, "Monteverdi's madrigals"),
-    "josquin": (TRAIN, "Josquin's chansons"),
     "luca": (TRAIN, "Luca Marenzio"),
     "lusitano": (TRAIN, "Vicente Lusitano"),
     "corelli": (TRAIN, "Corelli"),
