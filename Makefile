@@ -33,7 +33,7 @@ browser-deps:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]'  # every extra (train, eval, ray) and the test tools
 	touch $@
 
 # The main job on the embedded corpus: extract -> train (quick preset) -> generate 500 tokens -> WAV.

@@ -23,8 +23,18 @@ def quiet_fds() -> Iterator[None]:
                 os.close(fd)
 
 
+TRAIN_EXTRA = "pip install 'pianocomposer[train]'"
+
+
 def import_keras():
-    """Import Keras without TensorFlow's C++ start-up log lines (they bypass TF_CPP_MIN_LOG_LEVEL)."""
-    with quiet_fds():
-        import keras
+    """Import Keras without TensorFlow's C++ start-up log lines (they bypass TF_CPP_MIN_LOG_LEVEL); a core install
+    without the [train] extra gets one line saying how to add it."""
+    from pianocomposer.errors import PianoComposerError
+
+    try:
+        with quiet_fds():
+            import keras
+    except ModuleNotFoundError as exc:
+        raise PianoComposerError(f"training needs Keras and its backend, which the core install leaves out "
+                                 f"({exc.name} is missing): {TRAIN_EXTRA}") from None
     return keras

@@ -32,6 +32,20 @@ from pianocomposer.errors import PianoComposerError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Learn music from a folder of MIDI files and compose new MIDI and audio.")
 
+
+def _version(show: bool) -> None:
+    if show:
+        from pianocomposer import __version__
+
+        typer.echo(f"pianocomposer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                   help="Print the version and exit.")] = False) -> None:
+    """Learn music from a folder of MIDI files and compose new MIDI and audio."""
+
 DEFAULT_LENGTHS = ", ".join(f"{name} {cls.default_length}" for name, cls in ENCODINGS.items())
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object with the result instead of prose.")]
 

@@ -119,7 +119,9 @@ def placement_for(devices: str | None) -> Placement:
     cluster = any(os.environ.get(name) for name in CLUSTER_VARIABLES)
     if devices in (None, "1") and not cluster:
         return default_placement()
-    import keras
+    from pianocomposer._util import import_keras
+
+    keras = import_keras()
 
     backend = keras.backend.backend()
     if backend != "jax":

@@ -7,6 +7,7 @@ pieces and for the corpus songs alike (never on the original MIDI files), so the
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -587,7 +588,10 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = DEFAULT
         gen_copy = None
 
     real_or_not = None
-    if realness and generate:
+    if realness and generate and importlib.util.find_spec("sklearn") is None:
+        notes.append("real or generated: skipped, its classifiers need scikit-learn: pip install "
+                     "'pianocomposer[eval]'")
+    elif realness and generate:
         t0 = time.perf_counter()
         pool = corpus_notes if real_files is None else read_real(real_files, notes)
         if real_files is None and training and len(pool) < 3 * len(gen_notes):  # held-out songs join a small corpus

@@ -477,9 +477,9 @@ def train(data: Path, weights: Path, *, resume: bool = False, epochs: int = 50, 
     base_bundle = read_bundle(resolve_weights(base)) if base is not None else None
     if base_bundle is not None and patience is None:
         patience = FINE_TUNING["patience"]
+    keras = import_keras()  # first: a core install without the [train] extra is told so before any work
     changes = {k: v for k, v in changes.items() if v is not None}
     tokens = load_tokens(data)
-    keras = import_keras()
     # One fit() per epoch (to seed each epoch's dropout) retraces TensorFlow's step function once per epoch: cheap
     # beside an epoch, and not worth TensorFlow's warning to users.
     logging.getLogger("tensorflow").addFilter(_not_retracing)

@@ -2,10 +2,10 @@
 
 Two folders, split by work and style:
 - `base_songs/train/`: what the base model learns from: Renaissance and medieval polyphony (Palestrina, a seeded
-  sample; the Trecento; Monteverdi's madrigals), Romantic songs and piano music (Schumann, Schubert,
-  Chopin, ...) and the folk dance tunes of Ryan's Mammoth Collection, one file each;
-- `base_songs/heldout-classical/`: the Viennese classics (Haydn, Mozart and Beethoven: string quartets and one
-  sonata), a whole style the base never sees: the "user's folder" on which fine-tuning (`train --from base`) is judged.
+  sample; the Trecento), the Viennese classics (Haydn's, Mozart's and Beethoven's string quartets), Romantic songs
+  and piano music (Schumann, Schubert, Chopin, ...) and the folk dance tunes of Ryan's Mammoth Collection;
+- `base_songs/heldout-monteverdi/`: Monteverdi's 49 madrigals, a whole style the base never sees: the "user's
+  folder" on which fine-tuning (`train --from base`) is judged.
 
 Bach's chorales are left out of both: they are `midi_songs/`, the second folder a fine-tune is tried on.
 The MIDI files are not committed; `base_songs/MANIFEST.json` (committed) lists every file with its source and notes,
@@ -30,7 +30,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_corpus import EXT_PREFERENCE, bar_meters, convert
 
-TRAIN, HELDOUT = "train", "heldout-classical"
+TRAIN, HELDOUT = "train", "heldout-monteverdi"
 # collection -> (folder, what it is). Only composers long dead and collections the music21 corpus ships as public
 # domain; the 20th-century pieces (Schoenberg, Webern, Beach, Johnson) and the teaching files are left out, and so
 # are Josquin's chansons (their abc files hold one voice per tune, which music21 reads as an Opus of one-part scores).
@@ -38,8 +38,8 @@ COLLECTIONS = {
     "palestrina": (TRAIN, "Palestrina's masses and motets (a seeded sample)"),
     "trecento": (TRAIN, "14th-century Italian songs"),
     "ciconia": (TRAIN, "Ciconia"),
-    "monteverdi": (TRAIN, "Monteverdi's madrigals"),
-    "luca": (TRAIN, "Luca Marenzio"),
+    "monteverdi": (HELDOUT, "Monteverdi's madrigals"),
+    "luca": (TRAIN, "a 14th-century Gloria (music21's luca/)"),
     "lusitano": (TRAIN, "Vicente Lusitano"),
     "corelli": (TRAIN, "Corelli"),
     "handel": (TRAIN, "Handel"),
@@ -53,9 +53,9 @@ COLLECTIONS = {
     "joplin": (TRAIN, "Joplin"),
     "liliuokalani": (TRAIN, "Liliuokalani"),
     "ryansMammoth": (TRAIN, "Ryan's Mammoth Collection (1883): folk dance tunes, one per file"),
-    "haydn": (HELDOUT, "Haydn's string quartets"),
-    "mozart": (HELDOUT, "Mozart's string quartets and the sonata K. 545"),
-    "beethoven": (HELDOUT, "Beethoven's string quartets"),
+    "haydn": (TRAIN, "Haydn's string quartets"),
+    "mozart": (TRAIN, "Mozart's string quartets and the sonata K. 545"),
+    "beethoven": (TRAIN, "Beethoven's string quartets"),
 }
 PALESTRINA_SAMPLE = 400  # of 1,318: a broad base, not a Palestrina model (and extract time stays in minutes)
 

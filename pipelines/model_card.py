@@ -38,6 +38,12 @@ SHIPPED = {
     "default": ("`pianocomposer generate` uses it when you have not trained a model of your own.",
                 CHORALES + "it has no rhythm (every token lasts the same time, as in the original encoding) and chord "
                 "octaves are lost by the encoding."),
+    "base": ("`pianocomposer generate --weights base` uses it; `pianocomposer extract --like base` and `pianocomposer "
+             "train --from base` fine-tune it on your own folder.",
+             "It learned from Renaissance and medieval polyphony, folk dance tunes and a few Romantic pieces "
+             "(base_songs/MANIFEST.json), never from the Viennese classics it is judged on nor from Bach's chorales; "
+             "its grid is the sixteenth and the eighth-note triplet; dynamics, tempo changes and instruments are "
+             "not modelled."),
     "timed": ("`pianocomposer generate --weights timed` uses it.", CHORALES + "its grid is the sixteenth and the "
               "eighth-note triplet; dynamics (velocity), tempo changes and instruments are not modelled."),
     "abc": ("`pianocomposer generate --weights abc` uses it: each tune starts from `X:1` (or `--primer-text`) and "

@@ -300,6 +300,17 @@ def test_train_from_a_base_starts_from_its_network_and_records_it(timed_base, tm
     # a resumed fine-tune keeps its base
     train(tmp_path / "data", tmp_path / "tuned", epochs=1, resume=True, progress=False)
     assert read_meta(tmp_path / "tuned")["base"] == meta["base"]
+    # evaluate scores the base on the fine-tune's held-out songs beside it
+    from pianocomposer.bundle import read_bundle
+    from pianocomposer.evaluate import evaluate, score_likelihood
+
+    report = evaluate(tmp_path / "tuned", tmp_path / "data", generate=0, realness=False, out=None, progress=False)
+    heldout = [s.tokens for s in load_tokens(tmp_path / "data").songs if s.source in meta["split"]["val"]]
+    alone = score_likelihood(read_bundle(timed_base / "base").step_model(), read_bundle(timed_base / "base"),
+                             heldout, "validation split")
+    assert report.base["name"] == "base" and report.base["likelihood"] == alone
+    assert report.likelihood.full.cross_entropy != alone.full.cross_entropy
+    assert "its base (base), nats/token" in "\n".join(report.table())
 
 
 def test_train_from_refuses_data_it_cannot_read_in_one_line(timed_base, bundle_dir, data_dir, tmp_path):

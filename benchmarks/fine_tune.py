@@ -1,0 +1,119 @@
+"""Fine-tuning against training from scratch on a folder the base never saw: held-out loss against minutes.
+
+The folder (or its first --files files) is extracted like the base; `train --from BASE` runs for --minutes-from,
+`train --preset paper` from scratch for --minutes-scratch (both stop early on the folder's held-out songs, the same
+songs for both). Each epoch's validation loss is reported in nats per token and per note against the minutes of
+training so far (the base's own loss on those songs at minute 0), as JSON, and drawn to --plot.
+
+    .venv/bin/python -m benchmarks.fine_tune --base weights/base --midi base_songs/heldout-classical \\
+        --minutes-from 10 --minutes-scratch 30 --plot docs/benchmarks/fine_tune.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+from benchmarks.base_layout import val_notes_per_token
+from benchmarks.train_speed import cpu_name
+
+
+def pianocomposer(*args) -> dict:
+    """One command in a fresh process; its --json result."""
+    proc = subprocess.run([sys.executable, "-m", "pianocomposer", *map(str, args), "--json"], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{args[:2]}: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout)
+
+
+def curve(weights: Path, per_note: float, start: float | None) -> list[dict]:
+    """(minutes of training so far, validation nats per token and per note) after each epoch."""
+    rows, minutes = [], 0.0
+    if start is not None:
+        rows.append({"minutes": 0.0, "nats_per_token": round(start, 4), "nats_per_note": round(start / per_note, 4)})
+    with open(weights / "history.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            minutes += float(row["seconds"]) / 60
+            loss = float(row["val_loss"])
+            rows.append({"minutes": round(minutes, 2), "nats_per_token": round(loss, 4),
+                         "nats_per_note": round(loss / per_note, 4)})
+    return rows
+
+
+def base_loss(base: Path, data: Path, tuned: Path) -> float:
+    """The base's own loss on the fine-tune's validation songs, in training's windows (as val_loss is)."""
+    from pianocomposer.bundle import read_bundle, read_meta
+    from pianocomposer.evaluate import score_likelihood
+    from pianocomposer.tokens import load_tokens
+
+    val = set(read_meta(tuned)["split"]["val"])
+    bundle = read_bundle(base)
+    songs = [s.tokens for s in load_tokens(data).songs if s.source in val]
+    return score_likelihood(bundle.step_model(), bundle, songs, "validation split").window.cross_entropy
+
+
+def main() -> None:
+    """Fine-tune and train from scratch on the same folder and print both curves."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", type=Path, default=Path("weights/base"))
+    parser.add_argument("--midi", type=Path, default=Path("base_songs/heldout-classical"))
+    parser.add_argument("--files", type=int, default=None, help="only the first N files of the folder")
+    parser.add_argument("--minutes-from", type=float, default=10.0)
+    parser.add_argument("--minutes-scratch", type=float, default=60.0)
+    parser.add_argument("--val-split", type=float, default=0.1)
+    parser.add_argument("--work", type=Path, default=Path("output/fine_tune"))
+    parser.add_argument("--plot", type=Path, default=None)
+    args = parser.parse_args()
+    work = args.work / f"files-{args.files or 'all'}"
+    midi = work / "midi"
+    shutil.rmtree(work, ignore_errors=True)
+    midi.mkdir(parents=True)
+    for path in sorted(args.midi.glob("*.mid"))[: args.files]:
+        shutil.copy(path, midi / path.name)
+    pianocomposer("extract", "--input", midi, "--out", work / "data", "--like", args.base)
+    common = ["--data", work / "data", "--epochs", 1000, "--val-split", args.val_split]
+    tuned = pianocomposer("train", *common, "--weights", work / "from", "--from", args.base,
+                          "--max-minutes", args.minutes_from)
+    scratch = pianocomposer("train", *common, "--weights", work / "scratch", "--preset", "paper", "--patience", 3,
+                            "--max-minutes", args.minutes_scratch)
+    per_note = val_notes_per_token(work / "data", work / "from")
+    runs = {"from_base": {**tuned, "curve": curve(work / "from", per_note, base_loss(args.base, work / "data",
+                                                                                      work / "from"))},
+            "from_scratch": {**scratch, "curve": curve(work / "scratch", per_note, None)}}
+    for run in runs.values():
+        run.pop("last", None)
+    report = {"date": date.today().isoformat(), "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+              "backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "folder": str(args.midi),
+              "files": len(list(midi.glob("*.mid"))), "notes_per_token": round(per_note, 4),
+              "best_from_base": min(r["nats_per_note"] for r in runs["from_base"]["curve"]),
+              "best_from_scratch": min(r["nats_per_note"] for r in runs["from_scratch"]["curve"]), "runs": runs}
+    print(json.dumps(report, indent=2))
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        for name, run in runs.items():
+            ax.plot([r["minutes"] for r in run["curve"]], [r["nats_per_note"] for r in run["curve"]], "o-",
+                    label=name.replace("_", " "))
+        ax.set_xlabel("minutes of training (2-core CPU)")
+        ax.set_ylabel("held-out loss (nats per note)")
+        ax.set_title(f"{report['files']} files of {args.midi.name}")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot, bbox_inches="tight")
+
+
+if __name__ == "__main__":
+    main()
