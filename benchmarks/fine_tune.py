@@ -1,12 +1,14 @@
 """Fine-tuning against training from scratch on a folder the base never saw: held-out loss against minutes.
 
-The folder (or its first --files files) is extracted like the base; `train --from BASE` runs for --minutes-from,
-`train --preset paper` from scratch for --minutes-scratch (both stop early on the folder's held-out songs, the same
-songs for both). Each epoch's validation loss is reported in nats per token and per note against the minutes of
-training so far (the base's own loss on those songs at minute 0), as JSON, and drawn to --plot.
+The folder (or its first --files files) is extracted like the base; `--run from` fine-tunes the base on it
+(`train --from`), `--run scratch` trains the design's network from nothing (`--preset paper`), each for --minutes and
+stopping early on the folder's held-out songs (the same songs for both); the two may run side by side, one core each
+(taskset). `--run report` gives each epoch's validation loss in nats per token and per note against the minutes of
+training so far (the base's own loss on those songs at minute 0), as JSON, and draws it to --plot.
 
-    .venv/bin/python -m benchmarks.fine_tune --base weights/base --midi base_songs/heldout-classical \\
-        --minutes-from 10 --minutes-scratch 30 --plot docs/benchmarks/fine_tune.png
+    taskset -c 1 .venv/bin/python -m benchmarks.fine_tune --run scratch --minutes 60
+    taskset -c 0 .venv/bin/python -m benchmarks.fine_tune --run from --minutes 10
+    .venv/bin/python -m benchmarks.fine_tune --run report --plot docs/benchmarks/fine_tune.png
 """
 
 from __future__ import annotations
@@ -60,41 +62,53 @@ def base_loss(base: Path, data: Path, tuned: Path) -> float:
     return score_likelihood(bundle.step_model(), bundle, songs, "validation split").window.cross_entropy
 
 
+def prepare(midi_dir: Path, files: int | None, base: Path, work: Path) -> Path:
+    """The folder (or its first `files` files) extracted like the base, once; its data folder."""
+    data = work / "data"
+    if not (data / "tokens.json").is_file():
+        midi = work / "midi"
+        midi.mkdir(parents=True, exist_ok=True)
+        for path in sorted(midi_dir.glob("*.mid"))[:files]:
+            shutil.copy(path, midi / path.name)
+        pianocomposer("extract", "--input", midi, "--out", data, "--like", base)
+    return data
+
+
 def main() -> None:
-    """Fine-tune and train from scratch on the same folder and print both curves."""
+    """Fine-tune or train from scratch on the folder (--run), or report both curves (--run report)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", choices=("from", "scratch", "report"), required=True)
     parser.add_argument("--base", type=Path, default=Path("weights/base"))
-    parser.add_argument("--midi", type=Path, default=Path("base_songs/heldout-classical"))
+    parser.add_argument("--midi", type=Path, default=Path("base_songs/heldout-monteverdi"))
     parser.add_argument("--files", type=int, default=None, help="only the first N files of the folder")
-    parser.add_argument("--minutes-from", type=float, default=10.0)
-    parser.add_argument("--minutes-scratch", type=float, default=60.0)
+    parser.add_argument("--minutes", type=float, default=10.0, help="the run's budget")
     parser.add_argument("--val-split", type=float, default=0.1)
     parser.add_argument("--work", type=Path, default=Path("output/fine_tune"))
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
     work = args.work / f"files-{args.files or 'all'}"
-    midi = work / "midi"
-    shutil.rmtree(work, ignore_errors=True)
-    midi.mkdir(parents=True)
-    for path in sorted(args.midi.glob("*.mid"))[: args.files]:
-        shutil.copy(path, midi / path.name)
-    pianocomposer("extract", "--input", midi, "--out", work / "data", "--like", args.base)
-    common = ["--data", work / "data", "--epochs", 1000, "--val-split", args.val_split]
-    tuned = pianocomposer("train", *common, "--weights", work / "from", "--from", args.base,
-                          "--max-minutes", args.minutes_from)
-    scratch = pianocomposer("train", *common, "--weights", work / "scratch", "--preset", "paper", "--patience", 3,
-                            "--max-minutes", args.minutes_scratch)
-    per_note = val_notes_per_token(work / "data", work / "from")
-    runs = {"from_base": {**tuned, "curve": curve(work / "from", per_note, base_loss(args.base, work / "data",
-                                                                                      work / "from"))},
-            "from_scratch": {**scratch, "curve": curve(work / "scratch", per_note, None)}}
-    for run in runs.values():
-        run.pop("last", None)
+    data = prepare(args.midi, args.files, args.base, work)
+    common = ["--data", data, "--epochs", 1000, "--val-split", args.val_split, "--max-minutes", args.minutes]
+    if args.run == "from":
+        result = pianocomposer("train", *common, "--weights", work / "from", "--from", args.base)
+        result["base_loss"] = base_loss(args.base, data, work / "from")
+    elif args.run == "scratch":
+        result = pianocomposer("train", *common, "--weights", work / "scratch", "--preset", "paper", "--patience", 3)
+    if args.run != "report":
+        result.pop("last", None)
+        (work / f"{args.run}.json").write_text(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=2))
+        return
+    per_note = val_notes_per_token(data, work / "from")
+    runs = {}
+    for name, run in (("from_base", "from"), ("from_scratch", "scratch")):
+        result = json.loads((work / f"{run}.json").read_text())
+        runs[name] = {**result, "curve": curve(work / run, per_note, result.get("base_loss"))}
     report = {"date": date.today().isoformat(), "machine": f"{cpu_name()}, {os.cpu_count()} cores",
               "backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "folder": str(args.midi),
-              "files": len(list(midi.glob("*.mid"))), "notes_per_token": round(per_note, 4),
-              "best_from_base": min(r["nats_per_note"] for r in runs["from_base"]["curve"]),
-              "best_from_scratch": min(r["nats_per_note"] for r in runs["from_scratch"]["curve"]), "runs": runs}
+              "files": len(list((work / "midi").glob("*.mid"))), "notes_per_token": round(per_note, 4),
+              **{f"best_{name}": min(r["nats_per_note"] for r in run["curve"]) for name, run in runs.items()},
+              "runs": runs}
     print(json.dumps(report, indent=2))
     if args.plot:
         import matplotlib
@@ -106,7 +120,7 @@ def main() -> None:
         for name, run in runs.items():
             ax.plot([r["minutes"] for r in run["curve"]], [r["nats_per_note"] for r in run["curve"]], "o-",
                     label=name.replace("_", " "))
-        ax.set_xlabel("minutes of training (2-core CPU)")
+        ax.set_xlabel("minutes of training (one core each)")
         ax.set_ylabel("held-out loss (nats per note)")
         ax.set_title(f"{report['files']} files of {args.midi.name}")
         ax.legend()

@@ -1,8 +1,8 @@
 """Music statistics of one piece of MIDI, and the token-level memorisation measures (copy rate).
 
 The six muspy metrics (pitch-class entropy, scale consistency, groove consistency, empty-beat rate, polyphony,
-pitch range) are muspy's own implementations, run on `muspy.from_pretty_midi` at muspy's default resolution of
-24 ticks per quarter. Note density, the inter-onset-interval, duration and pitch-class histograms, the
+pitch range) are muspy's definitions at muspy's default resolution of 24 ticks per quarter, computed here in numpy
+(see music_statistics). Note density, the inter-onset-interval, duration and pitch-class histograms, the
 histogram distance and the copy rate are written here: no kept library has them.
 """
 
@@ -37,19 +37,34 @@ STATISTICS = {
 }
 
 
-def to_muspy(midi: pretty_midi.PrettyMIDI):
-    """The PrettyMIDI object as a muspy Music object at RESOLUTION ticks per quarter."""
-    import muspy
+def _ticks(midi: pretty_midi.PrettyMIDI, seconds: np.ndarray) -> np.ndarray:
+    """Times in seconds as ticks of RESOLUTION per quarter, as muspy.from_pretty_midi maps them (its tempo map,
+    Python's round-half-even)."""
+    realtimes, tempi = midi.get_tempo_changes()
+    realtimes, tempi = list(realtimes), list(tempi)
+    if len(tempi) > 1:  # muspy's pruning of tempo changes, as it is written (last_time is never moved on)
+        last_tempo, last_time, i = tempi[0], realtimes[0], 1
+        while i < len(realtimes):
+            if tempi[i] == last_tempo:
+                del realtimes[i], tempi[i]
+            elif realtimes[i] == last_time:
+                del realtimes[i - 1], tempi[i - 1]
+            else:
+                last_tempo, i = tempi[i], i + 1
+    realtimes, tempi = np.array(realtimes, float), np.array(tempi, float)
+    if len(tempi) == 1:
+        return np.round(seconds * (RESOLUTION * tempi[0] / 60.0)).astype(np.int64)
+    starts = np.insert(np.round(np.cumsum(np.diff(realtimes) * RESOLUTION * tempi[:-1] / 60.0)).astype(np.int64), 0, 0)
+    idx = np.searchsorted(realtimes, seconds, side="right") - 1
+    return np.round(starts[idx] + (seconds - realtimes[idx]) * (RESOLUTION * tempi[idx] / 60.0)).astype(np.int64)
 
-    return muspy.from_pretty_midi(midi, resolution=RESOLUTION)
 
-
-def measure_resolution(music) -> int:
+def measure_resolution(midi: pretty_midi.PrettyMIDI) -> int:
     """Ticks per bar from the first time signature; 4/4 when the MIDI has none (decoded cpc tokens have none)."""
-    if music.time_signatures:
-        ts = music.time_signatures[0]
-        return max(1, round(music.resolution * 4 * ts.numerator / ts.denominator))
-    return 4 * music.resolution
+    if midi.time_signature_changes:
+        ts = midi.time_signature_changes[0]
+        return max(1, round(RESOLUTION * 4 * ts.numerator / ts.denominator))
+    return 4 * RESOLUTION
 
 
 def _quarters(midi: pretty_midi.PrettyMIDI, seconds: float) -> float:
@@ -88,23 +103,67 @@ def histogram_distance(p: np.ndarray, q: np.ndarray) -> float:
     return float(0.5 * np.abs(normalise(np.asarray(p, float)) - normalise(np.asarray(q, float))).sum())
 
 
-def music_statistics(midi: pretty_midi.PrettyMIDI) -> dict[str, float]:
-    """muspy's six metrics and the note density of one piece (NaN where a metric is undefined, e.g. no notes)."""
-    import muspy
+MAJOR = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], bool)
+MINOR = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0], bool)
+SCALES = np.array([np.roll(scale, root) for scale in (MAJOR, MINOR) for root in range(12)])  # (24, 12)
 
+
+def music_statistics(midi: pretty_midi.PrettyMIDI) -> dict[str, float]:
+    """muspy's six metrics, computed as muspy computes them, and the note density of one piece (NaN where a metric
+    is undefined, e.g. no notes).
+
+    muspy's definitions (metrics.py, 0.5) on its ticks (from_pretty_midi at 24 per quarter), in numpy: the same
+    figures to the last bit (tests/test_metrics.py checks them against muspy), without muspy's dependencies
+    (pypianoroll and SciPy, 150 MB of the core install). As muspy does, the empty-beat rate and groove consistency
+    count drum notes too; the others leave them out.
+    """
     notes = _notes(midi)
     if not notes:
         return dict.fromkeys(["pitch_class_entropy", "scale_consistency", "groove_consistency", "empty_beat_rate",
                               "polyphony", "pitch_range", "note_density"], math.nan)
-    music = to_muspy(midi)
-    length = max(_quarters(midi, n.end) for n in notes)
-    return {"pitch_class_entropy": float(muspy.pitch_class_entropy(music)),
-            "scale_consistency": float(muspy.scale_consistency(music)),
-            "groove_consistency": float(muspy.groove_consistency(music, measure_resolution(music))),
-            "empty_beat_rate": float(muspy.empty_beat_rate(music)),
-            "polyphony": float(muspy.polyphony(music)),
-            "pitch_range": float(muspy.pitch_range(music)),
-            "note_density": len(notes) / length if length > 0 else math.nan}
+    everything = [n for inst in midi.instruments for n in inst.notes]
+    seconds = np.array([n.start for n in everything])
+    start = _ticks(midi, seconds)
+    end = _ticks(midi, seconds + (np.array([n.end for n in everything]) - seconds))  # muspy: time + duration
+    pitched = np.array([not inst.is_drum for inst in midi.instruments for _ in inst.notes])
+    pitch = np.array([n.pitch for n in everything])
+    length = int(end.max())
+
+    counts = np.bincount(pitch[pitched] % 12, minlength=12).astype(float)
+    share = counts / counts.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = float(-np.nansum(share * np.log2(share)))
+    scale = float((SCALES @ counts).max() / counts.sum())
+
+    if length < 1:
+        empty = math.nan
+    else:
+        beats = np.zeros(length // RESOLUTION + 2, int)
+        np.add.at(beats, start // RESOLUTION, 1)
+        np.add.at(beats, end // RESOLUTION + 1, -1)
+        empty = 1 - np.count_nonzero(np.cumsum(beats)[:-1] > 0) / (length // RESOLUTION + 1)
+
+    roll = np.zeros((length + 1, 128), int)
+    np.add.at(roll, (start[pitched], pitch[pitched]), 1)
+    np.add.at(roll, (end[pitched], pitch[pitched]), -1)
+    sounding = np.cumsum(roll, axis=0)[:-1] > 0
+    played = np.count_nonzero(sounding.any(axis=1))
+    polyphony = sounding.sum() / played if played else math.nan
+
+    bar = measure_resolution(midi)
+    n_bars = length // bar + 1
+    if n_bars < 2:
+        groove = math.nan
+    else:
+        patterns = np.zeros((n_bars, bar), bool)
+        patterns[start // bar, start % bar] = True
+        groove = 1 - np.count_nonzero(patterns[:-1] != patterns[1:]) / (bar * (n_bars - 1))
+
+    quarters = max(_quarters(midi, n.end) for n in notes)
+    return {"pitch_class_entropy": entropy, "scale_consistency": scale, "groove_consistency": float(groove),
+            "empty_beat_rate": float(empty), "polyphony": float(polyphony),
+            "pitch_range": float(pitch[pitched].max() - pitch[pitched].min()),
+            "note_density": len(notes) / quarters if quarters > 0 else math.nan}
 
 
 def token_spans(songs: Iterable[Sequence[str]], n: int = SPAN) -> set[tuple[str, ...]]:
