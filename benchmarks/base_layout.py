@@ -5,7 +5,8 @@ folder (extracted with the variant's layout), the design's network; the report g
 held-out loss per token and per note (a note is a `Pitch_` token: both layouts spell each note with one, so nats per
 note compare layouts whose token counts differ).
 
-    .venv/bin/python -m benchmarks.base_layout --midi base_songs/train --minutes 8 --variants tsd:tensorflow remi:tensorflow
+    .venv/bin/python -m benchmarks.base_layout --midi base_songs/train --minutes 6 \\
+        --variants tsd:jax remi:jax -- --random-transpose --transpose=-5..6 --val-split 0.05
 """
 
 from __future__ import annotations

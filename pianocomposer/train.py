@@ -203,8 +203,8 @@ def plan_from(base: Bundle, tokens: TokenData, changes: dict, where: Path) -> Tr
     state = _plan(tokens, config, options, None, base.vocabulary)
     training = base.meta.get("training", {})
     shipped = base.path.resolve() == shipped_bundle(base.path.name).resolve()  # a shipped name finds it anywhere
-    state.base = {"bundle": base.path.name if shipped else str(base.path), "name": base.path.name, "epochs": training.get("epochs"),
-                  "best_val_loss": training.get("best_val_loss"), "split": base.meta.get("split", {})}
+    state.base = {"bundle": base.path.name if shipped else str(base.path), "name": base.path.name,
+                  "epochs": training.get("epochs"), "best_val_loss": training.get("best_val_loss")}
     return state
 
 

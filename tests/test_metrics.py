@@ -21,7 +21,8 @@ def muspy_statistics(midi: pretty_midi.PrettyMIDI) -> dict[str, float]:
     if music.time_signatures:
         ts = music.time_signatures[0]
         bar = max(1, round(RESOLUTION * 4 * ts.numerator / ts.denominator))
-    return {"pitch_class_entropy": muspy.pitch_class_entropy(music), "scale_consistency": muspy.scale_consistency(music),
+    return {"pitch_class_entropy": muspy.pitch_class_entropy(music),
+            "scale_consistency": muspy.scale_consistency(music),
             "groove_consistency": muspy.groove_consistency(music, bar), "empty_beat_rate": muspy.empty_beat_rate(music),
             "polyphony": muspy.polyphony(music), "pitch_range": muspy.pitch_range(music)}
 
