@@ -80,7 +80,7 @@ def page_media(driver, players: int, screenshot: Path, env: str) -> tuple[list, 
 
 
 @pytest.mark.skipif(not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
-                    reason="chromium and chromium-driver are not installed (make system-deps installs them)")
+                    reason="chromium and chromium-driver are not installed (make browser-deps installs them)")
 def test_gallery_plays_and_shows_in_chromium(gallery, tmp_path):
     driver = chrome()
     try:

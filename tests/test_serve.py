@@ -394,7 +394,7 @@ def test_the_command_serves_until_interrupted(tmp_path):
 
 
 @pytest.mark.skipif(not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
-                    reason="chromium and chromium-driver are not installed (make system-deps installs them)")
+                    reason="chromium and chromium-driver are not installed (make browser-deps installs them)")
 def test_in_chromium_compose_listen_look_and_harmonise(client, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait

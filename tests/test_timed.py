@@ -90,9 +90,9 @@ def test_a_timed_bundle_trains_reloads_and_generates_timed_music(midi_dir, tmp_p
     slow = generate(tmp_path / "w", tmp_path / "slow", length=60, num_outputs=2, seed=0, primer=primer, qpm=60,
                     wav=False, progress=False)
     fast = pretty_midi.PrettyMIDI(str(result.pieces[0].midi))
-    if fast.get_end_time() > 0:
-        assert pretty_midi.PrettyMIDI(str(slow.pieces[0].midi)).get_end_time() == pytest.approx(
-            2 * fast.get_end_time(), rel=1e-3)
+    assert result.pieces[0].tokens and fast.instruments[0].notes  # a piece with notes, so its length can halve
+    assert pretty_midi.PrettyMIDI(str(slow.pieces[0].midi)).get_end_time() == pytest.approx(
+        2 * fast.get_end_time(), rel=1e-3)
     report = evaluate(tmp_path / "w", tmp_path / "data", generate=2, length=80, out=tmp_path, progress=False)
     assert report.copy_rate["span_tokens"] > 8  # spans of 8 onsets: several tokens each
     assert report.likelihood.full.tokens > 0 and report.histograms["duration"]["distance"] is not None

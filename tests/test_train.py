@@ -270,7 +270,7 @@ def test_extract_like_a_bundle_takes_its_encoding_and_a_folder_fits_its_full_voc
     tokens = load_tokens(tmp_path / "data")
     assert (tokens.encoding, tokens.encoding_params) == (base["encoding"], base["encoding_params"])
     # the timed vocabulary is the encoding's whole token set, not the 12 training chorales' own
-    assert base["vocabulary"] == get_encoding("timed").full_vocabulary() and len(base["vocabulary"]) == 249
+    assert base["vocabulary"] == get_encoding("timed").full_vocabulary() and len(base["vocabulary"]) == 248
     assert "Pitch_21" in base["vocabulary"] and "Pitch_21" not in {t for s in tokens.songs for t in s.tokens}
     proc = run_cli("extract", "--input", timed_base / "user_midi", "--out", tmp_path / "x", "--like",
                    timed_base / "base", "--encoding", "timed")

@@ -133,8 +133,9 @@ class TimedEncoding(Encoding):
         return f"Pitch_{moved}" if PITCH_RANGE[0] <= moved <= PITCH_RANGE[1] else None
 
     def full_vocabulary(self) -> list[str]:
-        """Every pitch of the piano and every duration and time shift of the grid (MidiTok's whole token set)."""
-        return sorted(self.tokenizer.vocab)
+        """Every pitch of the piano and every duration and time shift of the grid (MidiTok's whole token set, without
+        the padding token MidiTok always adds, which no piece holds)."""
+        return sorted(set(self.tokenizer.vocab) - set(self.tokenizer.special_tokens))
 
     def nearest(self, token: str, known: Sequence[str]) -> str | None:
         """The known token of the same kind closest in pitch or length (None if there is none of that kind)."""
