@@ -180,11 +180,13 @@ def _plan(tokens: TokenData, config: ModelConfig, options: TrainOptions, preset:
 def plan_from(base: Bundle, tokens: TokenData, changes: dict, where: Path) -> TrainingState:
     """A fine-tune of the base bundle on these songs: its encoding, vocabulary and network; a new song split, the
     FINE_TUNING learning rate and the asked changes (the network's shape is the base's and cannot change)."""
+    shipped = base.path.resolve() == shipped_bundle(base.path.name).resolve()  # a shipped name finds it anywhere
+    origin = base.path.name if shipped else str(base.path)
     if (base.encoding_name, base.meta.get("encoding_params", {})) != (tokens.encoding, tokens.encoding_params):
         raise PianoComposerError(
-            f"{where}: the data is {tokens.encoding!r} {tokens.encoding_params}, the base bundle {base.path} reads "
+            f"{where}: the data is {tokens.encoding!r} {tokens.encoding_params}, the base bundle {origin} reads "
             f"{base.encoding_name!r} {base.meta.get('encoding_params', {})}; extract it with `pianocomposer extract "
-            f"--like {base.path}`")
+            f"--like {origin}`")
     for song in tokens.songs:
         unknown = next((t for t in song.tokens if t not in base.vocabulary), None)
         if unknown is not None:
@@ -202,8 +204,7 @@ def plan_from(base: Bundle, tokens: TokenData, changes: dict, where: Path) -> Tr
         raise PianoComposerError(f"bad training settings: {exc}") from None
     state = _plan(tokens, config, options, None, base.vocabulary)
     training = base.meta.get("training", {})
-    shipped = base.path.resolve() == shipped_bundle(base.path.name).resolve()  # a shipped name finds it anywhere
-    state.base = {"bundle": base.path.name if shipped else str(base.path), "name": base.path.name,
+    state.base = {"bundle": origin, "name": base.path.name,
                   "epochs": training.get("epochs"), "best_val_loss": training.get("best_val_loss")}
     return state
 

@@ -16,11 +16,6 @@ class Vocabulary:
     def __init__(self, tokens: Iterable[str]):
         self.tokens: list[str] = sorted(set(tokens))
 
-    @classmethod
-    def from_songs(cls, songs: Iterable[Sequence[str]]) -> Vocabulary:
-        """Every distinct token of the songs."""
-        return cls(t for song in songs for t in song)
-
     @cached_property
     def index(self) -> dict[str, int]:
         """token -> id."""
