@@ -73,8 +73,12 @@ def model_card(folder: Path, command: str, data_note: str, data: Path) -> str:
     stored = stored_weights_scores(folder, data)
     size_mb = sum(f.stat().st_size for f in folder.iterdir() if f.name != "last.keras") / 1e6
     tokens_are = get_encoding(meta["encoding"], meta.get("encoding_params")).description
-    used_by, limits = SHIPPED[folder.name]
+    used_by, limits = SHIPPED.get(folder.name, (f"`pianocomposer generate --weights {folder}` uses it.", ""))
     params = f", parameters `{meta['encoding_params']}`" if meta.get("encoding_params") else ""
+    base = meta.get("base")
+    if base:  # a fine-tune (train --from) names what it started from
+        used_by += (f" Fine-tuned from the bundle `{base['bundle']}` ({base['epochs']} epochs, validation loss "
+                    f"{base['best_val_loss']:.4f} on its own corpus).")
     return f"""# Model card: `{folder.name}`
 
 **What it is.** A {layers}-layer {units}-unit {cell.upper()} next-token model
@@ -111,7 +115,7 @@ The loss curve is `loss.png`, every epoch is in `history.csv`.
 | --- | --- |
 {config}
 
-**Limits.** {limits}
+**Limits.** {limits or "Those of its data: see the Data paragraph."}
 """
 
 
