@@ -24,7 +24,7 @@ import uvicorn
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.serve import RESULT_FILE, Limits, create_app, enforce_quota, find_bundles, sniff_suffix
 from tests.conftest import REPO
-from tests.hostile_midi import many_notes_bytes, midi_file, tempo_event, track
+from tests.hostile_midi import midi_file, notes_events, tempo_event, track
 from tests.test_demos import CHROMEDRIVER, CHROMIUM, chrome, page_media
 
 ABC_TUNE = "X:1\nT:Test tune\nM:4/4\nL:1/4\nK:G\nG A B c|d2 B2|c A G F|G4|]\n"
@@ -232,13 +232,18 @@ def test_wrong_upload_settings_are_one_sentence(client, target, message):
     assert status == 400 and message in result["error"]
 
 
+def single_notes_bytes(count: int) -> bytes:
+    """A melody of `count` single notes, a sixteenth apart at 120 qpm (2,001 of them last 250 s: under 5 minutes)."""
+    return midi_file([track(notes_events([[60 + i % 12] for i in range(count)], step=120))])
+
+
 HOSTILE = {
     "empty": (b"", 400, "the file is empty"),
     "text": (b"Dear server, please compose a symphony.\n" * 10, 415, "not a MIDI, MusicXML or abc file"),
     "wav": (b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(100), 415, "not a MIDI, MusicXML or abc file"),
     "truncated midi": (melody_bytes()[:60], 422, "the file cannot be used: cannot be played"),
     "midi without notes": (midi_file([track(tempo_event(500_000))]), 422, "the file cannot be used: it holds no notes"),
-    "too many notes": (many_notes_bytes(2001), 422, "too long for a melody (at most 2000 notes and 5 minutes)"),
+    "too many notes": (single_notes_bytes(2001), 422, "too long for a melody (at most 2000 notes and 5 minutes)"),
     "abc without music": (b"X:1\nT:nothing\n", 422, "the file cannot be used"),
     "broken musicxml": (b"<?xml version='1.0'?><score-partwise><part", 422, "the file cannot be used"),
     "zip that is no score": (b"PK\x03\x04" + bytes(200), 422, "the file cannot be used"),
@@ -246,6 +251,17 @@ HOSTILE = {
                                   "reading it took longer than 2 s"),
     "3 MB": (bytes(3 * 2**20), 413, "the file is larger than the limit of 2 MB"),
 }
+
+
+def test_a_melody_of_2000_notes_is_read_and_one_more_is_too_long(tmp_path):
+    from pianocomposer.serve import melody_midi
+
+    for count in (2000, 2001):
+        (tmp_path / f"{count}.mid").write_bytes(single_notes_bytes(count))
+    held = pretty_midi.PrettyMIDI(io.BytesIO(melody_midi(tmp_path / "2000.mid")))
+    assert sum(len(i.notes) for i in held.instruments) == 2000 and held.get_end_time() < 300
+    with pytest.raises(PianoComposerError, match="too long for a melody"):
+        melody_midi(tmp_path / "2001.mid")
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))
