@@ -31,7 +31,7 @@ def pianocomposer(*args) -> dict:
     """One command in a fresh process; its --json result."""
     proc = subprocess.run([sys.executable, "-m", "pianocomposer", *map(str, args), "--json"], capture_output=True,
                           text=True)
-    if proc.returncode != 0:
+    if proc.returncode not in (0, 130):  # 130: stopped by a signal, the bundle saved as it stood
         raise SystemExit(f"{args[:2]}: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout)
 
