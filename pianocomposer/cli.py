@@ -90,15 +90,8 @@ def extract(
         encoding_params = json.loads(params) if params else None
     except ValueError as exc:
         raise PianoComposerError(f"--params: not JSON ({exc})") from None
-    if like is not None:
-        from pianocomposer.bundle import read_meta, resolve_weights
-
-        if params or encoding:
-            raise PianoComposerError("--like takes the bundle's encoding and parameters; drop --encoding/--params")
-        meta = read_meta(resolve_weights(like))
-        encoding, encoding_params = meta["encoding"], meta.get("encoding_params")
-    data = run(input, out, encoding=encoding or "cpc", encoding_params=encoding_params, timeout_s=timeout,
-               engine=engine)
+    data = run(input, out, encoding=encoding, encoding_params=encoding_params, timeout_s=timeout, engine=engine,
+               like=like)
     tokens = sum(len(s.tokens) for s in data.songs)
     if not as_json:
         for s in data.skipped:

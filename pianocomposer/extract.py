@@ -64,11 +64,20 @@ def _file_of(entry: Song | Skipped) -> str:
     return entry.source[:-len(entry.part) - 1] if entry.part else entry.source
 
 
-def extract(input_dir: Path, out_dir: Path, *, encoding: str = "cpc", encoding_params: dict | None = None,
+def extract(input_dir: Path, out_dir: Path, *, encoding: str | None = None, encoding_params: dict | None = None,
             timeout_s: float = DEFAULT_TIMEOUT_S, workers: int | None = None, engine: str = "local",
-            progress: bool = True) -> TokenData:
-    """Tokenize every music file under input_dir into out_dir/tokens.json, reusing cached results."""
+            progress: bool = True, like: Path | str | None = None) -> TokenData:
+    """Tokenize every music file under input_dir into out_dir/tokens.json, reusing cached results; `like` (a bundle
+    folder or a shipped name) takes that bundle's encoding and parameters, else `encoding` (default cpc)."""
     input_dir, out_dir = Path(input_dir), Path(out_dir)
+    if like is not None:
+        from pianocomposer.bundle import read_meta, resolve_weights
+
+        if encoding or encoding_params:
+            raise PianoComposerError("--like takes the bundle's encoding and parameters; drop --encoding/--params")
+        meta = read_meta(resolve_weights(like))
+        encoding, encoding_params = meta["encoding"], meta.get("encoding_params")
+    encoding = encoding or "cpc"
     if engine not in ENGINES:
         raise PianoComposerError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
     encoder = get_encoding(encoding, encoding_params)
