@@ -36,7 +36,7 @@ VARIANTS = {"token-windows": ("token", {}), "char-windows": ("char", {}),
 
 def train(args) -> None:
     """Train every variant for args.epochs epochs; print and write each one's history."""
-    from pianocomposer.train import train as run
+    from pianocomposer.learning.train import train as run
 
     for name in args.only.split(","):
         unit, changes = VARIANTS[name]
@@ -61,10 +61,10 @@ def abc2midi_check(text: str, folder: Path) -> tuple[bool, bool]:
 
 def judge_one(bundle: Path, data: Path, tunes: int, seed: int, examples: int = 0) -> dict:
     """Held-out nats per tune and per token, and the validity of `tunes` generated tunes (default sampling)."""
-    from pianocomposer.bundle import read_bundle
-    from pianocomposer.evaluate import score_likelihood
-    from pianocomposer.generate import generate
-    from pianocomposer.tokens import load_tokens
+    from pianocomposer.frontends.generate import generate
+    from pianocomposer.judging.evaluate import score_likelihood
+    from pianocomposer.learning.bundle import read_bundle
+    from pianocomposer.reading.tokens import load_tokens
 
     meta = read_bundle(bundle)
     songs = {s.source: s.tokens for s in load_tokens(data).songs}

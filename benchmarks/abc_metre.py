@@ -26,9 +26,9 @@ from datetime import date
 from pathlib import Path
 
 from benchmarks.train_speed import cpu_name
-from pianocomposer.abc_notation import abc2midi_problems, normalise, split_tunes
 from pianocomposer.encodings import get_encoding
 from pianocomposer.encodings.abc import END, tokenize
+from pianocomposer.reading.abc_notation import abc2midi_problems, normalise, split_tunes
 
 
 def judge_texts(texts: list[str]) -> dict:
@@ -73,10 +73,10 @@ def likelihoods(bundle: str, data: Path, unseen: list[Path]) -> dict:
     of `unseen` (books held out of the bundle's training)."""
     from music21 import corpus
 
-    from pianocomposer.bundle import read_bundle
-    from pianocomposer.evaluate import score_likelihood
-    from pianocomposer.extract import extract
-    from pianocomposer.tokens import load_tokens
+    from pianocomposer.judging.evaluate import score_likelihood
+    from pianocomposer.learning.bundle import read_bundle
+    from pianocomposer.reading.extract import extract
+    from pianocomposer.reading.tokens import load_tokens
 
     loaded = read_bundle(bundle)
     net = loaded.step_model()

@@ -24,8 +24,8 @@ from benchmarks.train_speed import cpu_name
 
 def val_notes_per_token(data: Path, bundle: Path) -> float:
     """Notes per scored target token over the bundle's validation songs."""
-    from pianocomposer.bundle import read_meta
-    from pianocomposer.tokens import load_tokens
+    from pianocomposer.learning.bundle import read_meta
+    from pianocomposer.reading.tokens import load_tokens
 
     val = set(read_meta(bundle)["split"]["val"])
     songs = [s.tokens for s in load_tokens(data).songs if s.source in val]

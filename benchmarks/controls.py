@@ -23,8 +23,8 @@ import pretty_midi
 from music21 import converter
 
 from benchmarks.train_speed import cpu_name
-from pianocomposer.compose import Composer, Sampler
-from pianocomposer.controls import analysed_key, interval_to, transpose_tokens
+from pianocomposer.composing.compose import Composer, Sampler
+from pianocomposer.composing.controls import analysed_key, interval_to, transpose_tokens
 
 
 def generate(folder: Path, *args: str) -> tuple[list[dict], float]:

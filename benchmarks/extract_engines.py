@@ -27,9 +27,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from benchmarks.train_speed import cpu_name
-from pianocomposer.engines import CHUNKS_PER_WORKER, parse_chunk
-from pianocomposer.extract import extract
 from pianocomposer.pool import WORKER_FILES
+from pianocomposer.reading.engines import CHUNKS_PER_WORKER, parse_chunk
+from pianocomposer.reading.extract import extract
 
 
 def parse_all_beam(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, timeout_s: float, workers: int,
@@ -57,7 +57,7 @@ def parse_all_beam(jobs: list[tuple[int, Path]], encoding_name: str, params: dic
 
 def run(midi: Path, engine: str, params: dict, workers: int, out: Path) -> tuple[float, list]:
     """Seconds for a cold extract on the engine, and its songs."""
-    import pianocomposer.extract as module
+    import pianocomposer.reading.extract as module
 
     local = module.parse_files
     if engine == "beam":

@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmarks.train_speed import cpu_name
 from pianocomposer.encodings import get_encoding
-from pianocomposer.extract import extract, find_music_files
+from pianocomposer.reading.extract import extract, find_music_files
 
 
 def per_file(files: list[Path]) -> dict:

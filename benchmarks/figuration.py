@@ -1,8 +1,8 @@
 """How much each harmonisation's lower voices move between the beats, melody by melody, against Bach's own lower
-voices under the same melodies: harmonize.FIGURATION (its offsets' mean and spread) is chosen here, on training
+voices under the same melodies: four_parts.FIGURATION (its offsets' mean and spread) is chosen here, on training
 melodies.
 
-A piece's figuration (`harmonize.florid`) is the share of its off-beat eighths (on a sixteenth grid) where some
+A piece's figuration (`four_parts.florid`) is the share of its off-beat eighths (on a sixteenth grid) where some
 lower voice begins a note. Bach's chorales range from plain to florid; the network, writing on its own, drifts to
 the middle. For each figuration offset (MEAN:SPREAD of the per-melody log-odds offset), `--melodies` training
 chorales' sopranos are harmonised as `harmonize` does (the likeliest of 4 at the default temperature, the rules on)
@@ -25,11 +25,11 @@ from threadpoolctl import threadpool_limits
 
 from benchmarks.realness import Model
 from benchmarks.train_speed import cpu_name
-from pianocomposer.compose import Sampler, blas_threads
+from pianocomposer.composing.compose import Sampler, blas_threads
+from pianocomposer.composing.four_parts import florid, reharmonize
 from pianocomposer.config import HARMONY_TEMPERATURE
 from pianocomposer.encodings.voices import VoicesEncoding
-from pianocomposer.evaluate import HARMONY_CANDIDATES
-from pianocomposer.harmonize import florid, reharmonize
+from pianocomposer.judging.evaluate import HARMONY_CANDIDATES
 
 
 def summary(values: list[float]) -> dict:

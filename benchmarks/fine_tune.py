@@ -52,9 +52,9 @@ def curve(weights: Path, per_note: float, start: float | None) -> list[dict]:
 
 def base_loss(base: Path, data: Path, tuned: Path) -> float:
     """The base's own loss on the fine-tune's validation songs, in training's windows (as val_loss is)."""
-    from pianocomposer.bundle import read_bundle, read_meta
-    from pianocomposer.evaluate import score_likelihood
-    from pianocomposer.tokens import load_tokens
+    from pianocomposer.judging.evaluate import score_likelihood
+    from pianocomposer.learning.bundle import read_bundle, read_meta
+    from pianocomposer.reading.tokens import load_tokens
 
     val = set(read_meta(tuned)["split"]["val"])
     bundle = read_bundle(base)

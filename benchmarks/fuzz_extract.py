@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.hostile_midi
 
-from pianocomposer.extract import extract
+from pianocomposer.reading.extract import extract
 from tests.hostile_midi import GOOD_TOKENS, MUTATIONS, SEEDS, good_bytes, mutate
 
 

@@ -19,10 +19,10 @@ from datetime import date
 import numpy as np
 
 from benchmarks.train_speed import cpu_name
-from pianocomposer.bundle import load_bundle
-from pianocomposer.compose import Sampler, continue_sequences
-from pianocomposer.extract import load_tokens
-from pianocomposer.metrics import loop_rate
+from pianocomposer.composing.compose import Sampler, continue_sequences
+from pianocomposer.judging.metrics import loop_rate
+from pianocomposer.learning.bundle import load_bundle
+from pianocomposer.reading.extract import load_tokens
 
 
 def original_loop(model, window: np.ndarray, n_tokens: int) -> list[int]:

@@ -3,7 +3,7 @@ judged by voice leading beside Bach's own lower voices, with the time of one 40-
 
 For every chorale in `chorales/heldout/`, its soprano alone is harmonised (`--candidates` samples, one
 kept) and judged by `voice_leading.judge`, beside Bach's own four voices, with the model's nats per frame for Bach's
-lower voices given his soprano and for its own (`harmonize.judge_heldout`, as `evaluate` reports it). Then the first
+lower voices given his soprano and for its own (`judge_heldout`, as `evaluate` reports it). Then the first
 playable tune of eight abc books is harmonised, and each melody checked to be kept note for note. Then `pianocomposer
 harmonize` is timed on a 40-second melody, three runs. Last, 20 whole chorales are written from `<start>` with and
 without the sampler's grammar and rules (`generate --weights chorale` and its `--no-rules`) and judged the same way:
@@ -26,11 +26,12 @@ import numpy as np
 import pretty_midi
 
 from benchmarks.train_speed import cpu_name
-from pianocomposer.abc_notation import split_tunes
-from pianocomposer.compose import Composer, Sampler
+from pianocomposer.composing.compose import Composer, Sampler
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.harmonize import harmonize, judge_heldout, read_melody
-from pianocomposer.voice_leading import SATB_RANGES
+from pianocomposer.frontends.harmonize import harmonize, read_melody
+from pianocomposer.judging.evaluate import judge_heldout
+from pianocomposer.judging.voice_leading import SATB_RANGES
+from pianocomposer.reading.abc_notation import split_tunes
 
 FOLK_BOOKS = ["oneills1850/0001-0050.abc", "oneills1850/0101-0200.abc", "ryansMammoth/7thRegimentReel.abc",
               "airdsAirs/book1.abc", "airdsAirs/book2.abc", "miscFolk/americanfifeopus.abc",

@@ -23,8 +23,8 @@ import numpy as np
 
 from pianocomposer._util import import_keras
 from pianocomposer.config import PRESETS
-from pianocomposer.model import build_model
-from pianocomposer.train import compile_model
+from pianocomposer.learning.model import build_model
+from pianocomposer.learning.train import compile_model
 
 LSTM_OP = re.compile(r"[\w:.]*(?:cudnn|lstm|rnn)[\w:.]*", re.IGNORECASE)
 CUDNN_LSTM = re.compile(r"cudnn_?rnn", re.IGNORECASE)  # not torch's aten::cudnn_is_acceptable, a mere query

@@ -28,14 +28,14 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from benchmarks.train_speed import cpu_name
-from pianocomposer.bundle import read_bundle, resolve_weights
-from pianocomposer.compose import Sampler, blas_threads, compose_tokens
+from pianocomposer.composing.compose import Sampler, blas_threads, compose_tokens
+from pianocomposer.composing.four_parts import LOOKAHEAD, reharmonize
 from pianocomposer.config import HARMONY_TEMPERATURE
-from pianocomposer.evaluate import HARMONY_CANDIDATES, plays, read_real, real_midi_files
-from pianocomposer.harmonize import LOOKAHEAD, reharmonize
-from pianocomposer.metrics import SPAN, copied_spans, token_spans
-from pianocomposer.realness import FEATURE_NAMES, note_array, piece_features, realness_test
-from pianocomposer.tokens import load_tokens
+from pianocomposer.judging.evaluate import HARMONY_CANDIDATES, plays, read_real, real_midi_files
+from pianocomposer.judging.metrics import SPAN, copied_spans, token_spans
+from pianocomposer.judging.realness import FEATURE_NAMES, note_array, piece_features, realness_test
+from pianocomposer.learning.bundle import read_bundle, resolve_weights
+from pianocomposer.reading.tokens import load_tokens
 
 
 class Model:

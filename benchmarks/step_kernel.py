@@ -31,8 +31,8 @@ from benchmarks.train_speed import cpu_name
 
 OLD_PATH = """
 import sys, numpy as np
-from pianocomposer.bundle import load_bundle
-from pianocomposer.compose import Sampler, continue_sequences
+from pianocomposer.learning.bundle import load_bundle
+from pianocomposer.composing.compose import Sampler, continue_sequences
 b = load_bundle(sys.argv[1])
 rows = continue_sequences(b.step_model(), [b.vocabulary.encode(b.meta['seeds'][0])], 500, Sampler(),
                           np.random.default_rng(0))
@@ -64,7 +64,7 @@ def _timed(fn, *args) -> float:
 
 def kernel(weights: str, batch: int, steps: int, dtype: str) -> dict:
     """Seconds per step of the StepModel at this batch size, with its arrays cast to dtype."""
-    from pianocomposer.bundle import read_bundle
+    from pianocomposer.learning.bundle import read_bundle
 
     net = read_bundle(Path(weights)).step_model()
     arrays = [name for name, value in vars(net).items() if isinstance(value, np.ndarray)]

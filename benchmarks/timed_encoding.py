@@ -23,10 +23,10 @@ import numpy as np
 import pretty_midi
 
 from benchmarks.train_speed import cpu_name
-from pianocomposer.compose import Composer, Sampler
+from pianocomposer.composing.compose import Composer, Sampler
 from pianocomposer.encodings import get_encoding
-from pianocomposer.extract import find_music_files
-from pianocomposer.metrics import histogram_distance, histograms
+from pianocomposer.judging.metrics import histogram_distance, histograms
+from pianocomposer.reading.extract import find_music_files
 
 GRID = 12  # ticks per quarter of the default grid
 

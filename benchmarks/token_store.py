@@ -21,8 +21,8 @@ from datetime import date
 from pathlib import Path
 
 from benchmarks.train_speed import cpu_name
-from pianocomposer.atomic import write_json
-from pianocomposer.tokens import Song, TokenData, load_tokens
+from pianocomposer.reading.tokens import Song, TokenData, load_tokens
+from pianocomposer.writing.atomic import write_json
 
 
 def make_store(data: Path, songs: int, tokens: int) -> TokenData:

@@ -1,5 +1,5 @@
 """`python -m pianocomposer` runs the command line."""
 
-from pianocomposer.cli import main
+from pianocomposer.frontends.cli import main
 
 main()

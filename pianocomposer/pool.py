@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pianocomposer.errors import PianoComposerError, first_line
-from pianocomposer.readers import time_allowed
+from pianocomposer.reading.readers import time_allowed
 
 MEMORY_LIMIT_BYTES = 2 * 2**30  # per parsing process; real songs need a few hundred MB
 WORKER_FILES = 100  # files one parsing process handles before a fresh one takes over

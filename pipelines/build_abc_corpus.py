@@ -14,7 +14,7 @@ from pathlib import Path
 
 from music21 import corpus
 
-from pianocomposer.abc_notation import AbcError, abc2midi_problems, normalise, parse_tune, split_tunes
+from pianocomposer.reading.abc_notation import AbcError, abc2midi_problems, normalise, parse_tune, split_tunes
 
 # music21 corpus folder -> (book, year, transcription credit as the files give it)
 BOOKS = {
@@ -100,7 +100,7 @@ def provenance(out: Path, written: list[tuple[Path, int, str]]) -> str:
         lines.append(f"| `{part(folder)}/{folder}/` | {book} | {year} | {credit} | {len(rows)} | "
                      f"{sum(w[1] for w in rows)} |")
     lines += ["", "## What extract keeps (`--encoding abc`)", "",
-              "Every tune is normalised (`pianocomposer/abc_notation.py`), mechanical faults repaired (letter "
+              "Every tune is normalised (`pianocomposer/reading/abc_notation.py`), mechanical faults repaired (letter "
               "decorations dropped; ties between different notes, which are slurs, dropped; R:hornpipe dropped "
               "where the metre is not 2/4 or 4/4), then checked: music21 must read it with a metre, a key and "
               "notes, and abc2midi must report no error and no bar of the wrong length. The rest are dropped, "

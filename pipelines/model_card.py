@@ -9,14 +9,14 @@ import argparse
 import math
 from pathlib import Path
 
-from pianocomposer.atomic import write_text
-from pianocomposer.bundle import load_bundle, read_meta
 from pianocomposer.config import ModelConfig
-from pianocomposer.dataset import make_windows
 from pianocomposer.encodings import get_encoding
-from pianocomposer.model import build_model
-from pianocomposer.tokens import load_tokens
-from pianocomposer.train import compile_model
+from pianocomposer.learning.bundle import load_bundle, read_meta
+from pianocomposer.learning.dataset import make_windows
+from pianocomposer.learning.model import build_model
+from pianocomposer.learning.train import compile_model
+from pianocomposer.reading.tokens import load_tokens
+from pianocomposer.writing.atomic import write_text
 
 
 def stored_weights_scores(folder: Path, data: Path) -> dict:

@@ -42,7 +42,7 @@ def midi_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def data_dir(midi_dir, tmp_path_factory) -> Path:
     """tokens.json extracted from midi_dir."""
-    from pianocomposer.extract import extract
+    from pianocomposer.reading.extract import extract
 
     out = tmp_path_factory.mktemp("data")
     extract(midi_dir, out, progress=False)
@@ -52,7 +52,7 @@ def data_dir(midi_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bundle_dir(data_dir, tmp_path_factory) -> Path:
     """A quick-preset bundle trained for a few epochs on the tiny corpus."""
-    from pianocomposer.train import train
+    from pianocomposer.learning.train import train
 
     out = tmp_path_factory.mktemp("weights")
     train(data_dir, out, preset="quick", epochs=3, val_split=0.2, progress=False, **TINY)
@@ -68,8 +68,8 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
 @pytest.fixture(scope="session")
 def voices_bundle(tmp_path_factory) -> Path:
     """A tiny voices bundle trained for one epoch on the held-out chorales."""
-    from pianocomposer.extract import extract
-    from pianocomposer.train import train
+    from pianocomposer.learning.train import train
+    from pianocomposer.reading.extract import extract
 
     folder = tmp_path_factory.mktemp("voices")
     extract(REPO / "chorales" / "heldout", folder / "data", encoding="voices", progress=False)

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pianocomposer.abc_notation import AbcError, abc2midi_problems, normalise, parse_tune, split_tunes
-from pianocomposer.bundle import read_bundle
-from pianocomposer.compose import Sampler, continue_sequences
+from pianocomposer.composing.compose import Sampler, continue_sequences
 from pianocomposer.config import shipped_bundle
 from pianocomposer.encodings import get_encoding
 from pianocomposer.encodings.abc import END, detokenize, tokenize
 from pianocomposer.encodings.abc_metre import BarState, MetreConstraint
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.extract import extract
-from pianocomposer.generate import generate
+from pianocomposer.frontends.generate import generate
+from pianocomposer.learning.bundle import read_bundle
+from pianocomposer.reading.abc_notation import AbcError, abc2midi_problems, normalise, parse_tune, split_tunes
+from pianocomposer.reading.extract import extract
 from tests.conftest import REPO, run_cli
 
 BOOK = REPO / "abc_tunes" / "train" / "oneills1850" / "0001-0050.abc"  # 50 tunes of the shipped corpus

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pianocomposer.bundle import BEST_MODEL, BUNDLE_FILE, load_bundle
 from pianocomposer.errors import PianoComposerError
+from pianocomposer.learning.bundle import BEST_MODEL, BUNDLE_FILE, load_bundle
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pianocomposer"
 PIANOCOMPOSER = Path(sys.executable).with_name("pianocomposer")
@@ -163,8 +163,8 @@ def as_version_1(meta: dict) -> None:
 
 
 def test_a_version_1_bundle_loads_generates_and_resumes(bundle, data_dir, tmp_path):
-    from pianocomposer.generate import generate
-    from pianocomposer.train import train
+    from pianocomposer.frontends.generate import generate
+    from pianocomposer.learning.train import train
 
     folder = tmp_path / "v1"
     shutil.copytree(bundle, folder)

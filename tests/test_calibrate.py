@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pretty_midi
 
-from pianocomposer.calibrate import Events, calibrate, fit, nats
-from pianocomposer.harmonize import CALIBRATION, calibration_features
+from pianocomposer.composing.four_parts import CALIBRATION, calibration_features
+from pianocomposer.learning.calibrate import Events, calibrate, fit, nats
 from tests.conftest import REPO, run_cli
 
 
@@ -42,7 +42,7 @@ def test_the_features_tell_the_bass_moves_the_clashes_and_the_keys_degrees():
 
 
 def test_a_dotted_melody_is_a_beat_the_soprano_holds_over_and_leaves_within():
-    from pianocomposer.harmonize import dotted
+    from pianocomposer.composing.four_parts import dotted
 
     def frames(*soprano):  # one frame a sixteenth, from a bar's first beat
         return [[f"Beat_{i}", f"S_{s}"] for i, s in enumerate(soprano)]
@@ -87,9 +87,9 @@ def test_calibrate_saves_the_corrections_in_the_bundle_and_refuses_other_bundles
 
 
 def test_the_shipped_chorales_bass_moves_clashes_and_keys_come_nearer_bachs_once_calibrated():
-    from pianocomposer.compose import Composer, Sampler
-    from pianocomposer.harmonize import reharmonize
-    from pianocomposer.realness import FEATURE_NAMES, note_array, piece_features
+    from pianocomposer.composing.compose import Composer, Sampler
+    from pianocomposer.composing.four_parts import reharmonize
+    from pianocomposer.judging.realness import FEATURE_NAMES, note_array, piece_features
 
     composer = Composer(REPO / "weights" / "chorale")
     encoding = composer.encoding
@@ -119,8 +119,9 @@ def test_the_shipped_chorales_bass_moves_clashes_and_keys_come_nearer_bachs_once
 
 
 def test_under_a_dotted_melody_the_calibrated_lower_voices_move_on_the_beat_it_holds_over_as_bachs_do():
-    from pianocomposer.compose import Composer, Sampler
-    from pianocomposer.harmonize import LOWER, dotted, four_parts
+    from pianocomposer.composing.compose import Composer, Sampler
+    from pianocomposer.composing.four_parts import dotted, four_parts
+    from pianocomposer.encodings.voices_tokens import LOWER
 
     composer = Composer(REPO / "weights" / "chorale")
     encoding = composer.encoding

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from pianocomposer.dataset import make_windows, split_songs, transpose_songs
 from pianocomposer.encodings import get_encoding
 from pianocomposer.encodings.cpc import chord_token, is_chord, note_number
+from pianocomposer.learning.dataset import make_windows, split_songs, transpose_songs
 from tests.conftest import PHRASES
 
 

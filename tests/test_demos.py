@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pianocomposer.demos import SUFFIXES, demos, read_config
 from pianocomposer.errors import PianoComposerError
+from pianocomposer.frontends.demos import SUFFIXES, demos, read_config
 from tests.conftest import run_cli
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from pianocomposer.bundle import read_meta
-from pianocomposer.devices import Placement, placement_for
 from pianocomposer.errors import PianoComposerError
+from pianocomposer.learning.bundle import read_meta
+from pianocomposer.learning.devices import Placement, placement_for
 from tests.conftest import REPO
 
 # Runs in a fresh process: the device count must be set before the backend starts. The quick preset at a global
@@ -20,9 +20,9 @@ from tests.conftest import REPO
 SCRIPT = """
 import json, sys
 import numpy as np
-from pianocomposer.bundle import LAST_MODEL, load_bundle
-from pianocomposer.devices import placement_for
-from pianocomposer.train import train
+from pianocomposer.learning.bundle import LAST_MODEL, load_bundle
+from pianocomposer.learning.devices import placement_for
+from pianocomposer.learning.train import train
 data, out = sys.argv[1], sys.argv[2]
 placement = placement_for("all")
 runs = {name: train(data, out + "/" + name, preset="quick", epochs=3, batch_size=8, patience=1, progress=False,

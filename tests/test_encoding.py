@@ -5,11 +5,11 @@ from fractions import Fraction
 import pretty_midi
 import pytest
 
-from pianocomposer.bundle import read_meta
 from pianocomposer.config import shipped_bundle
 from pianocomposer.encodings import get_encoding
 from pianocomposer.encodings.cpc import quantize_onset, token_pitches
 from pianocomposer.errors import PianoComposerError
+from pianocomposer.learning.bundle import read_meta
 from tests.conftest import PHRASES, REPO, write_song
 
 CPC = get_encoding("cpc")

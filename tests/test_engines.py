@@ -3,7 +3,7 @@
 import pytest
 
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.extract import extract
+from pianocomposer.reading.extract import extract
 from tests.hostile_midi import many_notes_bytes, write_corpus
 
 pytest.importorskip("ray")  # the test extra installs it; a user without it gets a one-line error (below)

@@ -6,10 +6,17 @@ import math
 import numpy as np
 import pytest
 
-from pianocomposer.bundle import load_bundle
 from pianocomposer.encodings import get_encoding
-from pianocomposer.evaluate import evaluate
-from pianocomposer.metrics import copy_rate, histogram_distance, histograms, loop_rate, music_statistics, token_spans
+from pianocomposer.judging.evaluate import evaluate
+from pianocomposer.judging.metrics import (
+    copy_rate,
+    histogram_distance,
+    histograms,
+    loop_rate,
+    music_statistics,
+    token_spans,
+)
+from pianocomposer.learning.bundle import load_bundle
 from tests.conftest import PHRASES, run_cli
 
 CPC = get_encoding("cpc")

@@ -9,7 +9,7 @@ import pytest
 
 from pianocomposer.config import TOKENS_FORMAT_VERSION
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.extract import extract, load_tokens
+from pianocomposer.reading.extract import extract, load_tokens
 from tests.conftest import PHRASES, REPO, write_song
 
 

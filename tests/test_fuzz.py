@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.extract import extract
+from pianocomposer.reading.extract import extract
 from tests.hostile_midi import GOOD_TOKENS, MUTATIONS, SEEDS, good_bytes, mutate
 
 MUTATION = st.tuples(st.sampled_from(MUTATIONS),

@@ -7,12 +7,12 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from pianocomposer.bundle import load_bundle, resolve_weights
-from pianocomposer.compose import Composer, Sampler, continue_sequences
+from pianocomposer.composing.compose import Composer, Sampler, continue_sequences
 from pianocomposer.config import DEFAULT_WEIGHTS_DIR, shipped_bundle
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.generate import generate, reserve_stems
-from pianocomposer.metrics import loop_rate
+from pianocomposer.frontends.generate import generate, reserve_stems
+from pianocomposer.judging.metrics import loop_rate
+from pianocomposer.learning.bundle import load_bundle, resolve_weights
 from tests.conftest import PHRASES, write_song
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pianocomposer.atomic import atomic_path
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.extract import extract, load_tokens
+from pianocomposer.reading.extract import extract, load_tokens
+from pianocomposer.writing.atomic import atomic_path
 from tests.hostile_midi import (
     GOOD_TOKENS,
     NON_UTF8_GOOD,

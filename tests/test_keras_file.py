@@ -11,11 +11,11 @@ import h5py
 import numpy as np
 import pytest
 
-from pianocomposer.bundle import BEST_MODEL, load_bundle, read_bundle
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.keras_file import read_layer_weights
-from pianocomposer.model import keras_layer_weights
-from pianocomposer.train import train
+from pianocomposer.learning.bundle import BEST_MODEL, load_bundle, read_bundle
+from pianocomposer.learning.keras_file import read_layer_weights
+from pianocomposer.learning.model import keras_layer_weights
+from pianocomposer.learning.train import train
 from tests.conftest import REPO, TINY
 
 
@@ -39,7 +39,7 @@ def test_the_reader_returns_exactly_what_keras_loads(which, request):
 
 
 def test_generate_runs_without_importing_keras_or_tensorflow(bundle_dir, tmp_path):
-    code = ("import sys\nfrom pianocomposer.cli import main\n"
+    code = ("import sys\nfrom pianocomposer.frontends.cli import main\n"
             f"sys.argv = ['pianocomposer', 'generate', '--weights', {str(bundle_dir)!r}, '--length', '30', "
             f"'--no-wav', '--out', {str(tmp_path)!r}, '--primer-tokens', 'C4 E4 G4']\n"
             "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"

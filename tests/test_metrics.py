@@ -8,7 +8,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from pianocomposer.metrics import RESOLUTION, music_statistics
+from pianocomposer.judging.metrics import RESOLUTION, music_statistics
 from tests.conftest import REPO
 
 muspy = pytest.importorskip("muspy")  # in the [test] extra only: the core computes the metrics without it

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from pianocomposer.bundle import load_bundle
-from pianocomposer.compose import prime
+from pianocomposer.composing.compose import prime
 from pianocomposer.config import PRESETS
-from pianocomposer.model import build_model
-from pianocomposer.train import train
+from pianocomposer.learning.bundle import load_bundle
+from pianocomposer.learning.model import build_model
+from pianocomposer.learning.train import train
 
 KINDS = [("lstm", False), ("lstm", True), ("gru", False), ("gru", True)]
 

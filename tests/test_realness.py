@@ -8,10 +8,8 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from pianocomposer.bundle import resolve_weights
-from pianocomposer.evaluate import evaluate
-from pianocomposer.extract import extract
-from pianocomposer.realness import (
+from pianocomposer.judging.evaluate import evaluate
+from pianocomposer.judging.realness import (
     FEATURE_NAMES,
     FEATURES,
     GROUPS,
@@ -21,6 +19,8 @@ from pianocomposer.realness import (
     piece_features,
     realness_test,
 )
+from pianocomposer.learning.bundle import resolve_weights
+from pianocomposer.reading.extract import extract
 from tests.conftest import REPO, run_cli
 
 SONGS = sorted((REPO / "midi_songs").glob("*.mid"))

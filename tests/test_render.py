@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.render import render_wav
+from pianocomposer.writing.render import render_wav
 from tests.conftest import PHRASES, write_song
 
 

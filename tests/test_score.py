@@ -7,7 +7,7 @@ import pytest
 from music21 import bar, converter, instrument, meter, stream
 from music21 import key as keys
 
-from pianocomposer.score import abc_score, piano_score, satb_score, write_sheet
+from pianocomposer.writing.score import abc_score, piano_score, satb_score, write_sheet
 from tests.conftest import REPO, run_cli
 
 

@@ -22,7 +22,7 @@ import pytest
 import uvicorn
 
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.serve import RESULT_FILE, Limits, create_app, enforce_quota, find_bundles, sniff_suffix
+from pianocomposer.frontends.serve import RESULT_FILE, Limits, create_app, enforce_quota, find_bundles, sniff_suffix
 from tests.conftest import REPO
 from tests.hostile_midi import midi_file, notes_events, tempo_event, track
 from tests.test_demos import CHROMEDRIVER, CHROMIUM, chrome, page_media
@@ -254,7 +254,7 @@ HOSTILE = {
 
 
 def test_a_melody_of_2000_notes_is_read_and_one_more_is_too_long(tmp_path):
-    from pianocomposer.serve import melody_midi
+    from pianocomposer.frontends.serve import melody_midi
 
     for count in (2000, 2001):
         (tmp_path / f"{count}.mid").write_bytes(single_notes_bytes(count))

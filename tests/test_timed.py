@@ -5,13 +5,13 @@ import json
 import pretty_midi
 import pytest
 
-from pianocomposer.bundle import read_bundle
 from pianocomposer.encodings import get_encoding
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.evaluate import evaluate
-from pianocomposer.extract import extract
-from pianocomposer.generate import generate
-from pianocomposer.train import train
+from pianocomposer.frontends.generate import generate
+from pianocomposer.judging.evaluate import evaluate
+from pianocomposer.learning.bundle import read_bundle
+from pianocomposer.learning.train import train
+from pianocomposer.reading.extract import extract
 from tests.conftest import TINY
 
 QUARTER = 0.5  # seconds at 120 qpm

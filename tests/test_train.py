@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from pianocomposer._util import import_keras
-from pianocomposer.bundle import LAST_MODEL, PENDING_LAST_MODEL, load_bundle, read_meta
 from pianocomposer.config import PRESETS
-from pianocomposer.devices import Placement
 from pianocomposer.encodings import get_encoding
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.model import build_model
-from pianocomposer.tokens import load_tokens
-from pianocomposer.train import TrainingState, epoch_windows, plan_new, prepare_data, train
+from pianocomposer.learning.bundle import LAST_MODEL, PENDING_LAST_MODEL, load_bundle, read_meta
+from pianocomposer.learning.devices import Placement
+from pianocomposer.learning.model import build_model
+from pianocomposer.learning.train import TrainingState, epoch_windows, plan_new, prepare_data, train
+from pianocomposer.reading.tokens import load_tokens
 from tests.conftest import REPO, TINY, run_cli, write_song
 
 
@@ -249,7 +249,7 @@ def test_every_keras_backend_trains_and_the_bundle_generates(backend, data_dir, 
 @pytest.fixture(scope="module")
 def timed_base(tmp_path_factory):
     """A tiny timed bundle trained one epoch on 12 chorales, as a base to fine-tune, and 6 other chorales."""
-    from pianocomposer.extract import extract
+    from pianocomposer.reading.extract import extract
 
     root = tmp_path_factory.mktemp("base")
     songs = sorted((REPO / "chorales" / "heldout").glob("*.mid"))
@@ -279,7 +279,7 @@ def test_extract_like_a_bundle_takes_its_encoding_and_a_folder_fits_its_full_voc
 
 
 def test_train_from_a_base_starts_from_its_network_and_records_it(timed_base, tmp_path):
-    from pianocomposer.extract import extract
+    from pianocomposer.reading.extract import extract
 
     extract(timed_base / "user_midi", tmp_path / "data", encoding="timed", progress=False)
     base = load_bundle(timed_base / "base")
@@ -301,8 +301,8 @@ def test_train_from_a_base_starts_from_its_network_and_records_it(timed_base, tm
     train(tmp_path / "data", tmp_path / "tuned", epochs=1, resume=True, progress=False)
     assert read_meta(tmp_path / "tuned")["base"] == meta["base"]
     # evaluate scores the base on the fine-tune's held-out songs beside it
-    from pianocomposer.bundle import read_bundle
-    from pianocomposer.evaluate import evaluate, score_likelihood
+    from pianocomposer.judging.evaluate import evaluate, score_likelihood
+    from pianocomposer.learning.bundle import read_bundle
 
     report = evaluate(tmp_path / "tuned", tmp_path / "data", generate=0, realness=False, out=None, progress=False)
     heldout = [s.tokens for s in load_tokens(tmp_path / "data").songs if s.source in meta["split"]["val"]]
@@ -318,7 +318,7 @@ def test_train_from_refuses_data_it_cannot_read_in_one_line(timed_base, bundle_d
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
     assert "the data is 'cpc'" in proc.stderr and "extract --like" in proc.stderr
     # a corpus-bound vocabulary (cpc): a token the base never saw is named with its song
-    from pianocomposer.extract import extract
+    from pianocomposer.reading.extract import extract
 
     (tmp_path / "midi").mkdir()
     write_song(tmp_path / "midi" / "odd.mid", ["C4", "F#2", "E4"])

@@ -11,9 +11,9 @@ import pytest
 from pianocomposer.encodings import get_encoding
 from pianocomposer.encodings.voices import END, START
 from pianocomposer.errors import PianoComposerError, Unplayable
-from pianocomposer.extract import extract
-from pianocomposer.readers import Music
-from pianocomposer.score import estimate_key
+from pianocomposer.reading.extract import extract
+from pianocomposer.reading.readers import Music
+from pianocomposer.writing.score import estimate_key
 from tests.conftest import REPO
 
 CHORALES = REPO / "chorales"
@@ -22,7 +22,7 @@ CHORALES = REPO / "chorales"
 @pytest.fixture(scope="module")
 def shipped_chorale():
     """The shipped chorale model, loaded once for the tests that use it."""
-    from pianocomposer.compose import Composer
+    from pianocomposer.composing.compose import Composer
 
     return Composer(REPO / "weights" / "chorale")
 
@@ -167,7 +167,7 @@ def test_extract_reads_the_chorales_folder(tmp_path):
 
 
 def test_a_voices_bundle_writes_four_named_voices(voices_bundle, tmp_path):
-    from pianocomposer.generate import generate
+    from pianocomposer.frontends.generate import generate
 
     result = generate(voices_bundle, tmp_path / "out", num_outputs=2, length=200, seed=1, wav=False,
                       progress=False)
@@ -179,7 +179,7 @@ def test_a_voices_bundle_writes_four_named_voices(voices_bundle, tmp_path):
 
 
 def test_harmonize_keeps_the_melody_note_for_note_and_writes_the_three_voices_below(voices_bundle, tmp_path):
-    from pianocomposer.harmonize import harmonize
+    from pianocomposer.frontends.harmonize import harmonize
 
     chorale = pretty_midi.PrettyMIDI(str(CHORALES / "heldout" / "bwv113.8.mid"))
     scale = 100 / 72  # the chorale file is at 100 quarter notes a minute; the melody is at 72
@@ -214,8 +214,8 @@ def test_harmonize_keeps_the_melody_note_for_note_and_writes_the_three_voices_be
 
 
 def test_pieces_in_one_batch_score_as_each_alone_and_given_voices_are_kept(voices_bundle):
-    from pianocomposer.compose import Composer
-    from pianocomposer.harmonize import four_parts
+    from pianocomposer.composing.compose import Composer
+    from pianocomposer.composing.four_parts import four_parts
 
     composer = Composer(voices_bundle)
     bundle, net, encoding = composer.bundle, composer.net, composer.encoding
@@ -236,8 +236,8 @@ def test_pieces_in_one_batch_score_as_each_alone_and_given_voices_are_kept(voice
 
 
 def test_frames_drawn_whole_keep_the_voice_leading_rules_as_frames_drawn_one_by_one_do(voices_bundle):
-    from pianocomposer.compose import Composer, Sampler
-    from pianocomposer.harmonize import reharmonize
+    from pianocomposer.composing.compose import Composer, Sampler
+    from pianocomposer.composing.four_parts import reharmonize
 
     composer = Composer(voices_bundle)  # one epoch: its choices are near chance, and break the rules freely
     encoding = composer.encoding
@@ -255,7 +255,7 @@ def test_frames_drawn_whole_keep_the_voice_leading_rules_as_frames_drawn_one_by_
 
 
 def test_evaluate_judges_harmonisations_of_held_out_melodies_beside_the_originals(voices_bundle):
-    from pianocomposer.evaluate import evaluate
+    from pianocomposer.judging.evaluate import evaluate
 
     result = evaluate(voices_bundle, voices_bundle.parent / "data", generate=2, length=300, out=None,
                       progress=False)
@@ -271,7 +271,7 @@ def test_evaluate_judges_harmonisations_of_held_out_melodies_beside_the_original
 
 
 def test_harmonize_reads_an_abc_tune_and_refuses_what_it_cannot_use(voices_bundle, bundle_dir, tmp_path):
-    from pianocomposer.harmonize import harmonize
+    from pianocomposer.frontends.harmonize import harmonize
     from tests.conftest import run_cli
 
     (tmp_path / "reel.abc").write_text("X:1\nT:Reel\nM:4/4\nL:1/8\nK:D\ndfaf gfed|cABc d3e//d//d/|]\n")
@@ -294,7 +294,7 @@ def test_harmonize_reads_an_abc_tune_and_refuses_what_it_cannot_use(voices_bundl
 
 
 def test_voice_leading_counts_what_a_teacher_marks():
-    from pianocomposer.voice_leading import is_chord, judge
+    from pianocomposer.judging.voice_leading import is_chord, judge
 
     def voices(*lines):  # one note a step per voice, 4 steps a second
         tracks = []
@@ -399,7 +399,7 @@ def test_the_chorale_rules_remember_parallels_across_a_passing_note_or_a_rest_an
 
 
 def test_a_voice_written_after_the_bass_keeps_above_it_and_out_of_parallels_with_it():
-    from pianocomposer.voice_leading import rule_breaks
+    from pianocomposer.judging.voice_leading import rule_breaks
 
     # S C5 to D5, A G4 to F4, the bass C3 to D3 written; the tenor from G3: under the bass, in fifths with it, free
     notes = np.array([45, 57, 59, 55])
@@ -451,7 +451,7 @@ def test_on_a_beat_the_rules_keep_the_voices_to_a_triad_or_seventh_chord_and_off
 
 
 def test_whole_chorales_from_the_shipped_model_keep_the_grammar(shipped_chorale):
-    from pianocomposer.compose import Sampler
+    from pianocomposer.composing.compose import Sampler
     from pianocomposer.encodings.voices_grammar import FrameConstraint, FrameState
 
     composer = shipped_chorale
@@ -465,8 +465,9 @@ def test_whole_chorales_from_the_shipped_model_keep_the_grammar(shipped_chorale)
 
 
 def test_harmonising_at_a_low_temperature_keeps_the_lower_voices_moving_as_bach_does_between_beats(shipped_chorale):
-    from pianocomposer.compose import Sampler
-    from pianocomposer.harmonize import LOWER, reharmonize
+    from pianocomposer.composing.compose import Sampler
+    from pianocomposer.composing.four_parts import reharmonize
+    from pianocomposer.encodings.voices_tokens import LOWER
 
     composer = shipped_chorale
     encoding = composer.encoding
@@ -485,8 +486,9 @@ def test_harmonising_at_a_low_temperature_keeps_the_lower_voices_moving_as_bach_
 
 
 def test_each_melody_draws_its_own_figuration_from_plain_to_florid_as_bachs_chorales_range(shipped_chorale):
-    from pianocomposer.compose import Sampler
-    from pianocomposer.harmonize import FIGURATION, LOWER, florid, four_parts
+    from pianocomposer.composing.compose import Sampler
+    from pianocomposer.composing.four_parts import FIGURATION, florid, four_parts
+    from pianocomposer.encodings.voices_tokens import LOWER
 
     composer = shipped_chorale
     encoding = composer.encoding
@@ -507,7 +509,7 @@ def test_each_melody_draws_its_own_figuration_from_plain_to_florid_as_bachs_chor
 
 
 def test_harmonize_writes_plain_or_florid_lower_voices_as_asked(shipped_chorale, tmp_path):
-    from pianocomposer.harmonize import harmonize
+    from pianocomposer.frontends.harmonize import harmonize
 
     chorale = pretty_midi.PrettyMIDI(str(CHORALES / "heldout" / "bwv113.8.mid"))  # 100 quarter notes a minute
     melody = pretty_midi.PrettyMIDI(initial_tempo=100)
@@ -528,7 +530,7 @@ def test_harmonize_writes_plain_or_florid_lower_voices_as_asked(shipped_chorale,
 
 def test_a_melody_in_half_notes_is_harmonised_in_quarters_as_bach_harmonised_his(shipped_chorale, tmp_path):
     from benchmarks.harmonize import soprano_file
-    from pianocomposer.harmonize import harmonize, in_half_notes, read_melody
+    from pianocomposer.frontends.harmonize import harmonize, in_half_notes, read_melody
 
     assert not in_half_notes(*read_melody(soprano_file(CHORALES / "heldout" / "bwv113.8.mid", tmp_path)))
     chorale = pretty_midi.PrettyMIDI(str(CHORALES / "train" / "bwv323.mid"))  # its melody moves in half notes
@@ -551,7 +553,7 @@ def test_a_melody_in_half_notes_is_harmonised_in_quarters_as_bach_harmonised_his
 
 
 def test_halving_a_melody_keeps_a_pickup_a_pickup_and_a_whole_first_bar_whole():
-    from pianocomposer.harmonize import halved
+    from pianocomposer.frontends.harmonize import halved
 
     def metres(*changes: tuple[int, int, float]) -> list[tuple[int, int, float]]:  # (numerator, denominator, quarter)
         midi = pretty_midi.PrettyMIDI(initial_tempo=60)  # a quarter a second
@@ -566,8 +568,8 @@ def test_halving_a_melody_keeps_a_pickup_a_pickup_and_a_whole_first_bar_whole():
 
 
 def test_a_harmonisation_ends_over_the_tonic_where_the_melody_ends_in_the_tonic_chord(shipped_chorale):
-    from pianocomposer.compose import Sampler
-    from pianocomposer.harmonize import cadence, reharmonize
+    from pianocomposer.composing.compose import Sampler
+    from pianocomposer.composing.four_parts import cadence, reharmonize
 
     composer = shipped_chorale
     encoding = composer.encoding
@@ -591,8 +593,8 @@ def test_a_harmonisation_ends_over_the_tonic_where_the_melody_ends_in_the_tonic_
 
 
 def test_the_lower_voices_hold_their_notes_as_long_as_bachs_do_and_rest_where_the_melody_rests(shipped_chorale):
-    from pianocomposer.compose import Sampler
-    from pianocomposer.harmonize import LASTS, reharmonize
+    from pianocomposer.composing.compose import Sampler
+    from pianocomposer.composing.four_parts import LASTS, reharmonize
 
     composer = shipped_chorale
     encoding = composer.encoding
@@ -626,7 +628,7 @@ def test_the_lower_voices_hold_their_notes_as_long_as_bachs_do_and_rest_where_th
 
 
 def test_the_texture_keeps_bachs_pulse_no_onset_off_a_still_beat_and_none_left_still_after_an_off_beat_one():
-    from pianocomposer.harmonize import Rhythm
+    from pianocomposer.composing.four_parts import Rhythm
 
     rhythm, rows, none = Rhythm(2, 3), np.arange(2), np.zeros((2, 3), bool)
     held = np.ones(2, bool)  # the soprano holds on
@@ -652,8 +654,8 @@ def test_the_texture_keeps_bachs_pulse_no_onset_off_a_still_beat_and_none_left_s
 
 
 def test_harmonisations_keep_bachs_pulse_between_the_beats(shipped_chorale):
-    from pianocomposer.compose import Sampler
-    from pianocomposer.harmonize import reharmonize
+    from pianocomposer.composing.compose import Sampler
+    from pianocomposer.composing.four_parts import reharmonize
 
     composer = shipped_chorale
     encoding = composer.encoding
@@ -683,9 +685,10 @@ def test_harmonisations_keep_bachs_pulse_between_the_beats(shipped_chorale):
 
 
 def test_no_two_voices_move_in_parallels_from_the_notes_they_last_began_together(shipped_chorale):
-    from pianocomposer.compose import Sampler
+    from pianocomposer.composing.compose import Sampler
+    from pianocomposer.composing.four_parts import reharmonize
     from pianocomposer.config import HARMONY_TEMPERATURE
-    from pianocomposer.harmonize import pitch, reharmonize
+    from pianocomposer.encodings.voices_tokens import pitch
 
     encoding = shipped_chorale.encoding
     songs = [encoding.read_songs(p)[0]["tokens"] for p in sorted((CHORALES / "heldout").glob("*.mid"))[:8]]
@@ -712,8 +715,8 @@ def test_no_two_voices_move_in_parallels_from_the_notes_they_last_began_together
 
 
 def test_how_far_the_bass_moves_is_drawn_at_the_models_odds_and_only_which_note_at_the_temperature():
-    from pianocomposer.compose import Sampler
-    from pianocomposer.harmonize import Voices, draw, kind
+    from pianocomposer.composing.compose import Sampler
+    from pianocomposer.composing.four_parts import Voices, draw, kind
 
     tokens = ["B_50", "B_47", "B_55", "B_53", "B_52", "B_48~", "A_60"]  # from C (48): two steps, a fifth, a fourth,
     voices = Voices(tokens, "BAT")  # a third, held
@@ -727,8 +730,8 @@ def test_how_far_the_bass_moves_is_drawn_at_the_models_odds_and_only_which_note_
 
 
 def test_the_rules_forbidding_a_voices_moves_do_not_make_it_hold_more_often():
-    from pianocomposer.compose import Sampler
-    from pianocomposer.harmonize import Voices, draw, kind
+    from pianocomposer.composing.compose import Sampler
+    from pianocomposer.composing.four_parts import Voices, draw, kind
 
     tokens = ["A_60", "A_62", "A_64", "A_65", "A_67", "A_64~"]  # five new notes, or the alto's E4 held on
     voices = Voices(tokens, "ATB")
@@ -742,7 +745,7 @@ def test_the_rules_forbidding_a_voices_moves_do_not_make_it_hold_more_often():
 
 
 def test_a_melody_keeps_the_likeliest_harmonisation_heard_in_its_keys_mode():
-    from pianocomposer.harmonize import heard_minor, keep
+    from pianocomposer.composing.four_parts import heard_minor, keep
 
     def frames(*chords):  # each chord S A T B, held a frame
         return [["Beat_0", f"S_{s}", f"A_{a}", f"T_{t}", f"B_{b}"] for s, a, t, b in chords]

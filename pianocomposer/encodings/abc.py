@@ -12,7 +12,10 @@ from typing import ClassVar
 import numpy as np
 import pretty_midi
 
-from pianocomposer.abc_notation import (
+from pianocomposer.encodings.abc_metre import MetreConstraint, bar_ending, last_ending
+from pianocomposer.encodings.base import Encoding
+from pianocomposer.errors import PianoComposerError
+from pianocomposer.reading.abc_notation import (
     DEFAULT_QPM,
     FIELD,
     TEXT_FORM,
@@ -22,10 +25,7 @@ from pianocomposer.abc_notation import (
     parse_tune,
     score_to_midi,
 )
-from pianocomposer.encodings.abc_metre import MetreConstraint, bar_ending, last_ending
-from pianocomposer.encodings.base import Encoding
-from pianocomposer.errors import PianoComposerError
-from pianocomposer.readers import ABC_SUFFIXES, Music
+from pianocomposer.reading.readers import ABC_SUFFIXES, Music
 
 END = "</s>"  # the last token of every tune
 UNITS = ("token", "char")
@@ -95,6 +95,9 @@ class AbcEncoding(Encoding):
     text_suffix = ".abc"
     default_preset = "abc"
     default_length = MAX_TUNE_TOKENS
+    keeps_time = False  # a tune has no tempo of its own
+    header_fields = True
+    bars_in_tokens = True
     checks: ClassVar[dict[str, tuple[str, str]]] = {
         "abc2midi_clean": ("clean under abc2midi", "no error and no bar of the wrong length (abcMIDI)"),
         "full_bars": ("bars of the metre's length", "share of bars as long as the metre (music21's reading)")}
@@ -132,8 +135,6 @@ class AbcEncoding(Encoding):
         text = text.replace("\\n", "\n")  # a primer typed on the command line
         tokens = tokenize(text if text.endswith("\n") else text + "\n", self.unit)[:-1]
         return tokens if text.endswith("\n") else tokens[:-1]
-
-    writes_fields = True
 
     def start(self, seeds: list[list[str]], n: int, rng: np.random.Generator) -> tuple[list[list[str]], list[str]]:
         """Every tune starts from `X:1` (a tune's own beginning, not a window of another tune)."""
@@ -174,7 +175,7 @@ class AbcEncoding(Encoding):
 
     def sheet(self, midi: pretty_midi.PrettyMIDI, text: str | None, title: str, source: str):
         """The tune's score from its abc text (its own title, key, metre and repeats)."""
-        from pianocomposer.score import abc_score
+        from pianocomposer.writing.score import abc_score
 
         return abc_score(text, source) if text else super().sheet(midi, text, title, source)
 

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pianocomposer.abc_notation import HORNPIPE_METRES
+from pianocomposer.reading.abc_notation import HORNPIPE_METRES
 
 NOTES = set("ABCDEFGabcdefg")
 RESTS = set("zx")

@@ -12,7 +12,7 @@ import pretty_midi
 
 from pianocomposer.config import DEFAULT_LENGTH, DEFAULT_PRESET
 from pianocomposer.errors import PianoComposerError, Unplayable, first_line
-from pianocomposer.readers import ABC_SUFFIXES, MIDI_SUFFIXES, Music, Unreadable, kind, read_file
+from pianocomposer.reading.readers import ABC_SUFFIXES, MIDI_SUFFIXES, Music, Unreadable, kind, read_file
 
 
 class Constraint(Protocol):
@@ -40,7 +40,11 @@ class Encoding:
     default_preset: ClassVar[str] = DEFAULT_PRESET  # the network `train` builds when no preset is asked for
     default_length: ClassVar[int] = DEFAULT_LENGTH  # tokens per piece (with an end token: the most a piece may take)
     checks: ClassVar[dict[str, tuple[str, str]]] = {}  # rules a piece is judged by: name -> (label, what it means)
+    # What the encoding can do, by name, so that a caller asks for the capability and never for an encoding:
     harmonizes: ClassVar[bool] = False  # a model can write the lower voices under a given melody (harmonize)
+    keeps_time: ClassVar[bool] = True  # a piece has a tempo: lengths in seconds, continuing a MIDI primer
+    header_fields: ClassVar[bool] = False  # key and metre are header fields the sampler can be held to (abc's K:, M:)
+    bars_in_tokens: ClassVar[bool] = False  # its tokens mark the bars: a piece can end after its n-th (cut_at_bar)
 
     @property
     def params(self) -> dict:
@@ -114,7 +118,7 @@ class Encoding:
 
     def sheet(self, midi: pretty_midi.PrettyMIDI, text: str | None, title: str, source: str):
         """The piece's score (a music21 Score, score.py): a piano piece's grand staff, in the key of its notes."""
-        from pianocomposer.score import piano_score
+        from pianocomposer.writing.score import piano_score
 
         return piano_score(midi, title, source)
 
@@ -184,13 +188,8 @@ class Encoding:
         header values a text encoding writes as asked (abc: {"K": "Dmix", "M": "6/8"})."""
         return None
 
-    @property
-    def writes_fields(self) -> bool:
-        """Whether the encoding writes a key and metre as text fields that the sampler can be held to (abc)."""
-        return False
-
     def cut_at_bar(self, tokens: Sequence[str], bars: int) -> list[str] | None:
-        """A text encoding's piece ended after its `bars`-th bar, where it can end there (None: it cannot)."""
+        """A piece ended after its `bars`-th bar, where it can end there (None: it cannot); for `bars_in_tokens`."""
         raise NotImplementedError
 
     def key_primer(self, tonic: int, minor: bool) -> list[str] | None:

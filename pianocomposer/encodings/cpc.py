@@ -12,7 +12,7 @@ from fractions import Fraction
 import pretty_midi
 
 from pianocomposer.encodings.base import Encoding
-from pianocomposer.readers import Music
+from pianocomposer.reading.readers import Music
 
 STEP_QUARTERS = 0.5  # offset between consecutive tokens when decoding (the original's 0.5 quarter)
 NOTE_QUARTERS = 1.0  # duration of every decoded note (the original's default quarter note)

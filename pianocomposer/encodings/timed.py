@@ -17,7 +17,7 @@ from importlib.metadata import version
 import pretty_midi
 
 from pianocomposer.encodings.base import Encoding
-from pianocomposer.readers import Music
+from pianocomposer.reading.readers import Music
 
 LAYOUTS = ("tsd", "remi")
 # Ticks per quarter note for durations and time shifts in [0, 4) and [4, 12) quarters: sixteenths and eighth-note

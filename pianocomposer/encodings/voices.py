@@ -29,31 +29,41 @@ import pretty_midi
 
 from pianocomposer.encodings.base import Encoding
 from pianocomposer.encodings.voices_grammar import FrameConstraint
+from pianocomposer.encodings.voices_tokens import (
+    END,
+    FERMATA,
+    FRAME,
+    HELD,
+    NEXT,
+    PREFIXES,
+    REST,
+    START,
+    VOICE_TOKENS,
+    VOICES,
+    beat,
+    beat_token,
+    is_frame,
+    key_token,
+    key_tonic,
+    kind,
+    next_token,
+    pitch,
+    voice_token,
+)
 from pianocomposer.errors import Unplayable
-from pianocomposer.readers import MIDI_SUFFIXES, Music
-from pianocomposer.score import midi_key
-from pianocomposer.voice_leading import FIGURES, judge
+from pianocomposer.judging.voice_leading import FIGURES, judge
+from pianocomposer.reading.readers import MIDI_SUFFIXES, Music
+from pianocomposer.writing.score import midi_key
 
-VOICES = ("Soprano", "Alto", "Tenor", "Bass")
-PREFIXES = tuple(v[0] for v in VOICES)  # S A T B
 # Each voice's compass with a margin (the chorales: S 60-81, A 53-74, T 48-69, B 36-64): transposition keeps a
 # voice inside it.
 RANGES = {"S": (57, 84), "A": (50, 77), "T": (43, 72), "B": (31, 67)}
-START, END, FERMATA, REST, HELD, FRAME, NEXT = "<start>", "<end>", "Fermata", "rest", "~", "Frame", "Next"
 DEFAULT_QPM = 100.0
 # The orders a frame may write its voices in: the soprano first (a harmoniser is given it), then the inner voices
 # and the bass as BachBot wrote them, or the bass before the inner voices, as a student writes the outer voices
 # first and fills in the inner ones.
 ORDERS = ("SATB", "SBAT")
 VELOCITY = 80
-def key_token(tonic: int, minor: bool) -> str:
-    """`Key_7M` for G major, `Key_9m` for A minor."""
-    return f"Key_{tonic % 12}{'m' if minor else 'M'}"
-
-
-def is_frame(token: str) -> bool:
-    """Whether a token starts a frame."""
-    return token.startswith("Beat_") or token == FRAME
 
 
 class VoicesEncoding(Encoding):
@@ -124,7 +134,7 @@ class VoicesEncoding(Encoding):
                     if e.text.strip().lower() == "fermata"}
         key = key_token(*midi_key(midi))
         return key, [
-            [f"Beat_{beat}" if self.beats else FRAME, *[key] * (self.keys and beat == 0),
+            [beat_token(beat) if self.beats else FRAME, *[key] * (self.keys and beat == 0),
              *[FERMATA] * (frame in fermatas),
              *(column[frame] for column in columns)]
             for frame, beat in enumerate(self._beats(midi, frames))]
@@ -132,21 +142,22 @@ class VoicesEncoding(Encoding):
     def _column(self, midi: pretty_midi.PrettyMIDI, prefix: str, notes: list[pretty_midi.Note], frames: int
                 ) -> list[str]:
         """One voice's token at every frame: a new note, the note held, or silence (a later note cuts one)."""
-        column = [f"{prefix}_{REST}"] * frames
+        column = [voice_token(prefix, None)] * frames
         for note in sorted(notes, key=lambda n: n.start):
             start = self._step(midi, note.start)
             end = max(self._step(midi, note.end), start + 1)
-            column[start:end] = [f"{prefix}_{note.pitch}"] + [f"{prefix}_{note.pitch}{HELD}"] * (end - start - 1)
+            held = voice_token(prefix, note.pitch, held=True)
+            column[start:end] = [voice_token(prefix, note.pitch)] + [held] * (end - start - 1)
         return column[:frames]
 
     @staticmethod
     def _next_notes(soprano: list[str]) -> list[str]:
         """At every frame, the soprano's next new note after it (`Next_end` after the last)."""
-        out, upcoming = [], f"{NEXT}_end"
+        out, upcoming = [], next_token(None)
         for token in reversed(soprano):
             out.append(upcoming)
             if not token.endswith((HELD, REST)):
-                upcoming = f"{NEXT}_{token.split('_', 1)[1]}"
+                upcoming = next_token(pitch(token))
         return out[::-1]
 
     def _step(self, midi: pretty_midi.PrettyMIDI, seconds: float) -> int:
@@ -191,33 +202,36 @@ class VoicesEncoding(Encoding):
         sounding: dict[str, pretty_midi.Note | None] = dict.fromkeys(PREFIXES)
         frame, beats = -1, []
         for token in tokens:
-            if token.startswith("Beat_"):
-                beats.append(int(token[5:]))
-            if token.startswith("Key_") and not midi.key_signature_changes:
-                tonic, mode = int(token[4:-1]), token[-1]
-                midi.key_signature_changes.append(pretty_midi.KeySignature(tonic + 12 * (mode == "m"), 0.0))
+            if beat(token) is not None:
+                beats.append(beat(token))
+            if key_tonic(token)[0] >= 0 and not midi.key_signature_changes:
+                tonic, minor = key_tonic(token)
+                midi.key_signature_changes.append(pretty_midi.KeySignature(tonic + 12 * minor, 0.0))
             elif is_frame(token):
                 frame += 1
             elif token == FERMATA and frame >= 0:
                 midi.text_events.append(pretty_midi.Text("fermata", frame * seconds))
-            elif token[:2] in {f"{p}_" for p in PREFIXES} and frame >= 0:
-                prefix, value = token[0], token[2:]
+            elif token[:2] in VOICE_TOKENS and frame >= 0:
+                prefix, value = kind(token)
                 note = sounding[prefix]
-                if value.endswith(HELD) and note is not None and str(note.pitch) == value[:-1]:
+                if value.endswith(HELD) and note is not None and note.pitch == pitch(token):
                     note.end = (frame + 1) * seconds
-                elif value == REST or value.endswith(HELD):
+                elif pitch(token) < 0 or value.endswith(HELD):
                     sounding[prefix] = None  # a held note with nothing to hold is silence
                 else:
-                    sounding[prefix] = pretty_midi.Note(VELOCITY, int(value), frame * seconds, (frame + 1) * seconds)
+                    sounding[prefix] = pretty_midi.Note(VELOCITY, pitch(token), frame * seconds, (frame + 1) * seconds)
                     tracks[prefix].notes.append(sounding[prefix])
         if not any(t.notes for t in tracks.values()):
             raise Unplayable("no notes")
         midi.instruments.extend(tracks.values())
-        if beats:
-            bar = max(beats) + 1
-            pickup = bar - beats[0] if beats[0] else 0
-            midi.time_signature_changes = [*([self._metre(pickup, 0.0)] if pickup else []),
-                                           self._metre(bar, pickup * seconds)]
+        if beats:  # a time signature wherever a bar's length changes: a pickup, a short bar at a section's end
+            bar, starts = max(beats) + 1, [i for i, b in enumerate(beats) if b == 0]
+            lengths = [b - a for a, b in zip([0, *starts], starts, strict=False)] + [bar]
+            current = None
+            for start, length in zip([0, *starts], lengths, strict=True):
+                if length and length != current:
+                    midi.time_signature_changes.append(self._metre(length, start * seconds))
+                    current = length
         return midi
 
     def _metre(self, steps: int, time: float) -> pretty_midi.TimeSignature:
@@ -230,7 +244,7 @@ class VoicesEncoding(Encoding):
 
     def sheet(self, midi: pretty_midi.PrettyMIDI, text: str | None, title: str, source: str):
         """Soprano and alto on a treble staff over tenor and bass on a bass staff, on the encoding's grid."""
-        from pianocomposer.score import satb_score
+        from pianocomposer.writing.score import satb_score
 
         return satb_score(midi, title, source, (self.grid,))
 
@@ -245,7 +259,7 @@ class VoicesEncoding(Encoding):
     def split(tokens: Sequence[str]) -> tuple[str | None, list[list[str]]]:
         """A piece's key token (None if it has none) and its frames, each from its `Beat_n` (or `Frame`) on (a key
         named again in a frame stays in it)."""
-        key = next((t for t in tokens if t.startswith("Key_")), None)
+        key = next((t for t in tokens if key_tonic(t)[0] >= 0), None)
         frames: list[list[str]] = []
         for token in tokens:
             if is_frame(token):
@@ -278,24 +292,23 @@ class VoicesEncoding(Encoding):
 
     def transpose(self, token: str, semitones: int) -> str | None:
         """A voice's pitch moved (None where it leaves the voice's compass), a key moved with it; the rest stay."""
-        if token.startswith("Key_"):
-            return key_token(int(token[4:-1]) + semitones, token.endswith("m"))
-        prefix, _, value = token.partition("_")
+        if key_tonic(token)[0] >= 0:
+            return key_token(key_tonic(token)[0] + semitones, key_tonic(token)[1])
+        prefix, value = kind(token)
         if prefix not in (*RANGES, NEXT) or value in (REST, "end"):
             return token
         held = value.endswith(HELD)
-        pitch = int(value.rstrip(HELD)) + semitones
+        moved = int(value.rstrip(HELD)) + semitones
         low, high = RANGES[PREFIXES[0] if prefix == NEXT else prefix]
-        return f"{prefix}_{pitch}{HELD * held}" if low <= pitch <= high else None
+        return voice_token(prefix, moved, held) if low <= moved <= high else None
 
     def nearest(self, token: str, known: Sequence[str]) -> str | None:
         """The known note of the same voice (new or held alike) closest in pitch, else None."""
         if token in known:
             return token
-        prefix, _, value = token.partition("_")
-        if prefix not in (*RANGES, NEXT) or not value.rstrip(HELD).isdigit():
+        prefix, value = kind(token)
+        if prefix not in (*RANGES, NEXT) or pitch(token) < 0:
             return None
-        held, pitch = value.endswith(HELD), int(value.rstrip(HELD))
-        same = [k for k in known if k.startswith(prefix + "_") and k.split("_", 1)[1].rstrip(HELD).isdigit()
-                and k.endswith(HELD) == held]
-        return min(same, key=lambda k: abs(int(k.split("_", 1)[1].rstrip(HELD)) - pitch), default=None)
+        held = value.endswith(HELD)
+        same = [k for k in known if kind(k)[0] == prefix and pitch(k) >= 0 and k.endswith(HELD) == held]
+        return min(same, key=lambda k: abs(pitch(k) - pitch(token)), default=None)

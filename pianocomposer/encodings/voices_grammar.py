@@ -22,10 +22,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pianocomposer.voice_leading import Memory, voice_breaks
+from pianocomposer.encodings.voices_tokens import HELD, PREFIXES, kind
+from pianocomposer.judging.voice_leading import Memory, voice_breaks
 
-HELD = "~"
-VOICES = "SATB"
+VOICES = "".join(PREFIXES)
 SILENT = (-1, -1, -1, -1)
 
 
@@ -41,12 +41,6 @@ class FrameState(NamedTuple):
     upcoming: str | None = None  # the soprano's next new note as the last Next_ named it ("end" after the last)
     frames: int = 0
     key: str | None = None  # the piece's key ("7M"), which a bar with `keys` names again
-
-
-def kind(token: str) -> tuple[str, str]:
-    """A token's kind and value: ("Beat", "4"), ("S", "67~"), ("Next", "69"), ("Key", "7M"), ("<end>", "")."""
-    name, _, value = token.partition("_")
-    return (name, value) if value else (token, "")
 
 
 class FrameConstraint:

@@ -1,33 +1,33 @@
-"""Harmonise a melody in four parts (`pianocomposer harmonize`): the melody is the soprano, note for note and on the
-grid, at every frame; a voices model writes the alto, tenor and bass beneath it, frame by frame."""
+"""Four-part writing under a given soprano: a voices model writes the alto, tenor and bass frame by frame, at its
+own odds corrected by a calibration, under the rules of voice-leading and Bach's rhythm (harmonize, evaluate and
+calibrate share it)."""
 
 from __future__ import annotations
 
-import importlib
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pretty_midi
-from threadpoolctl import threadpool_limits
 
-from pianocomposer.atomic import atomic_path
-from pianocomposer.bundle import Bundle
-from pianocomposer.compose import Composer, Sampler, blas_threads, categorical, prime
-from pianocomposer.config import FLORID, HARMONY_TEMPERATURE
-from pianocomposer.encodings.voices import DEFAULT_QPM, END, HELD, PREFIXES, REST, START
-from pianocomposer.errors import PianoComposerError
-from pianocomposer.model import StepModel
-from pianocomposer.readers import read_midi
-from pianocomposer.realness import DEGREES
-from pianocomposer.render import render_wav
-from pianocomposer.score import estimate_key, write_sheet
-from pianocomposer.voice_leading import Memory, judge, voice_breaks
+from pianocomposer.composing.compose import Sampler, categorical, prime
+from pianocomposer.encodings.voices_tokens import (
+    END,
+    HELD,
+    LOWER,
+    PREFIXES,
+    REST,
+    START,
+    VOICE_TOKENS,
+    beat,
+    key_tonic,
+    pitch,
+    voice_token,
+)
+from pianocomposer.judging.realness import DEGREES
+from pianocomposer.judging.voice_leading import Memory, voice_breaks
+from pianocomposer.learning.bundle import Bundle
+from pianocomposer.learning.model import StepModel
+from pianocomposer.writing.score import estimate_key
 
-SUFFIX = "-harmonized"
-LOWER = {f"{p}_" for p in PREFIXES[1:]}  # the alto's, tenor's and bass's tokens start so
-VOICE_TOKENS = {f"{p}_" for p in PREFIXES}  # and the soprano's
 # frame_voices: 1 draws a frame's lower voices one by one; more keeps so many notes of each voice but the last and
 # draws the frame whole. One by one is the default: with the bass-first model, frames drawn whole (4) are more likely
 # under the model (fewer crossings) but told from Bach's more easily (88.5 % against 81.1 %) and take twice as long.
@@ -64,100 +64,6 @@ KINDS = 2 + len(BASS_LEAPS)  # holds, new notes, the bass's thirds, its wider le
 FIGURATION = (0.25, 1.0)  # the offsets' mean and standard deviation
 OFF_BEAT = np.array(CALIBRATION) == "move off the beat"  # the odds a figuration offsets
 
-
-@dataclass
-class Harmonization:
-    """One melody harmonised: where its files are and how likely the model finds its lower voices."""
-
-    melody: Path
-    midi: Path
-    musicxml: Path
-    wav: Path | None
-    frames: int
-    melody_notes: int
-    left_out: int  # melody notes shorter than the grid step (grace notes, quick ornaments): not on the grid
-    nats_per_frame: float  # -log p(alto, tenor, bass | soprano) per frame, under the model
-    voice_leading: dict[str, float]  # voice_leading.judge: parallels, crossings, chords, ranges, four voices
-
-    def to_json(self) -> dict:
-        """The JSON form `harmonize --json` prints."""
-        return {"melody": str(self.melody), "midi": str(self.midi), "musicxml": str(self.musicxml),
-                "wav": str(self.wav) if self.wav else None,
-                "frames": self.frames, "melody_notes": self.melody_notes, "left_out": self.left_out,
-                "nats_per_frame": round(self.nats_per_frame, 4),
-                "voice_leading": {k: round(v, 4) for k, v in self.voice_leading.items()}}
-
-
-def read_melody(path: Path) -> tuple[pretty_midi.PrettyMIDI, list[pretty_midi.Note]]:
-    """A file's first piece and its top line: at each onset the highest note, held until the next onset."""
-    midi = read_midi(path)
-    notes = sorted((n for t in midi.instruments if not t.is_drum for n in t.notes), key=lambda n: (n.start, -n.pitch))
-    line: list[pretty_midi.Note] = []
-    for note in notes:
-        if line and note.start < line[-1].end and note.start == line[-1].start:
-            continue  # a lower note of the same onset
-        if line and note.start < line[-1].end:
-            line[-1] = pretty_midi.Note(line[-1].velocity, line[-1].pitch, line[-1].start, note.start)
-        line.append(note)
-    if not line:
-        raise PianoComposerError(f"{path}: no notes to harmonise")
-    return midi, line
-
-
-def quarters(midi: pretty_midi.PrettyMIDI, time: float) -> float:
-    """A time in a file's seconds as quarter notes from its start (through its tempo changes)."""
-    return midi.time_to_tick(time) / midi.resolution
-
-
-def in_half_notes(midi: pretty_midi.PrettyMIDI, line: list[pretty_midi.Note]) -> bool:
-    """Whether a melody moves in half notes (a hymn tune in minims; 6 of Bach's 350 chorales): half its onsets or
-    more come two quarters or longer after the one before, and none sooner than an eighth. The network learnt
-    chorales that move in quarters; Bach's lower voices under such a melody move in quarters too, not eighths."""
-    gaps = np.diff([quarters(midi, n.start) for n in line])
-    return bool(len(gaps) >= 4 and np.median(gaps) >= 2 - 1e-6 and gaps.min() >= 0.5 - 1e-6)
-
-
-def halved(midi: pretty_midi.PrettyMIDI, line: list[pretty_midi.Note], qpm: float
-           ) -> tuple[pretty_midi.PrettyMIDI, list[pretty_midi.Note]]:
-    """A melody in note values of half the length, at `qpm` (its half notes quarters), to harmonise as a melody in
-    quarters: a bar of 3/2 becomes one of 3/4, a first short bar (a pickup) stays a pickup, other bars pair up (two
-    bars of 4/4 in half notes make one of 4/4 in quarters); fermatas and key signatures move with the notes."""
-    def seconds(time: float) -> float:
-        return quarters(midi, time) / 2 * 60 / qpm
-
-    def bar(ts: pretty_midi.TimeSignature) -> float:  # in quarters
-        return ts.numerator * 4 / ts.denominator
-
-    out = pretty_midi.PrettyMIDI(initial_tempo=qpm, resolution=midi.resolution)
-    notes = [pretty_midi.Note(n.velocity, n.pitch, seconds(n.start), seconds(n.end)) for n in line]
-    out.instruments.append(pretty_midi.Instrument(0, name="melody"))
-    out.instruments[0].notes = notes
-    metres = sorted(midi.time_signature_changes, key=lambda ts: ts.time)
-    pickup = len(metres) > 1 and bar(metres[0]) < bar(metres[1]) and abs(
-        quarters(midi, metres[1].time) - quarters(midi, metres[0].time) - bar(metres[0])) < 1e-6
-    out.time_signature_changes = [pretty_midi.TimeSignature(
-        ts.numerator, ts.denominator * (2 if (ts.numerator, ts.denominator) == (3, 2) or (i == 0 and pickup) else 1),
-        seconds(ts.time)) for i, ts in enumerate(metres)]
-    out.key_signature_changes = [pretty_midi.KeySignature(k.key_number, seconds(k.time))
-                                 for k in midi.key_signature_changes]
-    out.text_events = [pretty_midi.Text(e.text, seconds(e.time)) for e in [*midi.text_events, *midi.lyrics]]
-    return out, notes
-
-
-def doubled(harmony: pretty_midi.PrettyMIDI, melody: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
-    """A harmonisation of a `halved` melody back in the melody's own note values and metres (`harmony` is at one
-    tempo, its first)."""
-    qpm = float(harmony.get_tempo_changes()[1][0])
-    for track in harmony.instruments:
-        for note in track.notes:
-            note.start, note.end = 2 * note.start, 2 * note.end
-    harmony.time_signature_changes = [
-        pretty_midi.TimeSignature(ts.numerator, ts.denominator, quarters(melody, ts.time) * 60 / qpm)
-        for ts in melody.time_signature_changes] or [
-        pretty_midi.TimeSignature(ts.numerator, ts.denominator, 2 * ts.time) for ts in harmony.time_signature_changes]
-    return harmony
-
-
 def token_id(bundle: Bundle, token: str) -> int | None:
     """A token's id, or its nearest known kin's (a soprano note out of the model's compass), or None (a key or beat
     the model never saw: left out)."""
@@ -166,20 +72,9 @@ def token_id(bundle: Bundle, token: str) -> int | None:
     return vocabulary.index.get(near) if near is not None else None
 
 
-def pitch(token: str) -> int:
-    """A voice token's sounding pitch (a held note's too), or -1 for silence."""
-    value = token.split("_", 1)[1].rstrip(HELD)
-    return -1 if value == REST else int(value)
-
-
 def beat_phase(frame: list[str], grid: int) -> int:
     """A frame's place in its beat, in grid steps (0: on a beat), by its `Beat_n` token; -1 without one."""
-    return next((int(t[5:]) % grid for t in frame if t.startswith("Beat_")), -1)
-
-
-def key_tonic(key: str | None) -> tuple[int, bool]:
-    """(the tonic's pitch class, minor) of a key token (`Key_9m`: (9, True)); (-1, False) for none."""
-    return (int(key[4:-1]), key.endswith("m")) if key and key.startswith("Key_") else (-1, False)
+    return next((beat(t) % grid for t in frame if beat(t) is not None), -1)
 
 
 def cadence(key: str | None, frames: list[list[str]]) -> tuple[int, int]:
@@ -401,7 +296,7 @@ class Voices:
         self.new = {p: np.where((own == p) & ~held, self.sounding, -1) for p in order}  # -1: not a new note
         self.held = {p: np.where((own == p) & held, self.sounding, -2) for p in order}  # -2: not a held note
         self.holds = held  # over the vocabulary: the tokens that hold a voice's note
-        self.rest = {p: np.array([t == f"{p}_{REST}" for t in tokens]) for p in order}
+        self.rest = {p: np.array([t == voice_token(p, None) for t in tokens]) for p in order}
 
 
 def calibration_features(new: np.ndarray, bass: bool, last: np.ndarray, soprano: np.ndarray, tonic: np.ndarray,
@@ -553,72 +448,3 @@ def reharmonize(bundle: Bundle, net: StepModel, songs: list[list[str]], rng: np.
     written = four_parts(bundle, net, melodies, rng, candidates, sampler, rules, chords, width, figuration)
     return [([START, *([key] if key else []), *(t for frame in frames for t in frame), END], nats)
             for (key, _), (frames, nats) in zip(pieces, written, strict=True)]
-
-
-def judge_heldout(bundle: Bundle, net: StepModel, songs: list[list[str]], rng: np.random.Generator,
-                  candidates: int = 4, rules: bool = True) -> dict:
-    """Four-voice pieces' sopranos harmonised (the most likely of `candidates`) and judged beside the pieces' own
-    lower voices: the mean voice-leading figures of both and each one's nats per frame under the model."""
-    encoding = bundle.encoding
-    written = reharmonize(bundle, net, songs, rng, candidates, Sampler(temperature=HARMONY_TEMPERATURE), rules)
-    own = four_parts(bundle, net, [encoding.split(song) for song in songs], rng, figuration=(0.0, 0.0))
-
-    def mean(rows: list[dict]) -> dict:
-        return {name: float(np.nanmean([r[name] for r in rows])) for name in rows[0]}
-
-    model = [{**encoding.check(piece), "nats_per_frame": nats} for piece, nats in written]
-    original = [{**encoding.check(song), "nats_per_frame": nats} for song, (_, nats) in zip(songs, own, strict=True)]
-    return {"pieces": len(songs), "candidates": candidates, "temperature": HARMONY_TEMPERATURE, "rules": rules,
-            "model": mean(model), "original": mean(original)}
-
-
-def harmonize(melodies: list[Path], weights: Path | Composer | None = None, out_dir: Path | None = None, *,
-              seed: int = 0, candidates: int = 1, temperature: float = HARMONY_TEMPERATURE, rules: bool = True,
-              figuration: float | None = None, wav: bool = True, soundfont: Path | None = None
-              ) -> list[Harmonization]:
-    """Harmonise each melody file (MIDI, MusicXML or an abc tune) with a voices bundle (a folder, or a Composer that
-    holds one), all in one batch, as florid as `figuration` says (FIGURATION's standard deviations from its mean:
-    -2 plain, 2 florid; None: drawn for each melody); each is written beside it (or in out_dir) as
-    NAME-harmonized.mid (one named track per voice, at the melody's tempo), .musicxml (SATB on two staves) and .wav."""
-    if candidates < 1:
-        raise PianoComposerError(f"--candidates must be >= 1 (got {candidates})")
-    if figuration is not None and not -FLORID <= figuration <= FLORID:
-        raise PianoComposerError(f"--figuration must be between -{FLORID:g} (plain) and {FLORID:g} (florid) "
-                                 f"(got {figuration:g})")
-    offset = FIGURATION if figuration is None else (FIGURATION[0] + figuration * FIGURATION[1], 0.0)
-    composer = weights if isinstance(weights, Composer) else Composer(weights)
-    encoding = composer.encoding
-    if not encoding.harmonizes:
-        raise PianoComposerError(f"{composer.folder}: harmonize needs a four-voice (voices) bundle; this one is "
-                                 f"{composer.bundle.encoding_name}")
-    # music21 (for the score) takes a second to import: it loads in a thread while the network samples, whose
-    # matrix products leave the interpreter free
-    threading.Thread(target=importlib.import_module, args=("music21.converter",), daemon=True).start()
-    read = [read_melody(path) for path in map(Path, melodies)]  # every file read before any is written
-    tempi = [float(midi.get_tempo_changes()[1][0]) if len(midi.get_tempo_changes()[1]) else None for midi, _ in read]
-    halves = [in_half_notes(midi, line) for midi, line in read]  # harmonised in quarters, then doubled back
-    pieces = [encoding.frames(*(halved(midi, line, qpm or DEFAULT_QPM) if half else (midi, line)))
-              for (midi, line), qpm, half in zip(read, tempi, halves, strict=True)]
-    with threadpool_limits(blas_threads(), "blas"):
-        written = four_parts(composer.bundle, composer.net, pieces, np.random.default_rng(seed), candidates,
-                             Sampler(temperature=temperature), rules, figuration=offset)
-    done = []
-    for path, (midi, line), (key, _), (chosen, nats), qpm, half in zip(map(Path, melodies), read, pieces, written,
-                                                                       tempi, halves, strict=True):
-        out = encoding.decode([START, key, *(t for frame in chosen for t in frame), END], qpm=qpm)
-        if half:
-            out = doubled(out, midi)
-        folder = Path(out_dir) if out_dir is not None else path.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{path.stem}{SUFFIX}.mid"
-        with atomic_path(target) as tmp:
-            out.write(str(tmp))
-        sheet = target.with_suffix(".musicxml")
-        write_sheet(encoding.sheet(out, None, f"{path.stem} (harmonised)",
-                                   f"pianocomposer, model {composer.folder.name}"), sheet)
-        steps_per_second = (qpm or DEFAULT_QPM) / 60 * encoding.grid
-        done.append(Harmonization(path, target, sheet, render_wav(target, soundfont=soundfont) if wav else None,
-                                  len(chosen) * (1 + half), len(line), len(line) - len(out.instruments[0].notes),
-                                  nats,
-                                  judge(out.instruments, steps_per_second)))
-    return done

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pianocomposer.atomic import write_json
 from pianocomposer.config import DEFAULT_TIMEOUT_S, TOKENS_FILE
 from pianocomposer.encodings import get_encoding
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.pool import parse_files
-from pianocomposer.tokens import Skipped, Song, TokenData, load_tokens
+from pianocomposer.reading.tokens import Skipped, Song, TokenData, load_tokens
+from pianocomposer.writing.atomic import write_json
 
 MAX_FILE_BYTES = 64 * 2**20  # larger files are not songs a user wants to learn from; they are refused unread
 # Skips that depend on the run (its time-out, a killed parser), not on the file: a later run tries them again.
@@ -71,7 +71,7 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str | None = None, enco
     folder or a shipped name) takes that bundle's encoding and parameters, else `encoding` (default cpc)."""
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     if like is not None:
-        from pianocomposer.bundle import read_meta, resolve_weights
+        from pianocomposer.learning.bundle import read_meta, resolve_weights
 
         if encoding or encoding_params:
             raise PianoComposerError("--like takes the bundle's encoding and parameters; drop --encoding/--params")
@@ -144,7 +144,7 @@ def extract(input_dir: Path, out_dir: Path, *, encoding: str | None = None, enco
         if to_parse:
             workers = workers or max(1, min(os.cpu_count() or 1, len(to_parse)))
             if engine == "ray":
-                from pianocomposer.engines import parse_files_ray as parse_all
+                from pianocomposer.reading.engines import parse_files_ray as parse_all
             else:
                 parse_all = parse_files
             for i, replies in parse_all(to_parse, encoding, params, timeout_s, workers, bar).items():

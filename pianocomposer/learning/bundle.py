@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from pianocomposer._util import import_keras
-from pianocomposer.atomic import atomic_path, write_json
 from pianocomposer.config import (
     BUNDLE_FORMAT_VERSION,
     DEFAULT_WEIGHTS_DIR,
@@ -30,9 +29,10 @@ from pianocomposer.config import (
 )
 from pianocomposer.encodings import Encoding, get_encoding
 from pianocomposer.errors import PianoComposerError, first_line
-from pianocomposer.keras_file import read_layer_weights
-from pianocomposer.model import StepModel, keras_layer_weights, rnn_layer_names
-from pianocomposer.vocab import Vocabulary
+from pianocomposer.learning.keras_file import read_layer_weights
+from pianocomposer.learning.model import StepModel, keras_layer_weights, rnn_layer_names
+from pianocomposer.learning.vocab import Vocabulary
+from pianocomposer.writing.atomic import atomic_path, write_json
 
 BUNDLE_FILE = "bundle.json"
 BEST_MODEL = "model.keras"

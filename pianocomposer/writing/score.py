@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-from pianocomposer.atomic import atomic_path, write_text
 from pianocomposer.errors import PianoComposerError
+from pianocomposer.writing.atomic import atomic_path, write_text
 
 SPLIT = 60  # middle C and above on the treble staff, below it on the bass staff
 # In a key without sharps or flats, the black keys as they are usually spelled there (C#, Eb, F#, G#, Bb).

@@ -18,8 +18,8 @@ import numpy as np
 import pretty_midi
 from threadpoolctl import threadpool_limits
 
-from pianocomposer.score import MAJOR, MINOR
-from pianocomposer.voice_leading import TRIADS_AND_SEVENTHS
+from pianocomposer.judging.voice_leading import TRIADS_AND_SEVENTHS
+from pianocomposer.writing.score import MAJOR, MINOR
 
 FOLDS = 5
 MIN_PER_CLASS = FOLDS  # fewer pieces per class cannot be split into the folds: no test

@@ -84,7 +84,7 @@ def extract(
     as_json: JsonOpt = False,
 ) -> None:
     """Parse MIDI files into note/chord tokens (skipping and naming files that cannot be read)."""
-    from pianocomposer.extract import extract as run
+    from pianocomposer.reading.extract import extract as run
 
     try:
         encoding_params = json.loads(params) if params else None
@@ -162,8 +162,8 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train the network; keeps the best (by validation loss) and the last model in the bundle folder."""
-    from pianocomposer.devices import placement_for
-    from pianocomposer.train import train as run
+    from pianocomposer.learning.devices import placement_for
+    from pianocomposer.learning.train import train as run
 
     result = run(data, weights, resume=resume, epochs=epochs, preset=preset, patience=patience, base=base,
                  placement=placement_for(devices), random_transpose=random_transpose,
@@ -234,8 +234,8 @@ def generate(
     as_json: JsonOpt = False,
 ) -> None:
     """Compose new pieces and write them as MIDI (and WAV)."""
-    from pianocomposer.compose import Sampler
-    from pianocomposer.generate import generate as run
+    from pianocomposer.composing.compose import Sampler
+    from pianocomposer.frontends.generate import generate as run
 
     result = run(weights, out, length=length, num_outputs=num_outputs, seed=seed,
                  sampler=Sampler(temperature, top_k, top_p, greedy, min_p), primer=primer, primer_tokens=primer_tokens,
@@ -285,7 +285,7 @@ def harmonize(
     as_json: JsonOpt = False,
 ) -> None:
     """Harmonise melodies in four parts: the melody is the soprano, the model writes alto, tenor and bass."""
-    from pianocomposer.harmonize import harmonize as run
+    from pianocomposer.frontends.harmonize import harmonize as run
 
     done = run(melodies, weights, out, seed=seed, candidates=candidates, temperature=temperature, rules=rules,
                figuration=figuration, wav=wav, soundfont=soundfont)
@@ -307,7 +307,7 @@ def calibrate(
 ) -> None:
     """Fit a voices bundle's odds for its lower voices to its training chorales (the bass's motion, semitone clashes,
     the key's degrees, holding under a dotted melody, moving off the beat); harmonize uses them."""
-    from pianocomposer.calibrate import calibrate as run
+    from pianocomposer.learning.calibrate import calibrate as run
 
     if songs < 1:
         raise PianoComposerError(f"--songs must be >= 1 (got {songs})")
@@ -347,9 +347,9 @@ def evaluate(
 ) -> None:
     """Judge a bundle: held-out likelihood, music statistics of new pieces next to the corpus's, and whether
     classifiers tell them from real ones."""
-    from pianocomposer.bundle import resolve_weights
-    from pianocomposer.compose import Sampler
-    from pianocomposer.evaluate import evaluate as run
+    from pianocomposer.composing.compose import Sampler
+    from pianocomposer.judging.evaluate import evaluate as run
+    from pianocomposer.learning.bundle import resolve_weights
 
     result = run(resolve_weights(weights), data, generate=n_generate, length=length, seed=seed, out=out,
                  progress=not as_json, constrained=rules, realness=realness, real=real,
@@ -365,7 +365,7 @@ def render(
     as_json: JsonOpt = False,
 ) -> None:
     """Render MIDI files to WAV (same name, .wav) with FluidSynth."""
-    from pianocomposer.render import render_wav
+    from pianocomposer.writing.render import render_wav
 
     written = [render_wav(f, soundfont=soundfont) for f in files]
     _emit(as_json, {"wav": [str(w) for w in written]}, [str(w) for w in written])
@@ -385,7 +385,7 @@ def demos(
     as_json: JsonOpt = False,
 ) -> None:
     """Make a gallery: MIDI, WAV, OGG, piano roll, sheet music and statistics per piece on one index.html."""
-    from pianocomposer.demos import demos as run
+    from pianocomposer.frontends.demos import demos as run
 
     result = run(config, out, pieces=pieces, length=length, jobs=jobs, progress=not as_json)
     s = result.seconds
@@ -416,8 +416,8 @@ def serve(
     = 2048.0,
 ) -> None:
     """Serve a page (and a JSON API) to compose, listen, read the score and harmonise, on http://HOST:PORT/."""
-    from pianocomposer.serve import Limits
-    from pianocomposer.serve import serve as run
+    from pianocomposer.frontends.serve import Limits
+    from pianocomposer.frontends.serve import serve as run
 
     limits = Limits(queue=queue, max_upload_bytes=int(max_upload_mb * 2**20), quota_bytes=int(quota_mb * 2**20),
                     **({"workers": workers} if workers else {}))

@@ -22,15 +22,15 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from pianocomposer.atomic import atomic_path, write_json, write_text
-from pianocomposer.bundle import BUNDLE_FILE, has_bundle, resolve_weights
-from pianocomposer.compose import Composer, Sampler
+from pianocomposer.composing.compose import Composer, Sampler
 from pianocomposer.config import DEFAULT_DEMOS_CONFIG, DEFAULT_DEMOS_DIR
 from pianocomposer.encodings import get_encoding
 from pianocomposer.errors import PianoComposerError, first_line
-from pianocomposer.metrics import STATISTICS, loop_rate
+from pianocomposer.judging.metrics import STATISTICS, loop_rate
+from pianocomposer.learning.bundle import BUNDLE_FILE, has_bundle, resolve_weights
 from pianocomposer.pool import process_pool
-from pianocomposer.score import write_sheet
+from pianocomposer.writing.atomic import atomic_path, write_json, write_text
+from pianocomposer.writing.score import write_sheet
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -191,8 +191,8 @@ def render_piece(out: Path, stem: str, info: dict) -> tuple[dict, dict[str, floa
     """In a worker: every file of a piece from its MIDI, then its .json card; return the card and seconds per step."""
     import pretty_midi
 
-    from pianocomposer.metrics import music_statistics
-    from pianocomposer.render import render_wav, wav_to_ogg
+    from pianocomposer.judging.metrics import music_statistics
+    from pianocomposer.writing.render import render_wav, wav_to_ogg
 
     warnings.simplefilter("ignore")  # music21 and pretty_midi warn about harmless details of generated MIDI
     seconds: dict[str, float] = {}
@@ -295,8 +295,8 @@ def demos(config_path: Path = DEFAULT_DEMOS_CONFIG, out: Path = DEFAULT_DEMOS_DI
     seconds = {"generate": 0.0, "wav": 0.0, "ogg": 0.0, "png": 0.0, "sheet": 0.0, "statistics": 0.0}
     cards: list[DemoPiece] = []
     # A fresh single-threaded server with the renderers imported once; each worker is a cheap fork of it.
-    renderers = ("matplotlib.figure", "pretty_midi", "soundfile", "verovio", "muspy", "pianocomposer.metrics",
-                 "pianocomposer.render", "pianocomposer.score")
+    renderers = ("matplotlib.figure", "pretty_midi", "soundfile", "verovio", "muspy", "pianocomposer.judging.metrics",
+                 "pianocomposer.writing.render", "pianocomposer.writing.score")
     # One BLAS thread for composing: the workers have the other cores, and OpenBLAS threads that must share a
     # core spin against each other (a 500-token piece took 11-16 s with two threads on a busy 2-core machine, 0.5 s
     # with one).

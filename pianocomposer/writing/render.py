@@ -9,8 +9,8 @@ from pathlib import Path
 from midi2audio import FluidSynth
 
 from pianocomposer._util import quiet_fds
-from pianocomposer.atomic import atomic_path
 from pianocomposer.errors import PianoComposerError
+from pianocomposer.writing.atomic import atomic_path
 
 # Where Debian/Ubuntu (fluid-soundfont-gm), Fedora and Homebrew put a General MIDI soundfont.
 SOUNDFONT_CANDIDATES = [

@@ -121,13 +121,13 @@ def check_controls(encoding, key: Key | None, metre: str | None, bars: int | Non
         raise PianoComposerError("choose one of --length (tokens), --bars and --seconds")
     if (bars is not None and bars <= 0) or (seconds is not None and seconds <= 0):
         raise PianoComposerError("--bars and --seconds must be positive")
-    if seconds and encoding.writes_fields:
+    if seconds and not encoding.keeps_time:
         raise PianoComposerError(f"--seconds is for MIDI encodings (cpc, timed, voices); an {encoding.name} tune "
                                  "has no tempo of its own: use --bars")
-    if metre is not None and not encoding.writes_fields:
+    if metre is not None and not encoding.header_fields:
         raise PianoComposerError(f"--metre is for abc models; a {encoding.name} model writes no metre")
     if metre is not None and metre not in FIELD_VALUES["M"]:
         raise PianoComposerError(f"--metre {metre!r}: expected a metre such as 6/8, 3/4 or C")
-    if key is not None and key.mode not in ("", "m") and not encoding.writes_fields:
+    if key is not None and key.mode not in ("", "m") and not encoding.header_fields:
         raise PianoComposerError(f"--key {key}: modes are for abc models; a {encoding.name} model takes major or "
                                  "minor keys")

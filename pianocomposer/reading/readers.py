@@ -63,14 +63,14 @@ def _read_midi(path: Path) -> list[Music | Unreadable]:
 def _tune_midi(text: str) -> bytes:
     """An abc tune as music21 plays it, as MIDI: melody and chords in brackets, without chord symbols (the
     accompaniment that abc players improvise)."""
-    from pianocomposer.abc_notation import normalise, parse_tune, score_to_midi
+    from pianocomposer.reading.abc_notation import normalise, parse_tune, score_to_midi
 
     return midi_bytes(score_to_midi(parse_tune(normalise(text)), chord_symbols=False))
 
 
 def _read_abc(path: Path) -> list[Music | Unreadable]:
     """Every tune of an abc book is a piece, named by its position, X: number and title."""
-    from pianocomposer.abc_notation import split_tunes
+    from pianocomposer.reading.abc_notation import split_tunes
 
     tunes = split_tunes(Path(path).read_bytes().decode("utf-8", errors="replace"))
     if not tunes:

@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from pianocomposer._util import import_keras
-from pianocomposer.atomic import atomic_path, write_text
-from pianocomposer.bundle import (
+from pianocomposer.config import PRESETS, ModelConfig, TrainOptions, shipped_bundle
+from pianocomposer.encodings import Encoding, get_encoding
+from pianocomposer.errors import PianoComposerError
+from pianocomposer.learning.bundle import (
     BEST_MODEL,
     LAST_MODEL,
     PENDING_LAST_MODEL,
@@ -42,14 +44,12 @@ from pianocomposer.bundle import (
     save_meta,
     save_model,
 )
-from pianocomposer.config import PRESETS, ModelConfig, TrainOptions, shipped_bundle
-from pianocomposer.dataset import make_windows, split_songs, transpose_songs
-from pianocomposer.devices import Placement, default_placement
-from pianocomposer.encodings import Encoding, get_encoding
-from pianocomposer.errors import PianoComposerError
-from pianocomposer.model import build_model
-from pianocomposer.tokens import TokenData, load_tokens
-from pianocomposer.vocab import Vocabulary
+from pianocomposer.learning.dataset import make_windows, split_songs, transpose_songs
+from pianocomposer.learning.devices import Placement, default_placement
+from pianocomposer.learning.model import build_model
+from pianocomposer.learning.vocab import Vocabulary
+from pianocomposer.reading.tokens import TokenData, load_tokens
+from pianocomposer.writing.atomic import atomic_path, write_text
 
 N_SEEDS = 32
 HISTORY_FIELDS = ["epoch", "loss", "accuracy", "val_loss", "val_perplexity", "val_accuracy", "seconds",

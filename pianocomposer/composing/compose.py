@@ -13,11 +13,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from pianocomposer.bundle import Bundle, read_bundle, resolve_weights
 from pianocomposer.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from pianocomposer.encodings import Constraint
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.model import StepModel
+from pianocomposer.learning.bundle import Bundle, read_bundle, resolve_weights
+from pianocomposer.learning.model import StepModel
 
 if TYPE_CHECKING:
     import pretty_midi

@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-from pianocomposer.atomic import atomic_path, write_text
-from pianocomposer.compose import Composer, Sampler, encode_primer
-from pianocomposer.controls import (
+from pianocomposer.composing.compose import Composer, Sampler, encode_primer
+from pianocomposer.composing.controls import (
     Key,
     analysed_key,
     check_controls,
@@ -26,11 +25,12 @@ from pianocomposer.controls import (
 )
 from pianocomposer.encodings import get_encoding
 from pianocomposer.errors import PianoComposerError, Unplayable
-from pianocomposer.metrics import loop_rate
+from pianocomposer.judging.metrics import loop_rate
 from pianocomposer.pool import process_pool
-from pianocomposer.readers import read_midi
-from pianocomposer.render import render_wav
-from pianocomposer.score import midi_key, write_sheet
+from pianocomposer.reading.readers import read_midi
+from pianocomposer.writing.atomic import atomic_path, write_text
+from pianocomposer.writing.render import render_wav
+from pianocomposer.writing.score import midi_key, write_sheet
 
 CUT_START_LENGTH = 500  # tokens first composed for pieces cut at --bars or --seconds (doubled while too short)
 MAX_ATTEMPTS = 4  # tries to compose pieces in a key and of a length asked for, each with twice the tokens and pieces
@@ -142,7 +142,7 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
     check_controls(encoding, wanted, metre, bars, seconds, length)
     lead = None
     if continuation:
-        if primer is None or wanted or bars or seconds or encoding.writes_fields:
+        if primer is None or wanted or bars or seconds or not encoding.keeps_time:
             raise PianoComposerError("--continue needs --primer FILE and a MIDI encoding, and keeps the primer's "
                                      "key and --length (not --key, --bars or --seconds)")
         lead = read_midi(Path(primer))
@@ -155,9 +155,9 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
                "progress": progress, "constrained": constrained}
     fields = {**({"K": wanted.abc} if wanted else {}), **({"M": metre} if metre else {})}
     played = None
-    if encoding.writes_fields and bars is not None:
+    if encoding.bars_in_tokens and bars is not None:
         composed = _tunes_of_bars(composer, num_outputs, length, seed, bars, {**options, "fields": fields or None})
-    elif encoding.writes_fields or (wanted is None and bars is None and seconds is None):
+    elif encoding.header_fields or (wanted is None and bars is None and seconds is None):
         composed = composer.compose(length, num_outputs, rng=np.random.default_rng(seed), fields=fields or None,
                                     **options)
     else:

@@ -34,14 +34,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from pianocomposer.atomic import atomic_path, write_json
-from pianocomposer.bundle import has_bundle, read_meta
 from pianocomposer.config import DEFAULT_SERVE_DIR, DEFAULT_WEIGHTS_DIR, FLORID, shipped_bundle
 from pianocomposer.encodings import get_encoding
 from pianocomposer.errors import PianoComposerError, first_line
+from pianocomposer.learning.bundle import has_bundle, read_meta
 from pianocomposer.pool import call_sandboxed, process_pool
+from pianocomposer.writing.atomic import atomic_path, write_json
 
-log = logging.getLogger("pianocomposer.serve")
+log = logging.getLogger("pianocomposer.frontends.serve")
 
 PAGE = Path(__file__).with_name("serve_page.html")
 SCRIPT = Path(__file__).with_name("serve_page.js")
@@ -62,8 +62,8 @@ MAX_SECONDS = 300.0
 MAX_MELODY_NOTES = 2000  # an upload with more notes is not a melody to harmonise or continue
 MAX_MELODY_SECONDS = 5 * 60
 # What the workers import once, in the clean server they are forked from.
-WORKER_PRELOAD = ("pianocomposer.generate", "pianocomposer.harmonize", "pianocomposer.demos", "matplotlib.figure",
-                  "soundfile", "verovio")
+WORKER_PRELOAD = ("pianocomposer.frontends.generate", "pianocomposer.frontends.harmonize",
+                  "pianocomposer.frontends.demos", "matplotlib.figure", "soundfile", "verovio")
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                                  b"object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
@@ -127,7 +127,7 @@ def find_bundles(folders: list[Path] | None = None) -> dict[str, BundleInfo]:
                 log.warning("bundle %s left out: %s", folder, first_line(exc))
                 continue
             found[name] = BundleInfo(name, folder, encoding.name, encoding.default_length, encoding.harmonizes,
-                                     not encoding.writes_fields and not encoding.harmonizes, encoding.writes_fields)
+                                     encoding.keeps_time and not encoding.harmonizes, encoding.header_fields)
     return dict(sorted(found.items(), key=lambda item: item[0] != "default"))  # the default model first
 
 
@@ -137,7 +137,7 @@ def find_bundles(folders: list[Path] | None = None) -> dict[str, BundleInfo]:
 @functools.lru_cache(maxsize=8)
 def _composer(folder: str):
     """The bundle loaded once per worker process."""
-    from pianocomposer.compose import Composer
+    from pianocomposer.composing.compose import Composer
 
     return Composer(Path(folder))
 
@@ -152,8 +152,8 @@ def _finish_files(out: Path, midi: Path | None, wav: Path | None, others: dict[s
     """Give a result's files their fixed names (OGG from the WAV, a piano roll from the MIDI); kind -> file name."""
     import pretty_midi
 
-    from pianocomposer.demos import plot_piano_roll
-    from pianocomposer.render import wav_to_ogg
+    from pianocomposer.frontends.demos import plot_piano_roll
+    from pianocomposer.writing.render import wav_to_ogg
 
     files: dict[str, str] = {}
     for kind, path in {"midi": midi, **others}.items():
@@ -177,8 +177,8 @@ def compose_job(folder: str, out: str, settings: dict, primer: str | None = None
     its JSON."""
     from threadpoolctl import threadpool_limits
 
-    from pianocomposer.compose import Sampler
-    from pianocomposer.generate import generate
+    from pianocomposer.composing.compose import Sampler
+    from pianocomposer.frontends.generate import generate
 
     out_dir = Path(out)
     sampler = Sampler(**{k: settings[k] for k in ("temperature", "top_p", "top_k") if k in settings})
@@ -203,8 +203,8 @@ def harmonize_job(folder: str, out: str, settings: dict, melody: str) -> dict:
     """In a worker: harmonise a melody (a MIDI file the sandbox wrote) into `out`; its JSON."""
     from threadpoolctl import threadpool_limits
 
-    from pianocomposer.harmonize import harmonize
-    from pianocomposer.score import write_svg
+    from pianocomposer.frontends.harmonize import harmonize
+    from pianocomposer.writing.score import write_svg
 
     out_dir, seed = Path(out), settings["seed"]
     t0 = time.perf_counter()
@@ -228,7 +228,7 @@ def harmonize_job(folder: str, out: str, settings: dict, melody: str) -> dict:
 
 def melody_midi(path: Path) -> bytes:
     """In the sandbox: an uploaded MIDI, MusicXML or abc file's first piece as MIDI bytes, checked to hold notes."""
-    from pianocomposer.readers import midi_bytes, read_midi
+    from pianocomposer.reading.readers import midi_bytes, read_midi
 
     try:
         midi = read_midi(path)

@@ -1,5 +1,5 @@
 """Calibrate a voices bundle (`pianocomposer calibrate`): log-odds corrections to the network's odds for the lower
-voices (harmonize.CALIBRATION: how the bass moves against the soprano or repeats its note, a new note a semitone
+voices (four_parts.CALIBRATION: how the bass moves against the soprano or repeats its note, a new note a semitone
 from another voice, each of the twelve degrees of the key in either mode, a voice holding on under a dotted melody
 (which the network cannot see coming) and a note begun on the off-beat eighth), fitted by maximum likelihood on the
 bundle's own training chorales with the network fixed, and saved in its bundle.json (`calibration`), where
@@ -17,15 +17,16 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from pianocomposer.atomic import write_json
-from pianocomposer.bundle import BUNDLE_FILE, read_bundle, resolve_weights
-from pianocomposer.compose import blas_threads, prime
+from pianocomposer.composing.compose import blas_threads, prime
+from pianocomposer.composing.four_parts import CALIBRATION, calibration_features, pulse
 from pianocomposer.config import CALIBRATION_SONGS
 from pianocomposer.encodings.voices import HELD, PREFIXES, VoicesEncoding, is_frame
+from pianocomposer.encodings.voices_tokens import key_tonic, pitch
 from pianocomposer.errors import PianoComposerError
-from pianocomposer.harmonize import CALIBRATION, calibration_features, key_tonic, pitch, pulse
-from pianocomposer.model import StepModel
-from pianocomposer.tokens import load_tokens
+from pianocomposer.learning.bundle import BUNDLE_FILE, read_bundle, resolve_weights
+from pianocomposer.learning.model import StepModel
+from pianocomposer.reading.tokens import load_tokens
+from pianocomposer.writing.atomic import write_json
 
 SOPRANO, BASS = (f"{p}_" for p in (PREFIXES[0], PREFIXES[-1]))
 VOICES = tuple(f"{p}_" for p in PREFIXES[1:])  # the lower voices' token prefixes, in a fixed order

@@ -18,14 +18,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from pianocomposer.atomic import atomic_path
-from pianocomposer.bundle import Bundle, read_bundle, resolve_weights
-from pianocomposer.compose import Sampler, blas_threads, compose_tokens
-from pianocomposer.config import DEFAULT_DATA_DIR, DEFAULT_OUTPUT_DIR
-from pianocomposer.dataset import make_windows
+from pianocomposer.composing.compose import Sampler, blas_threads, compose_tokens
+from pianocomposer.composing.four_parts import four_parts, reharmonize
+from pianocomposer.config import DEFAULT_DATA_DIR, DEFAULT_OUTPUT_DIR, HARMONY_TEMPERATURE
 from pianocomposer.errors import PianoComposerError, Unplayable
-from pianocomposer.harmonize import judge_heldout
-from pianocomposer.metrics import (
+from pianocomposer.judging.metrics import (
     HISTOGRAM_LABELS,
     SPAN,
     STATISTICS,
@@ -37,9 +34,13 @@ from pianocomposer.metrics import (
     normalise,
     token_spans,
 )
-from pianocomposer.readers import MIDI_SUFFIXES
-from pianocomposer.realness import FEATURES, FOLDS, Realness, note_array, realness_test
-from pianocomposer.tokens import load_tokens
+from pianocomposer.judging.realness import FEATURES, FOLDS, Realness, note_array, realness_test
+from pianocomposer.learning.bundle import Bundle, read_bundle, resolve_weights
+from pianocomposer.learning.dataset import make_windows
+from pianocomposer.learning.model import StepModel
+from pianocomposer.reading.readers import MIDI_SUFFIXES
+from pianocomposer.reading.tokens import load_tokens
+from pianocomposer.writing.atomic import atomic_path
 
 SCORE_BATCH = 256  # sequences scored together; bounds memory on large held-out sets
 MAX_CORPUS_SONGS = 500  # corpus statistics of a larger corpus come from a fixed sample of this many songs
@@ -105,7 +106,7 @@ class EvaluationResult:
     loop_rate: dict[str, Summary | None]
     copy_rate: dict[str, float | None]
     checks: dict[str, dict] = field(default_factory=dict)  # the encoding's own rules: label, corpus, generated
-    harmonization: dict | None = None  # harmonize.judge_heldout on held-out pieces, for a harmonising model
+    harmonization: dict | None = None  # judge_heldout on held-out pieces, for a harmonising model
     realness: Realness | None = None  # can classifiers tell the pieces from real ones (realness.py)
     base: dict | None = None  # a fine-tune's base bundle and its likelihood on the same held-out songs
     pieces: list[dict] = field(default_factory=list)
@@ -630,3 +631,20 @@ def evaluate(weights: Path, data: Path | None = None, *, generate: int = DEFAULT
         copy_rate={"generated": gen_copy, "heldout": pooled_copy(heldout) if training else None, "span_tokens": span},
         pieces=pieces, plot=plot, notes=notes, checks=checks, harmonization=harmonization, realness=real_or_not,
         base=base, seconds={k: round(v, 3) for k, v in seconds.items()})
+
+
+def judge_heldout(bundle: Bundle, net: StepModel, songs: list[list[str]], rng: np.random.Generator,
+                  candidates: int = 4, rules: bool = True) -> dict:
+    """Four-voice pieces' sopranos harmonised (the most likely of `candidates`) and judged beside the pieces' own
+    lower voices: the mean voice-leading figures of both and each one's nats per frame under the model."""
+    encoding = bundle.encoding
+    written = reharmonize(bundle, net, songs, rng, candidates, Sampler(temperature=HARMONY_TEMPERATURE), rules)
+    own = four_parts(bundle, net, [encoding.split(song) for song in songs], rng, figuration=(0.0, 0.0))
+
+    def mean(rows: list[dict]) -> dict:
+        return {name: float(np.nanmean([r[name] for r in rows])) for name in rows[0]}
+
+    model = [{**encoding.check(piece), "nats_per_frame": nats} for piece, nats in written]
+    original = [{**encoding.check(song), "nats_per_frame": nats} for song, (_, nats) in zip(songs, own, strict=True)]
+    return {"pieces": len(songs), "candidates": candidates, "temperature": HARMONY_TEMPERATURE, "rules": rules,
+            "model": mean(model), "original": mean(original)}

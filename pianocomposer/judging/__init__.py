@@ -1,0 +1,1 @@
+"""Judging music: likelihood, music statistics, voice-leading and real-or-generated tests (`evaluate`)."""

@@ -1,0 +1,1 @@
+"""Writing files: atomic writes, scores (MusicXML), and audio (WAV through FluidSynth)."""
