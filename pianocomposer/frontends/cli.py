@@ -77,7 +77,7 @@ def extract(
     timeout: Annotated[float, typer.Option(help="Seconds allowed to parse one file.")] = DEFAULT_TIMEOUT_S,
     engine: Annotated[str, typer.Option(help="local (processes on this machine) or ray (tasks on a private local "
                                         "Ray, or on the cluster RAY_ADDRESS names; pip install "
-                                        "'pianocomposer[ray]').")] = "local",
+                                        "'pianocomposer\\[ray]').")] = "local",
     like: Annotated[str | None, typer.Option(help="Tokenize with this bundle's encoding and parameters (a folder, "
                                              "or a shipped name such as base), for `train --from` it.",
                                              show_default=False)] = None,
