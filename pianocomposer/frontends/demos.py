@@ -29,8 +29,8 @@ from pianocomposer.errors import PianoComposerError, first_line
 from pianocomposer.judging.metrics import STATISTICS, loop_rate
 from pianocomposer.learning.bundle import BUNDLE_FILE, has_bundle, resolve_weights
 from pianocomposer.pool import process_pool
-from pianocomposer.writing.atomic import atomic_path, write_json, write_text
-from pianocomposer.writing.score import write_sheet
+from pianocomposer.writing.atomic import write_json, write_text
+from pianocomposer.writing.piece import plot_piano_roll, write_midi, write_score
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -159,29 +159,6 @@ def _finished(out: Path, stem: str, recipe: dict) -> dict | None:
     return info if isinstance(info, dict) and info.get("recipe") == recipe else None
 
 
-def plot_piano_roll(midi, target: Path, title: str) -> None:
-    """A PNG of the piece's notes: time in seconds across, pitch up (matplotlib without pyplot's global state)."""
-    import pretty_midi
-    from matplotlib.figure import Figure
-
-    notes = [n for inst in midi.instruments for n in inst.notes]
-    fig = Figure(figsize=(9, 2.6), dpi=100)
-    ax = fig.add_subplot()
-    ax.barh([n.pitch for n in notes], [n.end - n.start for n in notes], left=[n.start for n in notes], height=0.8,
-            color="#35618f")
-    low, high = min(n.pitch for n in notes), max(n.pitch for n in notes)
-    ticks = [p for p in range(low - 2, high + 3) if p % 12 == 0]
-    ax.set_yticks(ticks, [pretty_midi.note_number_to_name(p) for p in ticks])
-    ax.set_ylim(low - 2, high + 2)
-    ax.set_xlim(0, max(n.end for n in notes))
-    ax.set_xlabel("seconds")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png")
-
-
 def _json_number(value: float) -> float | None:
     """A statistic for JSON: rounded, NaN as null."""
     return None if math.isnan(value) else round(float(value), 4)
@@ -216,7 +193,7 @@ def render_piece(out: Path, stem: str, info: dict) -> tuple[dict, dict[str, floa
     lap("png")
     encoding = get_encoding(info["encoding"], info["encoding_params"])
     title = f"{info['bundle']}, {info['sampling']}, seed {info['seed']}"
-    write_sheet(encoding.sheet(midi, info.get("text"), title, f"pianocomposer, model {info['bundle']}"),
+    write_score(encoding, midi, info.get("text"), title, f"pianocomposer, model {info['bundle']}",
                 out / f"{stem}.musicxml", out / f"{stem}.svg")
     lap("sheet")
     stats = music_statistics(midi)
@@ -256,8 +233,7 @@ def _compose(composer: Composer, out: Path, piece: DemoPiece, sampler: Sampler, 
     if text is not None:  # a piece with a text form (an abc tune): its text is shown on the card and linked
         piece.info["text"], piece.info["text_suffix"] = text, composer.encoding.text_suffix
         write_text(out / f"{piece.stem}{composer.encoding.text_suffix}", text)
-    with atomic_path(out / f"{piece.stem}.mid") as tmp:
-        composer.to_midi(tokens).write(str(tmp))
+    write_midi(composer.to_midi(tokens), out / f"{piece.stem}.mid")
     piece.info.update(primer=label, tokens=len(tokens), loop_rate=round(loop_rate(tokens), 4),
                       encoding=composer.bundle.encoding_name, encoding_params=composer.encoding.params)
 

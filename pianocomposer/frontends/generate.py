@@ -28,9 +28,10 @@ from pianocomposer.errors import PianoComposerError, Unplayable
 from pianocomposer.judging.metrics import loop_rate
 from pianocomposer.pool import process_pool
 from pianocomposer.reading.readers import read_midi
-from pianocomposer.writing.atomic import atomic_path, write_text
+from pianocomposer.writing.atomic import write_text
+from pianocomposer.writing.piece import write_midi, write_score
 from pianocomposer.writing.render import render_wav
-from pianocomposer.writing.score import midi_key, write_sheet
+from pianocomposer.writing.score import midi_key
 
 CUT_START_LENGTH = 500  # tokens first composed for pieces cut at --bars or --seconds (doubled while too short)
 MAX_ATTEMPTS = 4  # tries to compose pieces in a key and of a length asked for, each with twice the tokens and pieces
@@ -184,8 +185,7 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
         for (tokens, _), path in zip(composed, continuations, strict=True):
             alone = composer.to_midi(tokens, program, qpm)
             alone.key_signature_changes = list(signature)
-            with atomic_path(path) as tmp:
-                alone.write(str(tmp))
+            write_midi(alone, path)
             played.append(composer.to_midi(whole + tokens, program, qpm))
             played[-1].key_signature_changes = list(signature)
     if played is None:
@@ -194,8 +194,7 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
     else:
         errors = [None] * len(played)
         for midi, stem in zip(played, stems, strict=True):
-            with atomic_path(out_dir / f"{stem}.mid") as tmp:
-                midi.write(str(tmp))
+            write_midi(midi, out_dir / f"{stem}.mid")
     for stem, error in zip(stems, errors, strict=True):  # a reserved name whose piece wrote no such file
         placeholder = out_dir / f"{stem}{encoding.outputs[0]}"
         if error is not None and placeholder.stat().st_size == 0:
@@ -214,9 +213,8 @@ def generate(weights: Path | Composer | None = None, out_dir: Path = Path("outpu
             if piece.midi is not None:
                 title = f"{composer.folder.name}, {sampler.describe()}, seed {seed}, piece {number}"
                 piece.musicxml, piece.svg = piece.midi.with_suffix(".musicxml"), piece.midi.with_suffix(".svg")
-                write_sheet(encoding.sheet(pretty_midi.PrettyMIDI(str(piece.midi)), encoding.text(piece.tokens,
-                            number), title, f"pianocomposer, model {composer.folder.name}"), piece.musicxml,
-                            piece.svg)
+                write_score(encoding, pretty_midi.PrettyMIDI(str(piece.midi)), encoding.text(piece.tokens, number),
+                            title, f"pianocomposer, model {composer.folder.name}", piece.musicxml, piece.svg)
         spent["sheet"] = time.perf_counter() - t0
     settings = {"length": length, "num_outputs": num_outputs, "seed": seed, "temperature": sampler.temperature,
                 "top_k": sampler.top_k, "top_p": sampler.top_p, "min_p": sampler.min_p, "greedy": sampler.greedy,
@@ -319,6 +317,5 @@ def _decode_to_file(job: tuple[str, dict, list[str], Path, int, float | None]) -
         midi = get_encoding(encoding_name, params).decode(tokens, program=program, qpm=qpm)
     except Unplayable as exc:
         return str(exc)
-    with atomic_path(path) as tmp:
-        midi.write(str(tmp))
+    write_midi(midi, path)
     return None

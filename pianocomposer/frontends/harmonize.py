@@ -19,9 +19,7 @@ from pianocomposer.encodings.voices import DEFAULT_QPM, END, START
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.judging.voice_leading import judge
 from pianocomposer.reading.readers import read_midi
-from pianocomposer.writing.atomic import atomic_path
-from pianocomposer.writing.render import render_wav
-from pianocomposer.writing.score import write_sheet
+from pianocomposer.writing.piece import write_piece
 
 SUFFIX = "-harmonized"
 
@@ -157,14 +155,11 @@ def harmonize(melodies: list[Path], weights: Path | Composer | None = None, out_
             out = doubled(out, midi)
         folder = Path(out_dir) if out_dir is not None else path.parent
         folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{path.stem}{SUFFIX}.mid"
-        with atomic_path(target) as tmp:
-            out.write(str(tmp))
-        sheet = target.with_suffix(".musicxml")
-        write_sheet(encoding.sheet(out, None, f"{path.stem} (harmonised)",
-                                   f"pianocomposer, model {composer.folder.name}"), sheet)
+        files = write_piece(out, folder / f"{path.stem}{SUFFIX}.mid", encoding, title=f"{path.stem} (harmonised)",
+                            source=f"pianocomposer, model {composer.folder.name}", wav=wav, sheet=True,
+                            soundfont=soundfont)
         steps_per_second = (qpm or DEFAULT_QPM) / 60 * encoding.grid
-        done.append(Harmonization(path, target, sheet, render_wav(target, soundfont=soundfont) if wav else None,
+        done.append(Harmonization(path, files.midi, files.musicxml, files.wav,
                                   len(chosen) * (1 + half), len(line), len(line) - len(out.instruments[0].notes),
                                   nats,
                                   judge(out.instruments, steps_per_second)))

@@ -152,7 +152,7 @@ def _finish_files(out: Path, midi: Path | None, wav: Path | None, others: dict[s
     """Give a result's files their fixed names (OGG from the WAV, a piano roll from the MIDI); kind -> file name."""
     import pretty_midi
 
-    from pianocomposer.frontends.demos import plot_piano_roll
+    from pianocomposer.writing.piece import plot_piano_roll
     from pianocomposer.writing.render import wav_to_ogg
 
     files: dict[str, str] = {}
