@@ -192,6 +192,17 @@ class Encoding:
         """A piece ended after its `bars`-th bar, where it can end there (None: it cannot); for `bars_in_tokens`."""
         raise NotImplementedError
 
+    # --- rewriting a passage (infill): a span of a piece in time ---
+
+    def span(self, midi: bytes, start: float, end: float) -> list[str]:
+        """The tokens of a piece's (a Standard MIDI File's) notes that begin in [start, end) quarter notes, timed
+        from `start` to `end`, so that spans one after another join into the piece (infill cuts it at bar lines)."""
+        raise PianoComposerError(f"the {self.name} encoding cannot cut a piece at its bars to rewrite them")
+
+    def advance(self, vocabulary: Sequence[str]) -> np.ndarray:
+        """How far each token of a vocabulary moves a piece on in time, in quarter notes (infill fills a span)."""
+        raise PianoComposerError(f"the {self.name} encoding cannot cut a piece at its bars to rewrite them")
+
     def key_primer(self, tonic: int, minor: bool) -> list[str] | None:
         """The start of a piece that asks for a key, where the encoding names keys (None: it does not)."""
         return None

@@ -14,6 +14,7 @@ import functools
 from collections.abc import Sequence
 from importlib.metadata import version
 
+import numpy as np
 import pretty_midi
 
 from pianocomposer.encodings.base import Encoding
@@ -124,6 +125,29 @@ class TimedEncoding(Encoding):
                                                            (n.time + n.duration) * seconds_per_tick))
         midi.instruments.append(inst)
         return midi
+
+    def span(self, midi: bytes, start: float, end: float) -> list[str]:
+        """The notes beginning in [start, end) quarters, from a time shift off `start` to one up to `end` (TSD)."""
+        from symusic import Note
+
+        if self.layout != "tsd":
+            return super().span(midi, start, end)
+        score = self._score(Music(None, _midi=midi))
+        tpq = score.ticks_per_quarter
+        low, high = round(start * tpq), round(end * tpq)
+        notes = [n for t in score.tracks for n in t.notes if low <= n.time < high]
+        if not score.tracks:
+            return []
+        for note in notes:
+            note.time -= low
+        # a note at `end` that the tokens then lose: MidiTok writes the time shifts up to it
+        score.tracks[0].notes = [*notes, Note(high - low, 1, PITCH_RANGE[0], VELOCITY)]
+        (sequence,) = self.tokenizer.encode(score)
+        return list(sequence.tokens)[:-2]
+
+    def advance(self, vocabulary: Sequence[str]) -> np.ndarray:
+        """A time shift's quarters; every other token takes no time."""
+        return np.array([token_quarters(t) if t.startswith("TimeShift_") else 0.0 for t in vocabulary])
 
     def transpose(self, token: str, semitones: int) -> str | None:
         """A pitch moved by semitones (None if it leaves the piano); every other token stays."""

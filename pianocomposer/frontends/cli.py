@@ -297,6 +297,36 @@ def harmonize(
 
 
 @app.command()
+def infill(
+    pieces: Annotated[list[Path], typer.Argument(help="Pieces to rewrite bars of: MIDI, MusicXML or an abc tune.",
+                                                 show_default=False)],
+    bars: Annotated[str, typer.Option(help="The bars to rewrite, FIRST-LAST counted from 1 (e.g. 5-8), or one bar.",
+                                      show_default=False)],
+    weights: Annotated[Path, typer.Option(help="A timed bundle folder, or a shipped name: timed, base.")]
+    = Path("timed"),
+    out: Annotated[Path | None, typer.Option(help="Folder for the results (default: beside each piece).",
+                                             show_default=False)] = None,
+    candidates: Annotated[int, typer.Option(help="Fillings sampled per piece; the one that leads likeliest into "
+                                                 "the next bars is kept.")] = 8,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    sheet: Annotated[bool, typer.Option("--sheet", help="Also write the score as MusicXML.")] = False,
+    wav: Annotated[bool, typer.Option("--wav/--no-wav", help="Render WAV audio with FluidSynth.")] = True,
+    soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont for the WAV.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rewrite bars of a piece so that they lead into what follows; every other note stays as it was."""
+    from pianocomposer.frontends.infill import infill as run
+    from pianocomposer.frontends.infill import parse_bars
+
+    done = run(pieces, parse_bars(bars), weights, out, candidates=candidates, temperature=temperature, seed=seed,
+               sheet=sheet, wav=wav, soundfont=soundfont)
+    _emit(as_json, {"infilled": [d.to_json() for d in done]},
+          [f"{d.midi}{'  ' + str(d.wav) if d.wav else ''}  (bars {d.bars[0]}-{d.bars[1]}: {d.replaced} notes "
+           f"rewritten as {d.written}, {d.kept} kept)" for d in done])
+
+
+@app.command()
 def calibrate(
     weights: Annotated[Path, typer.Option(help="A four-voice (voices) bundle folder, or `chorale` for the shipped "
                                           "one.")] = Path("chorale"),
