@@ -78,7 +78,8 @@ def test_the_command_line_writes_json_and_refuses_bad_input_in_one_line(tmp_path
     (done,) = json.loads(ok.stdout)["infilled"]
     assert done["bars"] == [2, 3] and len(done["candidates"]) == 2 and (tmp_path / "bwv10.7-infilled.mid").is_file()
     for args, reason in [(("--bars", "99"), "outside the piece"), (("--bars", "3-2"), "an empty range"),
-                         (("--bars", "2", "--weights", "default"), "cannot cut a piece at its bars")]:
+                         (("--bars", "2", "--weights", "default"), "cannot cut a piece at its bars"),
+                         (("--bars", "2", "--keep-melody"), "--keep-melody needs a four-voice")]:
         bad = run_cli("infill", PIECE, *args, "--no-wav", "--out", tmp_path)
         assert bad.returncode == 1 and reason in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
@@ -105,3 +106,25 @@ def test_new_notes_are_cut_at_the_bars_end_through_the_pieces_tempo_map():
     assert (50, round(spans[6], 6), round(spans[7], 6), 37) in got  # the median velocity of the notes replaced
     assert (52, round(spans[9], 6), round(spans[10], 6), 37) in got  # cut at the span's end
     assert not any(p == 54 for p, *_ in got)
+
+
+CHORALE = REPO / "chorales" / "heldout" / "bwv113.8.mid"
+
+
+@pytest.mark.parametrize("keep_melody", [False, True])
+def test_a_chorale_model_rewrites_every_voice_or_only_those_under_the_melody(keep_melody, tmp_path):
+    (done,) = infill([CHORALE], (3, 4), Composer("chorale"), tmp_path, candidates=2, keep_melody=keep_melody,
+                     wav=False)
+    source, out = pretty_midi.PrettyMIDI(str(CHORALE)), pretty_midi.PrettyMIDI(str(done.midi))
+    low, high = done.seconds
+    assert notes(out, False, low, high) == notes(source, False, low, high)
+    assert [t.name for t in out.instruments] == [t.name for t in source.instruments]
+    soprano = [i for i, t in enumerate(source.instruments) if t.name == "Soprano"]
+    inside = {i for i, *_ in notes(out, True, low, high)}
+    kept_soprano = [n for n in notes(out, True, low, high) if n[0] in soprano]
+    if keep_melody:  # the melody's notes in the bars are the file's own, every voice has notes there
+        assert kept_soprano == [n for n in notes(source, True, low, high) if n[0] in soprano]
+        assert done.kept == len(notes(source, False, low, high)) + len(kept_soprano)
+    else:
+        assert kept_soprano != [n for n in notes(source, True, low, high) if n[0] in soprano]
+    assert len(inside) == 4

@@ -35,9 +35,14 @@ def known_ids(bundle: Bundle, tokens: list[str]) -> list[int]:
 def fill(bundle: Bundle, net: StepModel, before: list[str], after: list[str], quarters: float, candidates: int,
          sampler: Sampler, rng: np.random.Generator) -> list[Candidate]:
     """`candidates` fillings of a span `quarters` long between the tokens `before` and `after` it, the likeliest
-    continuation into `after` first: each is sampled after the last window of `before` until its time shifts reach
-    the span's end (a shift past it is never drawn)."""
+    continuation into `after` first: each is sampled after the last window of `before`, within the encoding's
+    constraint (started on all of `before`), until its time reaches the span's end (a shift past it is never
+    drawn)."""
     advance = bundle.encoding.advance(bundle.vocabulary.tokens)
+    constraint = bundle.encoding.constraint(bundle.vocabulary.tokens)
+    if constraint is not None:
+        constraint.start([before] * candidates)
+    rows = np.arange(candidates)
     moves = advance > 0
     primer = known_ids(bundle, before)[-bundle.config.seq_len:]
     probs, state = prime(net, [np.array(primer, np.int32)] * candidates) if primer else (None, None)
@@ -55,10 +60,15 @@ def fill(bundle: Bundle, net: StepModel, before: list[str], after: list[str], qu
         allowed = advance[None, :] <= left[:, None] + EPS
         if step >= limit:  # long enough: only time moves on now
             allowed &= moves[None, :]
+        if constraint is not None:
+            grammar = constraint.mask(rows)
+            allowed = np.where((allowed & grammar).any(axis=1)[:, None], allowed & grammar, grammar)
         stuck = ~allowed.any(axis=1)  # no shift short enough to close the span (a vocabulary without it)
         left[stuck] = 0.0
         allowed[stuck] = True
         ids = sampler(probs, rng, allowed)
+        if constraint is not None:
+            constraint.advance(rows, ids)
         for row in np.flatnonzero(active & ~stuck):
             written[row].append(int(ids[row]))
             nats[row] -= np.log(max(float(probs[row, ids[row]]), 1e-30))

@@ -112,7 +112,7 @@ class VoicesEncoding(Encoding):
     def encode(self, music: Music) -> list[str]:
         """A four-voice piece's tokens (raises Unplayable for one without four voices)."""
         midi = pretty_midi.PrettyMIDI(io.BytesIO(music.midi))
-        tracks = self._voices(midi)
+        tracks = self.voice_tracks(midi)
         key, frames = self.frames(midi, tracks[0].notes, tracks)
         return [START, key, *(t for frame in frames for t in frame), END]
 
@@ -139,6 +139,18 @@ class VoicesEncoding(Encoding):
              *(column[frame] for column in columns)]
             for frame, beat in enumerate(self._beats(midi, frames))]
 
+    def span(self, midi: bytes, start: float, end: float) -> list[str]:
+        """The frames from `start` to `end` quarters (with the start token and key at the piece's start, the end
+        token at its end)."""
+        key, frames = self.split(self.encode(Music(None, _midi=midi)))
+        first, last = round(start * self.grid), round(end * self.grid)
+        return [*([START, *([key] if key else [])] if first == 0 else []),
+                *(t for frame in frames[first:last] for t in frame), *([END] if last >= len(frames) else [])]
+
+    def advance(self, vocabulary: Sequence[str]) -> np.ndarray:
+        """A frame's last voice (the order's last) closes it: a grid step; every other token takes no time."""
+        return np.array([1.0 / self.grid if kind(t)[0] == self.order[-1] else 0.0 for t in vocabulary])
+
     def _column(self, midi: pretty_midi.PrettyMIDI, prefix: str, notes: list[pretty_midi.Note], frames: int
                 ) -> list[str]:
         """One voice's token at every frame: a new note, the note held, or silence (a later note cuts one)."""
@@ -164,7 +176,7 @@ class VoicesEncoding(Encoding):
         """The grid step nearest a time in the file."""
         return round(midi.time_to_tick(seconds) / midi.resolution * self.grid)
 
-    def _voices(self, midi: pretty_midi.PrettyMIDI) -> list[pretty_midi.Instrument]:
+    def voice_tracks(self, midi: pretty_midi.PrettyMIDI) -> list[pretty_midi.Instrument]:
         """The S, A, T, B tracks: by name, or four pitched tracks from the highest to the lowest."""
         pitched = [t for t in midi.instruments if not t.is_drum and t.notes]
         named = {t.name.strip().lower(): t for t in pitched}

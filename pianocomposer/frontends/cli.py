@@ -302,14 +302,16 @@ def infill(
                                                  show_default=False)],
     bars: Annotated[str, typer.Option(help="The bars to rewrite, FIRST-LAST counted from 1 (e.g. 5-8), or one bar.",
                                       show_default=False)],
-    weights: Annotated[Path, typer.Option(help="A timed bundle folder, or a shipped name: timed, base.")]
-    = Path("timed"),
+    weights: Annotated[Path, typer.Option(help="A timed or four-voice bundle folder, or a shipped name: timed, base, "
+                                          "chorale.")] = Path("timed"),
     out: Annotated[Path | None, typer.Option(help="Folder for the results (default: beside each piece).",
                                              show_default=False)] = None,
     candidates: Annotated[int, typer.Option(help="Fillings sampled per piece; the one that leads likeliest into "
                                                  "the next bars is kept.")] = 8,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    keep_melody: Annotated[bool, typer.Option("--keep-melody", help="With a four-voice model (chorale): keep the "
+                                              "top voice, rewrite the alto, tenor and bass beneath it.")] = False,
     sheet: Annotated[bool, typer.Option("--sheet", help="Also write the score as MusicXML.")] = False,
     wav: Annotated[bool, typer.Option("--wav/--no-wav", help="Render WAV audio with FluidSynth.")] = True,
     soundfont: Annotated[Path | None, typer.Option(help="SF2 soundfont for the WAV.")] = None,
@@ -320,7 +322,7 @@ def infill(
     from pianocomposer.frontends.infill import parse_bars
 
     done = run(pieces, parse_bars(bars), weights, out, candidates=candidates, temperature=temperature, seed=seed,
-               sheet=sheet, wav=wav, soundfont=soundfont)
+               keep_melody=keep_melody, sheet=sheet, wav=wav, soundfont=soundfont)
     _emit(as_json, {"infilled": [d.to_json() for d in done]},
           [f"{d.midi}{'  ' + str(d.wav) if d.wav else ''}  (bars {d.bars[0]}-{d.bars[1]}: {d.replaced} notes "
            f"rewritten as {d.written}, {d.kept} kept)" for d in done])
