@@ -220,6 +220,44 @@ def test_continue_a_piece(client):
     assert alone.instruments[0].notes and whole.get_end_time() > alone.get_end_time()
 
 
+def test_infill_rewrites_bars_of_a_composed_result_and_of_an_upload(client):
+    status, piece = client.post_json("/api/compose", {"bundle": "timed", "bars": 6, "seed": 4})
+    assert status == 200, piece
+    status, result = client.upload(f"/api/infill?bundle=timed&from={piece['id']}&first=2&last=3&seed=1"
+                                   "&candidates=2", b"")
+    assert status == 200, result
+    assert result["kind"] == "infill" and result["source"] == piece["id"] and result["bars"] == [2, 3]
+    assert set(result["files"]) == set(KINDS) - {"abc"} and len(result["candidates"]) == 2
+    before = pretty_midi.PrettyMIDI(io.BytesIO(client.request("GET", piece["files"]["midi"])[2]))
+    after = pretty_midi.PrettyMIDI(io.BytesIO(client.request("GET", result["files"]["midi"])[2]))
+    low, high = (after.tick_to_time(round(q * after.resolution)) for q in (4, 12))  # bars 2-3 of 4/4
+    outside = [sorted((n.pitch, round(n.start, 4), round(n.end, 4), n.velocity) for t in m.instruments
+                      for n in t.notes if not low <= n.start < high) for m in (before, after)]
+    assert outside[0] == outside[1] and result["kept"] == len(outside[0])
+    status, harmonised = client.upload("/api/harmonize?seed=1", melody_bytes())
+    assert status == 200, harmonised
+    status, chorale = client.upload(f"/api/infill?bundle=chorale&from={harmonised['id']}&first=2&last=3"
+                                    "&keep_melody=1", b"")
+    assert status == 200 and chorale["bundle"] == "chorale" and chorale["replaced"] > 0, chorale
+    satb = pretty_midi.PrettyMIDI(io.BytesIO(client.request("GET", chorale["files"]["midi"])[2]))
+    assert [n.pitch for n in satb.instruments[0].notes] == list(MELODY)  # the melody kept
+    status, uploaded = client.upload("/api/infill?bundle=timed&first=1&name=scale.mid", melody_bytes())
+    assert status == 200 and uploaded["source"] is None and uploaded["name"] == "scale.mid", uploaded
+
+
+@pytest.mark.parametrize(("target", "status", "message"), [
+    ("/api/infill?bundle=default&first=2", 400, "bundle 'default' cannot rewrite bars of a piece"),
+    ("/api/infill?bundle=timed", 400, "first (the first bar to rewrite, from 1) is required"),
+    ("/api/infill?first=3&last=2", 400, "an empty range of bars: 3-2"),
+    ("/api/infill?first=2&candidates=99", 400, "candidates must be between 1 and 16 (got 99)"),
+    ("/api/infill?first=2&from=../../etc", 404, "no such result"),
+    ("/api/infill?first=40", 422, "bars 40-40 are outside the piece (it has 4 bars)"),
+])
+def test_wrong_infill_settings_are_one_sentence(client, target, status, message):
+    answer, result = client.upload(target, melody_bytes())
+    assert answer == status and message in result["error"], result
+
+
 @pytest.mark.parametrize(("target", "message"), [
     ("/api/harmonize?bundle=default", "bundle 'default' cannot harmonise a melody"),
     ("/api/continue?bundle=abc", "bundle 'abc' cannot continue a piece"),
@@ -447,3 +485,36 @@ def test_in_chromium_compose_listen_look_and_harmonise(client, tmp_path):
     assert hidden_metre  # only an abc model takes a metre
     assert "model chorale" in meta and "my melody.mid" in meta and "figuration 2" in meta
     assert {"MIDI", "MusicXML", "sheet (SVG)"} <= set(links) and status.startswith("Harmonising: done")
+
+
+def test_in_chromium_rewrite_bars_of_a_piece_hear_both_and_keep_one(client):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    driver = chrome()
+    try:
+        driver.get(f"http://127.0.0.1:{client.port}/")
+        wait = WebDriverWait(driver, 120)
+        wait.until(lambda d: d.find_element(By.ID, "status").text == "Ready.")
+        Select(driver.find_element(By.ID, "bundle")).select_by_visible_text("timed")
+        Select(driver.find_element(By.ID, "unit")).select_by_visible_text("bars")
+        driver.find_element(By.ID, "length").send_keys("4")
+        driver.find_element(By.ID, "seed").send_keys("6")
+        driver.find_element(By.ID, "compose").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 1)
+        original = driver.find_element(By.CSS_SELECTOR, ".card").get_attribute("data-id")
+        form = driver.find_element(By.CSS_SELECTOR, ".card .rewrite")
+        assert Select(form.find_element(By.TAG_NAME, "select")).first_selected_option.text == "timed"
+        form.find_element(By.TAG_NAME, "button").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 2)
+        rewritten = driver.find_elements(By.CSS_SELECTOR, ".card")[0]
+        title = rewritten.find_element(By.TAG_NAME, "h2").text
+        sources = [a.get_attribute("src") for a in rewritten.find_elements(By.TAG_NAME, "audio")]
+        next(b for b in rewritten.find_elements(By.CSS_SELECTOR, "button.keep") if b.text == "Keep the rewrite").click()
+        ids = [c.get_attribute("data-id") for c in driver.find_elements(By.CSS_SELECTOR, ".card")]
+        status = driver.find_element(By.ID, "status").text
+    finally:
+        driver.quit()
+    assert title.startswith("Rewritten") and status.startswith("Rewriting bars: done"), (title, status)
+    assert len(sources) == 2 and sources[0].endswith(f"/results/{original}/ogg")  # before, then after
+    assert len(ids) == 1 and ids[0] != original  # the rewrite kept, the original gone

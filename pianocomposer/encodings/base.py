@@ -47,6 +47,11 @@ class Encoding:
     bars_in_tokens: ClassVar[bool] = False  # its tokens mark the bars: a piece can end after its n-th (cut_at_bar)
 
     @property
+    def infills(self) -> bool:
+        """Whether a piece can be cut in time to rewrite its bars (`span`, `advance`: infill)."""
+        return False
+
+    @property
     def params(self) -> dict:
         """What the encoding was made with (e.g. a time grid), recorded in tokens.json and the bundle."""
         return {}

@@ -126,6 +126,11 @@ class TimedEncoding(Encoding):
         midi.instruments.append(inst)
         return midi
 
+    @property
+    def infills(self) -> bool:
+        """TSD cuts a piece at any time; REMI's bar and position tokens are not cut here."""
+        return self.layout == "tsd"
+
     def span(self, midi: bytes, start: float, end: float) -> list[str]:
         """The notes beginning in [start, end) quarters, from a time shift off `start` to one up to `end` (TSD)."""
         from symusic import Note

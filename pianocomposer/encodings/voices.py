@@ -76,6 +76,7 @@ class VoicesEncoding(Encoding):
     end_token = END
     default_length = 6_000  # the most tokens a generated piece may take (the longest chorale: 3,891)
     checks: ClassVar[dict[str, tuple[str, str]]] = FIGURES  # voice leading, as a teacher marks it
+    infills = True  # its frames cut a piece at any grid step
     harmonizes = True
 
     def __init__(self, grid: int = 4, beats: bool = True, ahead: bool = True, order: str = "SATB",

@@ -64,11 +64,11 @@ def parse_bars(spec: str) -> tuple[int, int]:
 def bar_lines(midi: pretty_midi.PrettyMIDI) -> list[float]:
     """Where each bar of a piece begins, in quarter notes (by its time signatures; 4/4 without one), and where its
     last bar ends."""
-    quarters = [midi.time_to_tick(t) / midi.resolution for t in midi.get_downbeats()]
+    end = midi.time_to_tick(midi.get_end_time()) / midi.resolution
+    quarters = [q for t in midi.get_downbeats() if (q := midi.time_to_tick(t) / midi.resolution) < end - 1e-6]
     metres = midi.time_signature_changes
     last = metres[-1].numerator * 4 / metres[-1].denominator if metres else 4.0
-    end = midi.time_to_tick(midi.get_end_time()) / midi.resolution
-    while quarters and quarters[-1] + last <= end + 1e-6:  # get_downbeats stops short of the end
+    while quarters and quarters[-1] + last < end - 1e-6:  # a bar begins before the piece ends
         quarters.append(quarters[-1] + last)
     return [*quarters, quarters[-1] + last] if quarters else [0.0, last]
 

@@ -77,6 +77,10 @@ HARMONIZE_FIELDS: dict[str, type] = {"bundle": str, "seed": int, "temperature": 
                                      "name": str}
 CONTINUE_FIELDS: dict[str, type] = {"bundle": str, "length": int, "temperature": float, "top_p": float,
                                     "top_k": int, "seed": int, "name": str}
+# Rewriting bars: of an uploaded piece (the body), or of a result (`from`, its id); keep_melody 1 keeps the top voice.
+INFILL_FIELDS: dict[str, type] = {"bundle": str, "from": str, "first": int, "last": int, "seed": int,
+                                  "temperature": float, "candidates": int, "keep_melody": int, "name": str}
+MAX_CANDIDATES = 16
 
 
 class ApiError(Exception):
@@ -98,11 +102,13 @@ class BundleInfo:
     harmonizes: bool  # a four-voice model: writes alto, tenor and bass under a melody
     continues: bool  # a MIDI model that continues a piece (cpc, timed)
     metre: bool  # writes a metre as it is asked (abc)
+    infills: bool  # rewrites bars of a piece (timed, voices)
 
     def to_json(self) -> dict:
         """What the page needs to know about it."""
         return {"name": self.name, "encoding": self.encoding, "default_length": self.default_length,
-                "harmonizes": self.harmonizes, "continues": self.continues, "metre": self.metre}
+                "harmonizes": self.harmonizes, "continues": self.continues, "metre": self.metre,
+                "infills": self.infills}
 
 
 def find_bundles(folders: list[Path] | None = None) -> dict[str, BundleInfo]:
@@ -127,7 +133,8 @@ def find_bundles(folders: list[Path] | None = None) -> dict[str, BundleInfo]:
                 log.warning("bundle %s left out: %s", folder, first_line(exc))
                 continue
             found[name] = BundleInfo(name, folder, encoding.name, encoding.default_length, encoding.harmonizes,
-                                     encoding.keeps_time and not encoding.harmonizes, encoding.header_fields)
+                                     encoding.keeps_time and not encoding.harmonizes, encoding.header_fields,
+                                     encoding.infills)
     return dict(sorted(found.items(), key=lambda item: item[0] != "default"))  # the default model first
 
 
@@ -315,10 +322,12 @@ def checked(values: dict, fields: dict[str, type]) -> dict:
             raise ApiError(400, f"{name} must be {TYPE_WORDS[kind]} (got {json.dumps(value)[:40]})")
         settings[name] = value
     for name, low, high in (("length", 1, 10**5), ("bars", 1, MAX_BARS), ("seconds", 0.1, MAX_SECONDS),
-                            ("seed", 0, 2**32 - 1), ("top_k", 0, 10**6), ("figuration", -FLORID, FLORID)):
+                            ("seed", 0, 2**32 - 1), ("top_k", 0, 10**6), ("figuration", -FLORID, FLORID),
+                            ("first", 1, MAX_BARS), ("last", 1, MAX_BARS), ("candidates", 1, MAX_CANDIDATES),
+                            ("keep_melody", 0, 1)):
         if name in settings and not low <= settings[name] <= high:
             raise ApiError(400, f"{name} must be between {low:g} and {high:g} (got {settings[name]:g})")
-    for name in ("key", "metre", "bundle", "name"):
+    for name in ("key", "metre", "bundle", "name", "from"):
         if len(settings.get(name, "")) > 100:
             raise ApiError(400, f"{name} is too long (at most 100 characters)")
     return settings
@@ -382,7 +391,8 @@ class Server:
         """The bundle a request names (by default the first that can do what it needs)."""
         able = [b for b in self.bundles.values() if need == "compose" or getattr(b, need)]
         what = {"compose": "compose", "harmonizes": "harmonise a melody (a four-voice model such as chorale does)",
-                "continues": "continue a piece (a MIDI model such as default or timed does)"}[need]
+                "continues": "continue a piece (a MIDI model such as default or timed does)",
+                "infills": "rewrite bars of a piece (a timed or four-voice model such as timed or chorale does)"}[need]
         if name is None:
             if not able:
                 raise ApiError(400, f"no bundle here can {what}")
@@ -437,14 +447,16 @@ class Server:
         write_json(folder / RESULT_FILE, result)
         return JSONResponse(result)
 
-    async def job(self, job, bundle: BundleInfo, settings: dict, answer: dict, upload: Request | None = None
-                  ) -> JSONResponse:
-        """Admit a request, read its upload where it has one, run job(bundle folder, result folder, settings,
-        melody); its folder goes when it fails."""
+    async def job(self, job, bundle: BundleInfo, settings: dict, answer: dict, upload: Request | None = None,
+                  copy: Path | None = None) -> JSONResponse:
+        """Admit a request, read its upload where it has one (or copy a result's file), run job(bundle folder,
+        result folder, settings, melody); its folder goes when it fails."""
         async with self.place():
             result_id, folder = self.new_result()
             try:
                 melody = str(await self.read_melody(upload, folder, answer.get("name"))) if upload else None
+                if copy is not None:
+                    melody = str(shutil.copyfile(copy, folder / f"{answer.get('source') or 'piece'}.mid"))
                 return await self.run(result_id, folder, job, str(bundle.folder), str(folder), settings, melody,
                                       answer={**answer, "bundle": bundle.name})
             except BaseException:
@@ -567,6 +579,50 @@ async def continue_melody(request: Request) -> JSONResponse:
     return await server.job(_continue_job, info, settings, {"kind": "continue", "name": name}, upload=request)
 
 
+async def infill(request: Request) -> JSONResponse:
+    """POST /api/infill: bars `first`-`last` of a piece rewritten, the piece a result's (`from`: its id, no body) or
+    the body (a MIDI, MusicXML or abc file) -> the piece with those bars rewritten."""
+    server = _server(request)
+    settings = _seeded(checked(query_values(request, INFILL_FIELDS), INFILL_FIELDS))
+    info = server.bundle(settings.pop("bundle", None), "infills")
+    if "first" not in settings:
+        raise ApiError(400, "first (the first bar to rewrite, from 1) is required")
+    settings.setdefault("last", settings["first"])
+    if settings["last"] < settings["first"]:
+        raise ApiError(400, f"an empty range of bars: {settings['first']}-{settings['last']}")
+    source, name = settings.pop("from", None), settings.pop("name", None)
+    answer = {"kind": "infill", "name": name, "source": source}
+    if source is None:
+        return await server.job(infill_job, info, settings, answer, upload=request)
+    piece = _result_folder(request, source) / KINDS["midi"]
+    if not piece.is_file() or piece.is_symlink():
+        raise ApiError(404, f"result {source} has no MIDI file to rewrite")
+    return await server.job(infill_job, info, settings, answer, copy=piece)
+
+
+def infill_job(folder: str, out: str, settings: dict, piece: str) -> dict:
+    """In a worker: rewrite bars of a piece (a MIDI file in `out`) into `out`; its JSON."""
+    from threadpoolctl import threadpool_limits
+
+    from pianocomposer.frontends.infill import infill
+    from pianocomposer.writing.score import write_svg
+
+    out_dir, bars = Path(out), (settings["first"], settings["last"])
+    options = {k: settings[k] for k in ("temperature", "candidates") if k in settings}
+    t0 = time.perf_counter()
+    with threadpool_limits(1, "blas"):
+        (done,) = infill([Path(piece)], bars, _composer(folder), out_dir, seed=settings["seed"], sheet=True,
+                         keep_melody=bool(settings.get("keep_melody")), **options)
+    Path(piece).unlink()
+    write_svg(done.musicxml, done.musicxml.with_suffix(".svg"))
+    files = _finish_files(out_dir, done.midi, done.wav, {"musicxml": done.musicxml,
+                                                         "svg": done.musicxml.with_suffix(".svg")},
+                          f"bars {bars[0]}-{bars[1]} rewritten by {Path(folder).name}, seed {settings['seed']}")
+    return {"files": files, "seconds": round(time.perf_counter() - t0, 3), "bars": list(bars),
+            "kept": done.kept, "replaced": done.replaced, "written": done.written, "candidates": done.candidates,
+            "settings": {"seed": settings["seed"], "bars": f"{bars[0]}-{bars[1]}", **options}}
+
+
 def _continue_job(folder: str, out: str, settings: dict, primer: str) -> dict:
     """In a worker: compose_job continuing the primer, which then goes."""
     data = compose_job(folder, out, settings, primer)
@@ -580,9 +636,9 @@ async def result(request: Request) -> JSONResponse:
     return JSONResponse(json.loads((folder / RESULT_FILE).read_text(encoding="utf-8")))
 
 
-def _result_folder(request: Request) -> Path:
-    """The folder of the finished result the URL names by id, or 404."""
-    result_id = request.path_params["result_id"]
+def _result_folder(request: Request, result_id: str | None = None) -> Path:
+    """The folder of the finished result the URL (or `result_id`) names by id, or 404."""
+    result_id = result_id or request.path_params["result_id"]
     folder = _server(request).out / result_id
     if not RESULT_ID.fullmatch(result_id) or folder.is_symlink() or not (folder / RESULT_FILE).is_file():
         raise ApiError(404, "no such result (results are removed, oldest first, when the disk quota is reached)")
@@ -662,6 +718,7 @@ def create_app(out: Path = DEFAULT_SERVE_DIR, bundles: dict[str, BundleInfo] | N
     routes = [Route("/", page), Route("/serve_page.js", script), Route("/api/bundles", list_bundles),
               Route("/api/compose", compose, methods=["POST"]), Route("/api/harmonize", harmonize, methods=["POST"]),
               Route("/api/continue", continue_melody, methods=["POST"]),
+              Route("/api/infill", infill, methods=["POST"]),
               Route("/api/results/{result_id}", result), Route("/results/{result_id}/{kind}", download)]
     middleware = [Middleware(SecurityHeaders),
                   Middleware(TrustedHostMiddleware, allowed_hosts=hosts or ["127.0.0.1", "localhost", "[::1]"])]

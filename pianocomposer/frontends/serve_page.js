@@ -51,11 +51,12 @@ function describe(result) {
 }
 
 function card(result) {
-  const titles = {compose: "Composed", harmonize: "Harmonised", continue: "Continued"};
+  const titles = {compose: "Composed", harmonize: "Harmonised", continue: "Continued", infill: "Rewritten"};
   const files = result.files;
   const section = el("section", {class: "card", "data-id": result.id},
     el("h2", {}, `${titles[result.kind]} ${result.id}`), el("p", {class: "meta"}, describe(result)));
   if (result.error) section.append(el("p", {class: "error"}, `This piece does not play: ${result.error}`));
+  if (result.kind === "infill") section.append(...compared(result));
   if (files.ogg) section.append(el("audio", {controls: "", preload: "metadata", src: files.ogg}));
   if (files.png) section.append(el("img", {class: "roll", src: files.png, alt: `piano roll of ${result.id}`}));
   if (files.svg) {
@@ -70,7 +71,53 @@ function card(result) {
     links.append(el("a", {href: files[kind], download: ""}, label));
   }
   section.append(links);
+  if (files.midi && bundles.some((b) => b.infills)) section.append(rewriteForm(result));
   return section;
+}
+
+// An infill's card: bars rewritten, the piece before them to hear beside it, and which to keep.
+function compared(result) {
+  const [first, last] = result.bars;
+  const parts = [el("p", {class: "meta"}, `Bars ${first}-${last} rewritten (${result.replaced} notes as ` +
+    `${result.written}; ${result.kept} kept as they were).`)];
+  if (!result.source) return parts;
+  const original = document.querySelector(`section[data-id="${result.source}"]`);
+  parts.push(el("p", {class: "meta"}, "Before:"),
+    el("audio", {controls: "", preload: "metadata", src: `/results/${result.source}/ogg`}),
+    el("p", {class: "meta"}, "After:"));
+  if (original) {
+    const keepNew = el("button", {type: "button", class: "keep"}, "Keep the rewrite");
+    const keepOld = el("button", {type: "button", class: "keep"}, "Keep the original");
+    keepNew.addEventListener("click", () => { original.remove(); keepNew.parentNode.remove(); });
+    keepOld.addEventListener("click", () => { keepOld.closest("section").remove(); });
+    parts.push(el("p", {}, keepNew, " ", keepOld));
+  }
+  return parts;
+}
+
+// Under a result with MIDI: rewrite a range of its bars with a model that can.
+function rewriteForm(result) {
+  const able = bundles.filter((b) => b.infills);
+  const model = el("select", {"aria-label": "model to rewrite with"}, ...able.map((b) => new Option(b.name, b.name)));
+  if (able.some((b) => b.name === result.bundle)) model.value = result.bundle;
+  const first = el("input", {type: "number", min: "1", step: "1", value: "1", "aria-label": "first bar"});
+  const last = el("input", {type: "number", min: "1", step: "1", value: "2", "aria-label": "last bar"});
+  const melody = el("input", {type: "checkbox"});
+  const melodyLabel = el("label", {class: "inline"}, melody, " keep the melody");
+  const button = el("button", {type: "button"}, "Rewrite bars");
+  const update = () => {
+    melodyLabel.hidden = !bundles.find((b) => b.name === model.value && b.harmonizes);
+  };
+  model.addEventListener("change", update);
+  update();
+  button.addEventListener("click", () => run(button, "Rewriting bars", () => {
+    const query = new URLSearchParams(seeded({bundle: model.value, from: result.id, first: first.value,
+      last: last.value}));
+    if (melody.checked && !melodyLabel.hidden) query.set("keep_melody", "1");
+    return api(`/api/infill?${query}`, {method: "POST"});
+  }));
+  return el("p", {class: "rewrite"}, "Rewrite bars ", first, " to ", last, " with ", model, " ", melodyLabel, " ",
+    button);
 }
 
 async function run(button, what, request) {
@@ -127,6 +174,7 @@ function updateUpload() {
   const none = !$("melody").files.length;
   $("harmonize").disabled = none || $("harmony-bundle").disabled;
   $("continue").disabled = none || $("continue-bundle").disabled;
+  $("infill").disabled = none || $("infill-bundle").disabled;
 }
 
 function updateBundle() {
@@ -149,6 +197,7 @@ async function start() {
   fill($("bundle"), bundles.map((b) => b.name));
   fill($("harmony-bundle"), bundles.filter((b) => b.harmonizes).map((b) => b.name));
   fill($("continue-bundle"), bundles.filter((b) => b.continues).map((b) => b.name));
+  fill($("infill-bundle"), bundles.filter((b) => b.infills).map((b) => b.name));
   updateBundle();
   updateUpload();
   $("bundle").addEventListener("change", updateBundle);
@@ -170,6 +219,12 @@ async function start() {
     Object.keys(more).forEach((key) => { if (more[key] === undefined) delete more[key]; });
     if ($("unit").value === "length" && number("length") !== undefined) more.length = number("length");
     return api(`/api/continue?${uploadQuery($("continue-bundle").value, more)}`, {
+      method: "POST", headers: {"Content-Type": "application/octet-stream"}, body: file});
+  }));
+  $("infill").addEventListener("click", () => run($("infill"), "Rewriting bars", async () => {
+    const file = checkedFile();
+    const bars = seeded({first: $("first-bar").value, last: $("last-bar").value});
+    return api(`/api/infill?${uploadQuery($("infill-bundle").value, bars)}`, {
       method: "POST", headers: {"Content-Type": "application/octet-stream"}, body: file});
   }));
   status("Ready.");
