@@ -101,11 +101,12 @@ def test_random_transposition_trains_each_song_once_an_epoch_in_a_drawn_key(data
     assert seen == {int(i) for g in copies for ids in g for i in ids[:-1]}  # every key is drawn in time
 
 
-def test_two_epochs_plus_a_resumed_two_train_exactly_as_four(data_dir, tmp_path):
+def test_two_epochs_plus_a_resumed_two_train_exactly_as_four_and_keep_their_storage(data_dir, tmp_path):
     straight = train(data_dir, tmp_path / "four", preset="quick", epochs=4, val_split=0.2, progress=False, **TINY)
-    train(data_dir, tmp_path / "two", preset="quick", epochs=2, val_split=0.2, progress=False, **TINY)
+    train(data_dir, tmp_path / "two", preset="quick", epochs=2, val_split=0.2, progress=False, float16=True, **TINY)
     resumed = train(data_dir, tmp_path / "two", epochs=2, resume=True, progress=False)
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in straight.history], rel=1e-5)
+    assert read_meta(tmp_path / "two")["weights_dtype"] == "float16"  # the bundle's storage kept on resume
     a = load_bundle(tmp_path / "four", LAST_MODEL).model.get_weights()
     b = load_bundle(tmp_path / "two", LAST_MODEL).model.get_weights()
     assert all(np.allclose(x, y, atol=1e-5) for x, y in zip(a, b, strict=True))

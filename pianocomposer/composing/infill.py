@@ -42,7 +42,6 @@ def fill(bundle: Bundle, net: StepModel, before: list[str], after: list[str], qu
     constraint = bundle.encoding.constraint(bundle.vocabulary.tokens)
     if constraint is not None:
         constraint.start([before] * candidates)
-    rows = np.arange(candidates)
     moves = advance > 0
     primer = known_ids(bundle, before)[-bundle.config.seq_len:]
     probs, state = prime(net, [np.array(primer, np.int32)] * candidates) if primer else (None, None)
@@ -60,15 +59,16 @@ def fill(bundle: Bundle, net: StepModel, before: list[str], after: list[str], qu
         allowed = advance[None, :] <= left[:, None] + EPS
         if step >= limit:  # long enough: only time moves on now
             allowed &= moves[None, :]
-        if constraint is not None:
-            grammar = constraint.mask(rows)
-            allowed = np.where((allowed & grammar).any(axis=1)[:, None], allowed & grammar, grammar)
+        if constraint is not None:  # only the rows still writing: a finished row's grammar may have ended
+            live = np.flatnonzero(active)
+            grammar = constraint.mask(live)
+            allowed[live] = np.where((allowed[live] & grammar).any(axis=1)[:, None], allowed[live] & grammar, grammar)
         stuck = ~allowed.any(axis=1)  # no shift short enough to close the span (a vocabulary without it)
         left[stuck] = 0.0
         allowed[stuck] = True
         ids = sampler(probs, rng, allowed)
         if constraint is not None:
-            constraint.advance(rows, ids)
+            constraint.advance(live, ids[live])
         for row in np.flatnonzero(active & ~stuck):
             written[row].append(int(ids[row]))
             nats[row] -= np.log(max(float(probs[row, ids[row]]), 1e-30))

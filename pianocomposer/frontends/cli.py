@@ -308,7 +308,8 @@ def infill(
                                              show_default=False)] = None,
     candidates: Annotated[int, typer.Option(help="Fillings sampled per piece; the one that leads likeliest into "
                                                  "the next bars is kept.")] = 8,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default: 0.5 for a four-voice "
+                                                      "model, as harmonize, else 1.0).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     keep_melody: Annotated[bool, typer.Option("--keep-melody", help="With a four-voice model (chorale): keep the "
                                               "top voice, rewrite the alto, tenor and bass beneath it.")] = False,

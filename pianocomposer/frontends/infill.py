@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_limits
 from pianocomposer.composing.compose import Composer, Sampler, blas_threads
 from pianocomposer.composing.four_parts import four_parts
 from pianocomposer.composing.infill import fill
+from pianocomposer.config import HARMONY_TEMPERATURE
 from pianocomposer.encodings.voices_tokens import LOWER
 from pianocomposer.errors import PianoComposerError
 from pianocomposer.reading.readers import read_midi
@@ -74,17 +75,20 @@ def bar_lines(midi: pretty_midi.PrettyMIDI) -> list[float]:
 
 
 def infill(pieces: list[Path], bars: tuple[int, int], weights: Path | Composer | None = None,
-           out_dir: Path | None = None, *, candidates: int = 8, temperature: float = 1.0, seed: int = 0,
+           out_dir: Path | None = None, *, candidates: int = 8, temperature: float | None = None, seed: int = 0,
            keep_melody: bool = False, sheet: bool = False, wav: bool = True, soundfont: Path | None = None
            ) -> list[Infilled]:
     """Rewrite `bars` (first, last; from 1) of each piece (MIDI, MusicXML or abc) with a timed or four-voice bundle:
-    `candidates` fillings sampled at `temperature`, the one that leads likeliest into what follows kept (with
-    `keep_melody`, a four-voice model writes only the lower voices under the piece's own top voice); written beside
-    each piece (or in out_dir) as NAME-infilled.mid (and .wav, and .musicxml with `sheet`)."""
+    `candidates` fillings sampled at `temperature` (default: a four-voice model's as harmonize's, else 1), the one
+    that leads likeliest into what follows kept (with `keep_melody`, a four-voice model writes only the lower voices
+    under the piece's own top voice); written beside each piece (or in out_dir) as NAME-infilled.mid (and .wav, and
+    .musicxml with `sheet`)."""
     if candidates < 1:
         raise PianoComposerError(f"--candidates must be >= 1 (got {candidates})")
     composer = weights if isinstance(weights, Composer) else Composer(weights or Path("timed"))
     encoding = composer.encoding
+    if temperature is None:
+        temperature = HARMONY_TEMPERATURE if encoding.harmonizes else 1.0
     if keep_melody and not encoding.harmonizes:
         raise PianoComposerError(f"{composer.folder}: --keep-melody needs a four-voice (voices) model such as "
                                  f"chorale; this one is {composer.bundle.encoding_name}")

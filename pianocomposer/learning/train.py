@@ -485,8 +485,9 @@ def train(data: Path, weights: Path, *, resume: bool = False, epochs: int = 50, 
     # beside an epoch, and not worth TensorFlow's warning to users.
     logging.getLogger("tensorflow").addFilter(_not_retracing)
     if resume:
-        state = plan_resume(read_meta(weights), tokens, {**changes, **({"preset": preset} if preset else {})},
-                            weights)
+        meta = read_meta(weights)
+        state = plan_resume(meta, tokens, {**changes, **({"preset": preset} if preset else {})}, weights)
+        float16 = float16 or meta.get("weights_dtype") == "float16"  # the bundle's storage, as its other settings
     elif base_bundle is not None:
         state = plan_from(base_bundle, tokens, changes, Path(data))
     else:
