@@ -68,7 +68,10 @@ def test_primers_from_tokens_and_midi(bundle_dir, tmp_path):
     assert by_tokens.pieces[0].primer == "--primer-tokens"
     primer = write_song(tmp_path / "primer.mid", PHRASES[0])
     by_midi = generate(bundle_dir, tmp_path, length=10, primer=primer, seed=0, wav=False, progress=False)
+    alone = generate(bundle_dir, tmp_path, length=10, seed=0, wav=False, progress=False)
     assert len(by_midi.pieces[0].tokens) == 10
+    # the primer leads the piece: the same seed without it (or with the other primer) writes another piece
+    assert len({tuple(r.pieces[0].tokens) for r in (by_tokens, by_midi, alone)}) == 3
     with pytest.raises(PianoComposerError, match="no usable notes"):
         generate(bundle_dir, tmp_path, length=10, primer_tokens="1.6 xyz", wav=False, progress=False)
 
@@ -124,3 +127,5 @@ def test_a_musicxml_primer_starts_the_piece(bundle_dir, tmp_path):
     result = generate(bundle_dir, tmp_path, length=10, primer=tmp_path / "primer.musicxml", seed=1, wav=False,
                       progress=False)
     assert result.pieces[0].primer == str(tmp_path / "primer.musicxml") and len(result.pieces[0].tokens) == 10
+    alone = generate(bundle_dir, tmp_path, length=10, seed=1, wav=False, progress=False)
+    assert result.pieces[0].tokens != alone.pieces[0].tokens

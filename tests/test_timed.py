@@ -83,6 +83,8 @@ def test_a_timed_bundle_trains_reloads_and_generates_timed_music(midi_dir, tmp_p
     primer = write_midi(tmp_path / "primer.mid", NOTES[:4])
     result = generate(tmp_path / "w", tmp_path / "out", length=60, num_outputs=2, seed=0, primer=primer, wav=False,
                       progress=False)
+    alone = generate(tmp_path / "w", tmp_path / "alone", length=60, num_outputs=2, seed=0, wav=False, progress=False)
+    assert [p.tokens for p in result.pieces] != [p.tokens for p in alone.pieces]  # the primer leads the pieces
     for piece in result.pieces:
         assert {t.split("_")[0] for t in piece.tokens} <= {"Pitch", "Duration", "TimeShift"}
         midi = pretty_midi.PrettyMIDI(str(piece.midi))
