@@ -86,6 +86,7 @@ def test_wheel_holds_the_shipped_bundles_and_nothing_else(sources, wheel):
     # every module of the sources is packaged (the package list in pyproject.toml is written by hand)
     modules = {p.relative_to(sources).as_posix() for p in (sources / "pianocomposer").rglob("*.py")}
     assert modules - names == set()
+    assert {"pianocomposer/frontends/serve_page.html", "pianocomposer/frontends/serve_page.js"} <= names  # the page
 
 
 def test_wheel_installed_generate_writes_a_piece_with_the_shipped_model(venv, tmp_path):

@@ -190,6 +190,11 @@ def test_wrong_settings_are_one_sentence(client, settings, status, message):
     assert "\n" not in result["error"] and str(REPO) not in result["error"]
 
 
+def test_settings_over_16_kb_are_refused_while_they_arrive(client):
+    status, result = client.post_json("/api/compose", {"key": "C major", "pad": "x" * 17 * 1024})
+    assert status == 413 and result["error"] == "the settings are larger than 16 KB"
+
+
 def test_a_body_that_is_not_json_is_one_sentence(client):
     status, _, body = client.request("POST", "/api/compose", b"length=100")
     assert status == 400 and json.loads(body)["error"].startswith("the body is not JSON")
