@@ -6,7 +6,6 @@ says in one line how to add it. Slow (a real pip install): `.ci/run` runs it aft
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.request
@@ -60,12 +59,12 @@ def test_train_without_the_extra_says_how_to_install_it(core, tmp_path):
 
 
 def test_the_core_install_serves_the_page(core, tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([core / "bin" / "pianocomposer", "serve", "--port", str(port), "--out", "served"],
+    server = subprocess.Popen([core / "bin" / "pianocomposer", "serve", "--port", "0", "--out", "served"],
                               cwd=tmp_path, env=CLEAN_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
+        first = server.stderr.readline().decode()  # names the free port it bound
+        assert "http://127.0.0.1:" in first, first + (server.stderr.read().decode() if server.poll() else "")
+        port = int(first.split("http://127.0.0.1:")[1].split("/")[0])
         deadline, page = time.monotonic() + 120, None
         while page is None and time.monotonic() < deadline and server.poll() is None:
             try:

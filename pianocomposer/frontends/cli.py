@@ -435,7 +435,7 @@ def demos(
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every network the machine is on).")]
     = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: a free one, named when it starts).")] = 8000,
     out: Annotated[Path, typer.Option(help="Folder for the results (one folder per result).")] = DEFAULT_SERVE_DIR,
     weights: Annotated[list[Path] | None, typer.Option(help="Bundle folders to offer, or folders of bundles "
                                                        "(default: weights/ and the shipped bundles).",

@@ -731,13 +731,27 @@ def create_app(out: Path = DEFAULT_SERVE_DIR, bundles: dict[str, BundleInfo] | N
 
 def serve(host: str = "127.0.0.1", port: int = 8000, out: Path = DEFAULT_SERVE_DIR, *,
           weights: list[Path] | None = None, limits: Limits | None = None) -> None:
-    """Serve the page and the API on host:port until interrupted, results under `out`."""
+    """Serve the page and the API on host:port (0: a free port, named in the first line) until interrupted, results
+    under `out`."""
+    import socket
+
     import uvicorn
 
     bundles = find_bundles(weights or None)
     wildcard = host in ("0.0.0.0", "::", "")
     app = create_app(out, bundles, limits, hosts=["*"] if wildcard else ["127.0.0.1", "localhost", "[::1]", host])
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PianoComposerError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
     log.info("pianocomposer serve: http://%s:%d/ (bundles %s; results in %s)", host if not wildcard else "127.0.0.1",
-             port, ", ".join(bundles), out)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+             sock.getsockname()[1], ", ".join(bundles), out)
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn raises the Ctrl-C it shut down on again: stopping is the normal end
+        pass
