@@ -435,7 +435,9 @@ def test_the_command_serves_until_interrupted(tmp_path):
                              str(tmp_path / "out"), "--weights", str(REPO / "weights" / "abc"), "--workers", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     try:
-        first = proc.stdout.readline()  # the port the server bound and listens on, no race with another test's
+        first = proc.stdout.readline()  # until the line naming the port it bound: no race with another test's
+        while "http://127.0.0.1:" not in first and first:
+            first = proc.stdout.readline()
         port = int(first.split("http://127.0.0.1:")[1].split("/")[0])
         client = Client(port, tmp_path / "out", None)
         for _ in range(300):
