@@ -62,11 +62,11 @@ def test_the_core_install_serves_the_page(core, tmp_path):
     server = subprocess.Popen([core / "bin" / "pianocomposer", "serve", "--port", "0", "--out", "served"],
                               cwd=tmp_path, env=CLEAN_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        said = [server.stderr.readline().decode() for _ in range(1)]  # it names the free port it bound
-        while "http://127.0.0.1:" not in said[-1] and said[-1] and len(said) < 50:
-            said.append(server.stderr.readline().decode())
-        assert "http://127.0.0.1:" in said[-1], "".join(said)
-        port = int(said[-1].split("http://127.0.0.1:")[1].split("/")[0])
+        line = server.stderr.readline().decode()  # until the line naming the free port it bound
+        while line and "http://127.0.0.1:" not in line:
+            line = server.stderr.readline().decode()
+        assert "http://127.0.0.1:" in line, server.stderr.read().decode() if server.poll() is not None else line
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
         deadline, page = time.monotonic() + 120, None
         while page is None and time.monotonic() < deadline and server.poll() is None:
             try:
