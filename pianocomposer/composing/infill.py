@@ -44,8 +44,10 @@ def fill(bundle: Bundle, net: StepModel, before: list[str], after: list[str], qu
         constraint.start([before] * candidates)
     moves = advance > 0
     primer = known_ids(bundle, before)[-bundle.config.seq_len:]
-    probs, state = prime(net, [np.array(primer, np.int32)] * candidates) if primer else (None, None)
-    if probs is None:  # a span at the very start: the network starts from nothing
+    if primer:  # primed once, the state copied to every candidate
+        probs, state = prime(net, [np.array(primer, np.int32)])
+        probs, state = np.repeat(probs, candidates, axis=0), [np.repeat(s, candidates, axis=0) for s in state]
+    else:  # a span at the very start: the network starts from nothing
         state = net.initial_state(candidates)
         probs = np.full((candidates, len(advance)), 1.0 / len(advance), np.float32)
     left = np.full(candidates, float(quarters))
@@ -53,35 +55,35 @@ def fill(bundle: Bundle, net: StepModel, before: list[str], after: list[str], qu
     nats = np.zeros(candidates)
     limit = max(8, int(MAX_TOKENS_PER_QUARTER * quarters))
     for step in range(10 * limit):
-        active = left > EPS
-        if not active.any():
+        live = np.flatnonzero(left > EPS)  # the rows still writing; a finished row keeps its state and odds
+        if not len(live):
             break
-        allowed = advance[None, :] <= left[:, None] + EPS
+        allowed = advance[None, :] <= left[live, None] + EPS
         if step >= limit:  # long enough: only time moves on now
             allowed &= moves[None, :]
-        if constraint is not None:  # only the rows still writing: a finished row's grammar may have ended
-            live = np.flatnonzero(active)
-            grammar = constraint.mask(live)
-            allowed[live] = np.where((allowed[live] & grammar).any(axis=1)[:, None], allowed[live] & grammar, grammar)
-        stuck = ~allowed.any(axis=1)  # no shift short enough to close the span (a vocabulary without it)
-        left[stuck] = 0.0
-        allowed[stuck] = True
-        ids = sampler(probs, rng, allowed)
         if constraint is not None:
-            constraint.advance(live, ids[live])
-        for row in np.flatnonzero(active & ~stuck):
-            written[row].append(int(ids[row]))
-            nats[row] -= np.log(max(float(probs[row, ids[row]]), 1e-30))
-            left[row] -= advance[ids[row]]
-        new_probs, new_state = net.step(ids.astype(np.int32), state)
-        keep = (active & ~stuck)[:, None]  # a row that is done keeps its state and odds for scoring what follows
-        probs = np.where(keep, new_probs, probs)
-        state = [np.where(keep, new, old) for new, old in zip(new_state, state, strict=True)]
+            grammar = constraint.mask(live)
+            allowed = np.where((allowed & grammar).any(axis=1)[:, None], allowed & grammar, grammar)
+        stuck = ~allowed.any(axis=1)  # no shift short enough to close the span (a vocabulary without it)
+        left[live[stuck]] = 0.0
+        allowed[stuck] = True
+        ids = sampler(probs[live], rng, allowed)
+        if constraint is not None:
+            constraint.advance(live, ids)
+        rows, ids = live[~stuck], ids[~stuck].astype(np.int32)
+        for row, token in zip(rows, ids, strict=True):
+            written[row].append(int(token))
+            nats[row] -= np.log(max(float(probs[row, token]), 1e-30))
+            left[row] -= advance[token]
+        probs[rows], new_state = net.step(ids, [s[rows] for s in state])
+        for old, new in zip(state, new_state, strict=True):
+            old[rows] = new
     following = known_ids(bundle, after)[:bundle.config.seq_len]
     nats_after = np.zeros(candidates)
-    for token in following:
+    for k, token in enumerate(following):
         nats_after -= np.log(np.maximum(probs[:, token], 1e-30))
-        probs, state = net.step(np.full(candidates, token, np.int32), state)
+        if k + 1 < len(following):
+            probs, state = net.step(np.full(candidates, token, np.int32), state)
     tokens = bundle.vocabulary.tokens
     found = [Candidate([tokens[i] for i in ids], float(n / max(len(ids), 1)),
                        float(a / len(following)) if following else float("nan"))
