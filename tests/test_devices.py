@@ -55,6 +55,7 @@ def _same_history(a: list[dict], b: list[dict]) -> None:
         assert [h[key] for h in a] == pytest.approx([h[key] for h in b], rel=1e-4)
 
 
+@pytest.mark.integration
 def test_two_devices_and_two_processes_train_as_one_device_does_and_stop_together(data_dir, tmp_path):
     # one process with two devices, and one device alone (the reference); at the same time two processes of one
     # device each, where only process 1 has patience: it asks to stop at epoch 2, and process 0 must agree
@@ -105,6 +106,7 @@ def _report(proc: subprocess.Popen, timeout: float = 240) -> dict:
     return {**json.loads(out[out.index("{"):]), "returncode": proc.returncode}  # gloo prints a line to stdout first
 
 
+@pytest.mark.integration
 def test_a_time_budget_spent_on_one_process_stops_both_after_the_same_batch(data_dir, tmp_path):
     cluster = _cluster()
     procs = [_start_jax_training(data_dir, tmp_path / "p0", "--devices", "all", "--epochs", "50", **cluster,
@@ -121,6 +123,7 @@ def test_a_time_budget_spent_on_one_process_stops_both_after_the_same_batch(data
     assert history["history"][0]["partial"] and history["steps"] == 1  # both stopped after the first batch
 
 
+@pytest.mark.integration
 def test_sigterm_to_one_process_stops_both_after_the_same_batch(data_dir, tmp_path):
     cluster = _cluster()
     procs = [_start_jax_training(data_dir, tmp_path / "p0", "--devices", "all", "--epochs", "500", **cluster,

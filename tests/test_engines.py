@@ -9,6 +9,7 @@ from tests.hostile_midi import many_notes_bytes, write_corpus
 pytest.importorskip("ray")  # the test extra installs it; a user without it gets a one-line error (below)
 
 
+@pytest.mark.integration
 def test_ray_reads_a_messy_folder_as_the_local_path_does_and_shares_its_cache(tmp_path):
     corpus = write_corpus(tmp_path / "in")
     (corpus.folder / "slow.mid").write_bytes(many_notes_bytes(30_000))  # 80 s here beside the suite (12 000: 11 s)

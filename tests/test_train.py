@@ -233,6 +233,7 @@ def test_lstm_layers_stay_eligible_for_the_cudnn_kernel():
     assert not model.get_layer("embedding").mask_zero  # a mask sends torch and jax to the generic loop
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])  # the backends README promises; CI installs both
 def test_every_keras_backend_trains_and_the_bundle_generates(backend, data_dir, tmp_path):
     if importlib.util.find_spec(backend) is None:
