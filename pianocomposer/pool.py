@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import os
 import resource
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -44,6 +46,32 @@ def process_pool(workers: int, preload: Iterable[str] = ()) -> ProcessPoolExecut
     return ProcessPoolExecutor(workers, mp_context=forkserver(preload))
 
 
+def _quiet(log: str) -> None:
+    """In a child: its stdout and stderr go to `log`, so a crash's dump (a C stack overflow's fatal error) never
+    reaches the user's terminal; the parent names its first line (`said`)."""
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def said(log: Path) -> str:
+    """What a crashed child wrote, as the tail of a one-line reason: its fatal error, else its first line."""
+    try:
+        lines = [line.strip() for line in Path(log).read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    line = next((x for x in lines if x.startswith("Fatal Python error")), lines[0] if lines else "")
+    return f": {line[:200]}" if line else ""
+
+
+def _log_file() -> Path:
+    """An empty file for a child's output."""
+    fd, name = tempfile.mkstemp(prefix="pianocomposer-child-", suffix=".log")
+    os.close(fd)
+    return Path(name)
+
+
 def read_songs_limited(encoding, path: Path) -> list[dict]:
     """encoding.read_songs(path), with running out of memory (the worker's limit) as the file's reason."""
     try:
@@ -52,10 +80,11 @@ def read_songs_limited(encoding, path: Path) -> list[dict]:
         return [{"part": None, "error": f"parsing needs more than {MEMORY_LIMIT_BYTES // 2**30} GiB of memory"}]
 
 
-def _worker(conn, encoding_name: str, params: dict) -> None:
+def _worker(conn, encoding_name: str, params: dict, log: str) -> None:
     """Runs in a forked process under a memory limit: parse the files it is sent, one reply each, until None."""
     from pianocomposer.encodings import get_encoding
 
+    _quiet(log)
     warnings.simplefilter("ignore")  # music21 warns on stderr about odd events without naming the file
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
     encoding = get_encoding(encoding_name, params)
@@ -69,7 +98,8 @@ class _Worker:
 
     def __init__(self, ctx, encoding_name: str, params: dict):
         self.conn, child_end = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child_end, encoding_name, params), daemon=True)
+        self.log = _log_file()
+        self.proc = ctx.Process(target=_worker, args=(child_end, encoding_name, params, str(self.log)), daemon=True)
         self.proc.start()
         child_end.close()
         self.job: tuple[int, float, float] | None = None  # (file index, deadline, seconds allowed)
@@ -102,6 +132,7 @@ class _Worker:
             self.proc.kill()
             self.proc.join()
         self.conn.close()
+        self.log.unlink(missing_ok=True)
 
 
 def parse_files(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, timeout_s: float, workers: int,
@@ -132,7 +163,8 @@ def parse_files(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, 
                     worker.job, worker.done = None, worker.done + 1
                 except (EOFError, OSError, ValueError):
                     worker.proc.join(5)
-                    results[index] = [{"part": None, "error": f"parser crashed (exit code {worker.proc.exitcode})"}]
+                    results[index] = [{"part": None, "error": f"parser crashed (exit code {worker.proc.exitcode}"
+                                                              f"{said(worker.log)})"}]
                     worker.stop(kill=True)
                     pool[pool.index(worker)] = _Worker(ctx, encoding_name, params)
                 bar.update()
@@ -149,8 +181,9 @@ def parse_files(jobs: list[tuple[int, Path]], encoding_name: str, params: dict, 
     return results
 
 
-def _call_limited(conn, func: Callable[..., bytes], args: tuple) -> None:
+def _call_limited(conn, func: Callable[..., bytes], args: tuple, log: str) -> None:
     """Runs in a forked process under the memory limit: one call; its bytes, or why it failed, as the one reply."""
+    _quiet(log)
     warnings.simplefilter("ignore")
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
     try:
@@ -169,7 +202,8 @@ def call_sandboxed(func: Callable[..., bytes], args: tuple, timeout_s: float) ->
     and killed past timeout_s: the bytes it returns (never unpickled), or PianoComposerError with the reason."""
     ctx = forkserver()
     conn, child_end = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_call_limited, args=(child_end, func, args), daemon=True)
+    log = _log_file()
+    proc = ctx.Process(target=_call_limited, args=(child_end, func, args, str(log)), daemon=True)
     proc.start()
     child_end.close()
     try:
@@ -179,11 +213,12 @@ def call_sandboxed(func: Callable[..., bytes], args: tuple, timeout_s: float) ->
             reply = conn.recv_bytes()
         except (EOFError, OSError):
             proc.join(5)
-            raise PianoComposerError(f"the reader crashed on it (exit code {proc.exitcode})") from None
+            raise PianoComposerError(f"the reader crashed on it (exit code {proc.exitcode}{said(log)})") from None
     finally:
         proc.kill()
         proc.join()
         conn.close()
+        log.unlink(missing_ok=True)
     if reply[:1] != b"+":
         raise PianoComposerError(reply[1:].decode(errors="replace"))
     return reply[1:]

@@ -279,3 +279,15 @@ def test_atomic_path_keeps_the_old_file_when_the_body_fails(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("interrupted mid-write")
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["tokens.json"]
+
+
+def test_a_reader_that_crashes_is_named_in_one_line_and_prints_nothing_in_the_terminal(capfd, tmp_path):
+    from pianocomposer.pool import call_sandboxed
+    from tests.hostile_midi import crash_loudly
+
+    with pytest.raises(PianoComposerError) as raised:
+        call_sandboxed(crash_loudly, (tmp_path / "tune.abc",), 60)
+    assert str(raised.value) == ("the reader crashed on it (exit code -6: Fatal Python error: Cannot recover from "
+                                 "stack overflow.)")
+    out, err = capfd.readouterr()
+    assert "Fatal" not in out + err and "Current thread" not in out + err
