@@ -54,6 +54,7 @@ def test_the_new_notes_fill_the_bars_and_end_by_the_next(rewritten):
     lines = bar_lines(source)
     assert done.seconds == pytest.approx((source.tick_to_time(round(lines[4] * source.resolution)),
                                           source.tick_to_time(round(lines[8] * source.resolution))))
+    assert lines[1] - lines[0] == lines[2] - lines[1]  # no pickup: bar 5 begins at the fifth bar line
     assert notes(out, True, low, high) != notes(source, True, low, high)  # rewritten, not copied
 
 
@@ -117,6 +118,10 @@ def test_a_chorale_model_rewrites_every_voice_or_only_those_under_the_melody(kee
                      wav=False)
     source, out = pretty_midi.PrettyMIDI(str(CHORALE)), pretty_midi.PrettyMIDI(str(done.midi))
     low, high = done.seconds
+    lines = bar_lines(source)  # a one-beat pickup (bar 0), so bar 3 begins at the fourth bar line, as musicians count
+    assert lines[1] == 1.0 and lines[2] - lines[1] == 4.0
+    assert (low, high) == pytest.approx(tuple(source.tick_to_time(round(q * source.resolution))
+                                              for q in (lines[3], lines[5])))
     assert notes(out, False, low, high) == notes(source, False, low, high)
     assert [t.name for t in out.instruments] == [t.name for t in source.instruments]
     soprano = [i for i, t in enumerate(source.instruments) if t.name == "Soprano"]

@@ -78,11 +78,11 @@ def infill(pieces: list[Path], bars: tuple[int, int], weights: Path | Composer |
            out_dir: Path | None = None, *, candidates: int = 8, temperature: float | None = None, seed: int = 0,
            keep_melody: bool = False, sheet: bool = False, wav: bool = True, soundfont: Path | None = None
            ) -> list[Infilled]:
-    """Rewrite `bars` (first, last; from 1) of each piece (MIDI, MusicXML or abc) with a timed or four-voice bundle:
-    `candidates` fillings sampled at `temperature` (default: a four-voice model's as harmonize's, else 1), the one
-    that leads likeliest into what follows kept (with `keep_melody`, a four-voice model writes only the lower voices
-    under the piece's own top voice); written beside each piece (or in out_dir) as NAME-infilled.mid (and .wav, and
-    .musicxml with `sheet`)."""
+    """Rewrite `bars` (first, last; from 1, a pickup not counted) of each piece (MIDI, MusicXML or abc) with a timed
+    or four-voice bundle: `candidates` fillings sampled at `temperature` (default: a four-voice model's as harmonize's,
+    else 1), the one that leads likeliest into what follows kept (with `keep_melody`, a four-voice model writes only
+    the lower voices under the piece's own top voice); written beside each piece (or in out_dir) as NAME-infilled.mid
+    (and .wav, and .musicxml with `sheet`)."""
     if candidates < 1:
         raise PianoComposerError(f"--candidates must be >= 1 (got {candidates})")
     composer = weights if isinstance(weights, Composer) else Composer(weights or Path("timed"))
@@ -96,18 +96,18 @@ def infill(pieces: list[Path], bars: tuple[int, int], weights: Path | Composer |
     done = []
     for path, midi in zip(map(Path, pieces), read, strict=True):
         lines = bar_lines(midi)
-        if bars[1] > len(lines) - 1:
+        pickup = int(len(lines) > 2 and lines[1] - lines[0] < lines[2] - lines[1] - 1e-6)  # bar 0, as musicians count
+        if bars[1] > len(lines) - 1 - pickup:
             raise PianoComposerError(f"{path}: bars {bars[0]}-{bars[1]} are outside the piece (it has "
-                                     f"{len(lines) - 1} bars)")
-        start, end = lines[bars[0] - 1], lines[bars[1]]
+                                     f"{len(lines) - 1 - pickup} bars{' after its pickup' if pickup else ''})")
+        start, end = lines[bars[0] - 1 + pickup], lines[bars[1] + pickup]
         rng = np.random.default_rng(seed)
         with threadpool_limits(blas_threads(), "blas"):
             if keep_melody:
                 new, tracks, scores = _lower_voices(composer, midi, start, end, candidates, temperature, rng)
             else:
-                new, tracks, scores = _fill(composer, midi, start, end, lines[min(bars[1] + FOLLOWING_BARS,
-                                                                                 len(lines) - 1)],
-                                            candidates, temperature, rng)
+                following = lines[min(bars[1] + pickup + FOLLOWING_BARS, len(lines) - 1)]
+                new, tracks, scores = _fill(composer, midi, start, end, following, candidates, temperature, rng)
         out, kept, replaced = _splice(midi, new, start, end, tracks)
         folder = Path(out_dir) if out_dir is not None else path.parent
         folder.mkdir(parents=True, exist_ok=True)
