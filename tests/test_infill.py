@@ -118,10 +118,10 @@ def test_a_chorale_model_rewrites_every_voice_or_only_those_under_the_melody(kee
                      wav=False)
     source, out = pretty_midi.PrettyMIDI(str(CHORALE)), pretty_midi.PrettyMIDI(str(done.midi))
     low, high = done.seconds
-    lines = bar_lines(source)  # a one-beat pickup (bar 0), so bar 3 begins at the fourth bar line, as musicians count
-    assert lines[1] == 1.0 and lines[2] - lines[1] == 4.0
+    lines = bar_lines(source)  # a one-beat pickup is bar 0, so bar 1 begins on the second beat, as musicians count
+    assert lines[0] == 1.0 and lines[1] == 5.0
     assert (low, high) == pytest.approx(tuple(source.tick_to_time(round(q * source.resolution))
-                                              for q in (lines[3], lines[5])))
+                                              for q in (lines[2], lines[4])))
     assert notes(out, False, low, high) == notes(source, False, low, high)
     assert [t.name for t in out.instruments] == [t.name for t in source.instruments]
     soprano = [i for i, t in enumerate(source.instruments) if t.name == "Soprano"]

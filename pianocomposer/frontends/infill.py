@@ -64,14 +64,16 @@ def parse_bars(spec: str) -> tuple[int, int]:
 
 def bar_lines(midi: pretty_midi.PrettyMIDI) -> list[float]:
     """Where each bar of a piece begins, in quarter notes (by its time signatures; 4/4 without one), and where its
-    last bar ends."""
+    last bar ends; a pickup (a first bar shorter than the next) is bar 0, as musicians count: its start is left out,
+    so that bar n (from 1) lies between lines n-1 and n."""
     end = midi.time_to_tick(midi.get_end_time()) / midi.resolution
     quarters = [q for t in midi.get_downbeats() if (q := midi.time_to_tick(t) / midi.resolution) < end - 1e-6]
     metres = midi.time_signature_changes
     last = metres[-1].numerator * 4 / metres[-1].denominator if metres else 4.0
     while quarters and quarters[-1] + last < end - 1e-6:  # a bar begins before the piece ends
         quarters.append(quarters[-1] + last)
-    return [*quarters, quarters[-1] + last] if quarters else [0.0, last]
+    lines = [*quarters, quarters[-1] + last] if quarters else [0.0, last]
+    return lines[1:] if len(lines) > 2 and lines[1] - lines[0] < lines[2] - lines[1] - 1e-6 else lines
 
 
 def infill(pieces: list[Path], bars: tuple[int, int], weights: Path | Composer | None = None,
@@ -96,17 +98,16 @@ def infill(pieces: list[Path], bars: tuple[int, int], weights: Path | Composer |
     done = []
     for path, midi in zip(map(Path, pieces), read, strict=True):
         lines = bar_lines(midi)
-        pickup = int(len(lines) > 2 and lines[1] - lines[0] < lines[2] - lines[1] - 1e-6)  # bar 0, as musicians count
-        if bars[1] > len(lines) - 1 - pickup:
+        if bars[1] > len(lines) - 1:
             raise PianoComposerError(f"{path}: bars {bars[0]}-{bars[1]} are outside the piece (it has "
-                                     f"{len(lines) - 1 - pickup} bars{' after its pickup' if pickup else ''})")
-        start, end = lines[bars[0] - 1 + pickup], lines[bars[1] + pickup]
+                                     f"{len(lines) - 1} bars)")
+        start, end = lines[bars[0] - 1], lines[bars[1]]
         rng = np.random.default_rng(seed)
         with threadpool_limits(blas_threads(), "blas"):
             if keep_melody:
                 new, tracks, scores = _lower_voices(composer, midi, start, end, candidates, temperature, rng)
             else:
-                following = lines[min(bars[1] + pickup + FOLLOWING_BARS, len(lines) - 1)]
+                following = lines[min(bars[1] + FOLLOWING_BARS, len(lines) - 1)]
                 new, tracks, scores = _fill(composer, midi, start, end, following, candidates, temperature, rng)
         out, kept, replaced = _splice(midi, new, start, end, tracks)
         folder = Path(out_dir) if out_dir is not None else path.parent
