@@ -107,6 +107,24 @@ def test_wheel_installed_generate_writes_a_piece_with_the_shipped_model(venv, tm
     assert notes
 
 
+@pytest.mark.integration
+def test_wheel_installed_with_the_training_packages_extracts_trains_and_composes(venv, tmp_path):
+    """The [train] path as a user takes it: the wheel with Keras and a backend beside it (here the project's own,
+    through the environment's .pth), outside the checkout."""
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for source in sorted((REPO / "midi_songs").glob("*.mid"))[:6]:
+        shutil.copy(source, songs)
+    cli = venv / "bin" / "pianocomposer"
+    run(cli, "extract", "--input", songs, "--out", "data", cwd=tmp_path)
+    trained = json.loads(run(cli, "train", "--data", "data", "--weights", "mine", "--preset", "quick", "--epochs", 1,
+                             "--json", cwd=tmp_path, timeout=600).stdout)
+    assert trained["epochs"] == 1 and (tmp_path / "mine" / "model.keras").is_file()
+    piece = json.loads(run(cli, "generate", "--weights", "mine", "--length", 30, "--no-wav", "--json",
+                           cwd=tmp_path).stdout)["pieces"][0]
+    assert pretty_midi.PrettyMIDI(str(tmp_path / piece["midi"])).instruments[0].notes
+
+
 def test_checkout_reads_the_shipped_bundle_from_weights():
     if Path(pianocomposer.__file__).resolve().parent != REPO / "pianocomposer":
         pytest.skip("pianocomposer is not imported from this checkout")
