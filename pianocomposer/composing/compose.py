@@ -99,6 +99,14 @@ def prime(net: StepModel, primers: list[np.ndarray]) -> tuple[np.ndarray, list[n
     return probs, state
 
 
+def token_id(bundle: Bundle, token: str) -> int | None:
+    """A token's id, or its nearest known kin's (a soprano note out of the model's compass), or None (a key or beat
+    the model never saw: left out)."""
+    vocabulary = bundle.vocabulary
+    near = token if token in vocabulary.index else bundle.encoding.nearest(token, vocabulary.tokens)
+    return vocabulary.index.get(near) if near is not None else None
+
+
 def continue_sequences(net: StepModel, primers: list[np.ndarray], length: int, sampler: Sampler,
                        rng: np.random.Generator, progress: bool = False, stop_id: int | None = None,
                        constraint: Constraint | None = None) -> np.ndarray:

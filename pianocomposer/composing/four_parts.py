@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pianocomposer.composing.compose import Sampler, categorical, prime
+from pianocomposer.composing.compose import Sampler, categorical, prime, token_id
 from pianocomposer.encodings.voices_tokens import (
     END,
     HELD,
@@ -64,17 +64,10 @@ KINDS = 2 + len(BASS_LEAPS)  # holds, new notes, the bass's thirds, its wider le
 FIGURATION = (0.25, 1.0)  # the offsets' mean and standard deviation
 OFF_BEAT = np.array(CALIBRATION) == "move off the beat"  # the odds a figuration offsets
 
-def token_id(bundle: Bundle, token: str) -> int | None:
-    """A token's id, or its nearest known kin's (a soprano note out of the model's compass), or None (a key or beat
-    the model never saw: left out)."""
-    vocabulary = bundle.vocabulary
-    near = token if token in vocabulary.index else bundle.encoding.nearest(token, vocabulary.tokens)
-    return vocabulary.index.get(near) if near is not None else None
-
 
 def beat_phase(frame: list[str], grid: int) -> int:
     """A frame's place in its beat, in grid steps (0: on a beat), by its `Beat_n` token; -1 without one."""
-    return next((beat(t) % grid for t in frame if beat(t) is not None), -1)
+    return next((step % grid for t in frame if (step := beat(t)) is not None), -1)
 
 
 def cadence(key: str | None, frames: list[list[str]]) -> tuple[int, int]:

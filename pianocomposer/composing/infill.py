@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pianocomposer.composing.compose import Sampler, prime
+from pianocomposer.composing.compose import Sampler, prime, token_id
 from pianocomposer.learning.bundle import Bundle
 from pianocomposer.learning.model import StepModel
 
@@ -27,9 +27,7 @@ class Candidate:
 
 def known_ids(bundle: Bundle, tokens: list[str]) -> list[int]:
     """Tokens as the vocabulary's ids, a token it does not know as its nearest known kin (or left out)."""
-    index, encoding = bundle.vocabulary.index, bundle.encoding
-    near = (t if t in index else encoding.nearest(t, bundle.vocabulary.tokens) for t in tokens)
-    return [index[t] for t in near if t is not None]
+    return [i for t in tokens if (i := token_id(bundle, t)) is not None]
 
 
 def fill(bundle: Bundle, net: StepModel, before: list[str], after: list[str], quarters: float, candidates: int,

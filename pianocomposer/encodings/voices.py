@@ -215,10 +215,10 @@ class VoicesEncoding(Encoding):
         sounding: dict[str, pretty_midi.Note | None] = dict.fromkeys(PREFIXES)
         frame, beats = -1, []
         for token in tokens:
-            if beat(token) is not None:
-                beats.append(beat(token))
-            if key_tonic(token)[0] >= 0 and not midi.key_signature_changes:
-                tonic, minor = key_tonic(token)
+            if (step := beat(token)) is not None:
+                beats.append(step)
+            tonic, minor = key_tonic(token)
+            if tonic >= 0 and not midi.key_signature_changes:
                 midi.key_signature_changes.append(pretty_midi.KeySignature(tonic + 12 * minor, 0.0))
             elif is_frame(token):
                 frame += 1
@@ -226,13 +226,13 @@ class VoicesEncoding(Encoding):
                 midi.text_events.append(pretty_midi.Text("fermata", frame * seconds))
             elif token[:2] in VOICE_TOKENS and frame >= 0:
                 prefix, value = kind(token)
-                note = sounding[prefix]
-                if value.endswith(HELD) and note is not None and note.pitch == pitch(token):
+                note, sounds = sounding[prefix], pitch(token)
+                if value.endswith(HELD) and note is not None and note.pitch == sounds:
                     note.end = (frame + 1) * seconds
-                elif pitch(token) < 0 or value.endswith(HELD):
+                elif sounds < 0 or value.endswith(HELD):
                     sounding[prefix] = None  # a held note with nothing to hold is silence
                 else:
-                    sounding[prefix] = pretty_midi.Note(VELOCITY, pitch(token), frame * seconds, (frame + 1) * seconds)
+                    sounding[prefix] = pretty_midi.Note(VELOCITY, sounds, frame * seconds, (frame + 1) * seconds)
                     tracks[prefix].notes.append(sounding[prefix])
         if not any(t.notes for t in tracks.values()):
             raise Unplayable("no notes")
@@ -305,8 +305,9 @@ class VoicesEncoding(Encoding):
 
     def transpose(self, token: str, semitones: int) -> str | None:
         """A voice's pitch moved (None where it leaves the voice's compass), a key moved with it; the rest stay."""
-        if key_tonic(token)[0] >= 0:
-            return key_token(key_tonic(token)[0] + semitones, key_tonic(token)[1])
+        tonic, minor = key_tonic(token)
+        if tonic >= 0:
+            return key_token(tonic + semitones, minor)
         prefix, value = kind(token)
         if prefix not in (*RANGES, NEXT) or value in (REST, "end"):
             return token
@@ -324,4 +325,5 @@ class VoicesEncoding(Encoding):
             return None
         held = value.endswith(HELD)
         same = [k for k in known if kind(k)[0] == prefix and pitch(k) >= 0 and k.endswith(HELD) == held]
-        return min(same, key=lambda k: abs(pitch(k) - pitch(token)), default=None)
+        sounds = pitch(token)
+        return min(same, key=lambda k: abs(pitch(k) - sounds), default=None)

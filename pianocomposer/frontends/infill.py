@@ -172,8 +172,9 @@ def _splice(midi: pretty_midi.PrettyMIDI, new: pretty_midi.PrettyMIDI, start: fl
     removed: dict[int, list[pretty_midi.Note]] = {}
     for i in rewritten:
         track = out.instruments[i]
-        removed[i] = [n for n in track.notes if low <= midi.time_to_tick(n.start) < high]
-        track.notes = [n for n in track.notes if not low <= midi.time_to_tick(n.start) < high]
+        inside = [low <= midi.time_to_tick(n.start) < high for n in track.notes]
+        removed[i] = [n for n, x in zip(track.notes, inside, strict=True) if x]
+        track.notes = [n for n, x in zip(track.notes, inside, strict=True) if not x]
     gone = [n for notes in removed.values() for n in notes]
     velocity = int(np.median([n.velocity for n in gone])) if gone else DEFAULT_VELOCITY
     most = max(removed, key=lambda i: len(removed[i]))
